@@ -1,0 +1,192 @@
+//! Command-line definitions only (clap derive). Validation and defaults that need thought
+//! live in [`crate::config`]; this file is what `--help` shows.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Mount an S3 bucket, or one path inside it, as a local folder.
+#[derive(Debug, Parser)]
+#[command(name = "s3mount", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Mount BUCKET[/PREFIX] (or s3://BUCKET/PREFIX/) at MOUNTPOINT.
+    ///
+    /// Only keys under PREFIX are ever listed, read, written or deleted. By default the
+    /// command returns once the mount is live (the file system keeps running in the
+    /// background); unmount with `fusermount3 -u MOUNTPOINT`.
+    Mount(MountArgs),
+}
+
+/// `s3mount mount`.
+#[derive(Debug, Args)]
+pub struct MountArgs {
+    /// Bucket, optionally with a path inside it: `bucket`, `bucket/some/prefix`,
+    /// or `s3://bucket/some/prefix/`.
+    #[arg(value_name = "BUCKET[/PREFIX]")]
+    pub target: String,
+
+    /// Empty directory to mount on.
+    #[arg(value_name = "MOUNTPOINT")]
+    pub mountpoint: PathBuf,
+
+    /// How to reach and authenticate to S3.
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+
+    /// How the mount behaves.
+    #[command(flatten)]
+    pub mount: MountOptions,
+
+    /// Throughput tuning.
+    #[command(flatten)]
+    pub tuning: TuningArgs,
+
+    /// Logging.
+    #[command(flatten)]
+    pub logging: LoggingArgs,
+}
+
+/// Connection options, shared by every subcommand.
+#[derive(Debug, Args, Clone, Default)]
+#[command(next_help_heading = "Connection")]
+pub struct ConnectionArgs {
+    /// AWS region of the bucket. Detected from the bucket (HeadBucket) when not given.
+    #[arg(long, value_name = "REGION")]
+    pub region: Option<String>,
+
+    /// S3 endpoint URL, for S3-compatible servers (also read from AWS_ENDPOINT_URL_S3 /
+    /// AWS_ENDPOINT_URL).
+    #[arg(long, value_name = "URL")]
+    pub endpoint_url: Option<String>,
+
+    /// Use path-style requests (http://host/bucket/key). Implied when --endpoint-url is an
+    /// IP address or localhost.
+    #[arg(long)]
+    pub force_path_style: bool,
+
+    /// Named profile from ~/.aws/config and ~/.aws/credentials (also AWS_PROFILE).
+    #[arg(long, value_name = "NAME")]
+    pub profile: Option<String>,
+
+    /// Access key id (legacy; prefer a profile, env vars or --role-arn). Needs
+    /// --secret-access-key.
+    #[arg(long, value_name = "ID", requires = "secret_access_key")]
+    pub access_key_id: Option<String>,
+
+    /// Secret access key. Visible to other local users in the process list: prefer the
+    /// AWS_SECRET_ACCESS_KEY environment variable or a profile.
+    #[arg(long, value_name = "SECRET", requires = "access_key_id")]
+    pub secret_access_key: Option<String>,
+
+    /// Session token for temporary static credentials.
+    #[arg(long, value_name = "TOKEN", requires = "access_key_id")]
+    pub session_token: Option<String>,
+
+    /// IAM role to assume through STS (recommended). The base credentials come from the
+    /// options above or the default chain.
+    #[arg(long, value_name = "ARN")]
+    pub role_arn: Option<String>,
+
+    /// External ID the role's trust policy requires (sts:ExternalId).
+    #[arg(long, value_name = "ID", requires = "role_arn")]
+    pub external_id: Option<String>,
+
+    /// Session name for the assumed role (appears in CloudTrail).
+    #[arg(long, value_name = "NAME", requires = "role_arn", default_value = "s3mount")]
+    pub role_session_name: String,
+
+    /// STS endpoint URL for AssumeRole (default: AWS's regional STS endpoint).
+    #[arg(long, value_name = "URL", requires = "role_arn")]
+    pub sts_endpoint_url: Option<String>,
+
+    /// Send unsigned requests (public buckets); no credentials are looked up.
+    #[arg(long, conflicts_with_all = ["access_key_id", "profile", "role_arn"])]
+    pub no_sign_request: bool,
+}
+
+/// Mount behaviour options.
+#[derive(Debug, Args, Clone)]
+#[command(next_help_heading = "Mount")]
+pub struct MountOptions {
+    /// Mount read-only: every write, create, delete or mkdir fails with EROFS.
+    #[arg(long)]
+    pub read_only: bool,
+
+    /// Stay in the foreground (logs go to stderr) instead of returning once mounted.
+    #[arg(long, short = 'f')]
+    pub foreground: bool,
+
+    /// Owner uid of every file and directory (default: the current user).
+    #[arg(long, value_name = "UID")]
+    pub uid: Option<u32>,
+
+    /// Group gid of every file and directory (default: the current group).
+    #[arg(long, value_name = "GID")]
+    pub gid: Option<u32>,
+
+    /// Permission bits of files, in octal.
+    #[arg(long, value_name = "OCTAL", default_value = "0644")]
+    pub file_mode: String,
+
+    /// Permission bits of directories, in octal.
+    #[arg(long, value_name = "OCTAL", default_value = "0755")]
+    pub dir_mode: String,
+
+    /// Let other users access the mount (needs `user_allow_other` in /etc/fuse.conf unless
+    /// root).
+    #[arg(long, conflicts_with = "allow_root")]
+    pub allow_other: bool,
+
+    /// Let root access the mount too.
+    #[arg(long)]
+    pub allow_root: bool,
+
+    /// Unmount automatically when the s3mount process exits, even if killed (needs
+    /// --allow-other or --allow-root: a fusermount3 restriction).
+    #[arg(long)]
+    pub auto_unmount: bool,
+}
+
+/// Throughput tuning options.
+#[derive(Debug, Args, Clone)]
+#[command(next_help_heading = "Tuning")]
+pub struct TuningArgs {
+    /// Parallel ranged GETs per file read sequentially.
+    #[arg(long, value_name = "N", default_value_t = 8)]
+    pub download_threads: usize,
+
+    /// Largest ranged GET issued by the prefetcher (e.g. 8MiB).
+    #[arg(long, value_name = "SIZE", default_value = "8MiB")]
+    pub read_part_size: String,
+
+    /// Multipart upload part size (5MiB..5GiB); files smaller than it are one PutObject.
+    /// The largest file is 10,000 parts.
+    #[arg(long, value_name = "SIZE", default_value = "8MiB")]
+    pub write_part_size: String,
+
+    /// Parts uploaded concurrently per file being written.
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    pub upload_threads: usize,
+}
+
+/// Logging options.
+#[derive(Debug, Args, Clone)]
+#[command(next_help_heading = "Logging")]
+pub struct LoggingArgs {
+    /// Log level or tracing filter (error, warn, info, debug, trace); RUST_LOG overrides.
+    #[arg(long, value_name = "LEVEL", default_value = "warn")]
+    pub log_level: String,
+
+    /// Log file once running in the background (default:
+    /// $XDG_STATE_HOME/s3mount/s3mount.log, i.e. ~/.local/state/s3mount/s3mount.log).
+    #[arg(long, value_name = "PATH")]
+    pub log_file: Option<PathBuf>,
+}

@@ -1,0 +1,495 @@
+//! Validated settings built from the command line. Everything a user can get wrong before
+//! any network call (bucket name, prefix, role ARN, sizes, modes, the mount point) is
+//! rejected here with a one-line message.
+
+use std::path::{Path, PathBuf};
+
+use crate::cli::{ConnectionArgs, MountArgs};
+
+/// A configuration error: printed as is, one line.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+fn err<T>(msg: impl Into<String>) -> Result<T, ConfigError> {
+    Err(ConfigError(msg.into()))
+}
+
+/// Static keys given on the command line.
+#[derive(Clone, Debug)]
+pub struct StaticKeys {
+    /// Access key id.
+    pub access_key_id: String,
+    /// Secret access key (never logged).
+    pub secret_access_key: String,
+    /// Optional session token.
+    pub session_token: Option<String>,
+}
+
+/// A role to assume.
+#[derive(Clone, Debug)]
+pub struct RoleConfig {
+    /// Role ARN, validated.
+    pub arn: String,
+    /// External ID for the trust policy's sts:ExternalId condition.
+    pub external_id: Option<String>,
+    /// Role session name.
+    pub session_name: String,
+    /// STS endpoint override.
+    pub sts_endpoint_url: Option<String>,
+}
+
+/// How to reach and authenticate to S3.
+#[derive(Clone, Debug, Default)]
+pub struct Connection {
+    /// Explicit region; `None` means detect.
+    pub region: Option<String>,
+    /// Endpoint override.
+    pub endpoint_url: Option<String>,
+    /// Path-style addressing.
+    pub force_path_style: bool,
+    /// Named profile.
+    pub profile: Option<String>,
+    /// Static keys from the command line.
+    pub static_keys: Option<StaticKeys>,
+    /// Role to assume.
+    pub role: Option<RoleConfig>,
+    /// Anonymous requests.
+    pub no_sign_request: bool,
+}
+
+/// Bucket and prefix: the only part of S3 a mount may touch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Target {
+    /// Bucket name, validated.
+    pub bucket: String,
+    /// Key prefix: empty, or ending in `/`, with no empty, `.` or `..` components.
+    pub prefix: String,
+}
+
+/// Everything the filesystem core needs to know.
+#[derive(Clone, Debug)]
+pub struct FsConfig {
+    /// Owner of every inode.
+    pub uid: u32,
+    /// Group of every inode.
+    pub gid: u32,
+    /// Permission bits of files.
+    pub file_mode: u16,
+    /// Permission bits of directories.
+    pub dir_mode: u16,
+    /// Refuse every modification with EROFS.
+    pub read_only: bool,
+    /// Concurrent ranged GETs per sequential reader.
+    pub download_threads: usize,
+    /// Largest ranged GET of the prefetcher.
+    pub read_part_size: u64,
+    /// Multipart part size.
+    pub write_part_size: u64,
+    /// Concurrent part uploads per writer.
+    pub upload_threads: usize,
+}
+
+impl Default for FsConfig {
+    fn default() -> Self {
+        FsConfig {
+            uid: 0,
+            gid: 0,
+            file_mode: 0o644,
+            dir_mode: 0o755,
+            read_only: false,
+            download_threads: 8,
+            read_part_size: 8 << 20,
+            write_part_size: 8 << 20,
+            upload_threads: 4,
+        }
+    }
+}
+
+/// Settings of the FUSE mount itself.
+#[derive(Clone, Debug)]
+pub struct MountSettings {
+    /// Canonical mount point.
+    pub mountpoint: PathBuf,
+    /// Stay in the foreground.
+    pub foreground: bool,
+    /// allow_other.
+    pub allow_other: bool,
+    /// allow_root.
+    pub allow_root: bool,
+    /// auto_unmount.
+    pub auto_unmount: bool,
+    /// Log file once daemonized.
+    pub log_file: Option<PathBuf>,
+}
+
+/// The whole validated `mount` command.
+#[derive(Clone, Debug)]
+pub struct MountConfig {
+    /// What to mount.
+    pub target: Target,
+    /// How to connect.
+    pub connection: Connection,
+    /// Filesystem behaviour.
+    pub fs: FsConfig,
+    /// Mount behaviour.
+    pub mount: MountSettings,
+}
+
+impl MountConfig {
+    /// Validate the parsed command line. Does not touch the network; does look at the
+    /// mount point.
+    pub fn from_args(args: &MountArgs) -> Result<Self, ConfigError> {
+        let target = parse_target(&args.target)?;
+        let connection = connection_from_args(&args.connection)?;
+        let m = &args.mount;
+        if m.auto_unmount && !(m.allow_other || m.allow_root) {
+            return err("--auto-unmount needs --allow-other or --allow-root (fusermount3 restriction)");
+        }
+        let t = &args.tuning;
+        if t.download_threads == 0 || t.download_threads > 256 {
+            return err("--download-threads must be between 1 and 256");
+        }
+        if t.upload_threads == 0 || t.upload_threads > 64 {
+            return err("--upload-threads must be between 1 and 64");
+        }
+        let read_part_size = parse_size(&t.read_part_size, "--read-part-size")?;
+        if !(64 << 10..=1 << 30).contains(&read_part_size) {
+            return err("--read-part-size must be between 64KiB and 1GiB");
+        }
+        let write_part_size = parse_size(&t.write_part_size, "--write-part-size")?;
+        if !(5 << 20..=5 << 30).contains(&write_part_size) {
+            return err("--write-part-size must be between 5MiB and 5GiB (S3 multipart limits)");
+        }
+        // SAFETY: getuid/getgid cannot fail.
+        let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+        let fs = FsConfig {
+            uid: m.uid.unwrap_or(uid),
+            gid: m.gid.unwrap_or(gid),
+            file_mode: parse_mode(&m.file_mode, "--file-mode")?,
+            dir_mode: parse_mode(&m.dir_mode, "--dir-mode")?,
+            read_only: m.read_only,
+            download_threads: t.download_threads,
+            read_part_size,
+            write_part_size,
+            upload_threads: t.upload_threads,
+        };
+        let mountpoint = check_mountpoint(&args.mountpoint)?;
+        Ok(MountConfig {
+            target,
+            connection,
+            fs,
+            mount: MountSettings {
+                mountpoint,
+                foreground: m.foreground,
+                allow_other: m.allow_other,
+                allow_root: m.allow_root,
+                auto_unmount: m.auto_unmount,
+                log_file: args.logging.log_file.clone(),
+            },
+        })
+    }
+}
+
+/// Validate connection options.
+pub fn connection_from_args(a: &ConnectionArgs) -> Result<Connection, ConfigError> {
+    if let Some(r) = &a.region
+        && (r.is_empty()
+            || r == "auto"
+            || !r
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'))
+    {
+        return err(format!(
+            "invalid --region '{r}': expected a region name such as eu-west-1 (omit the flag to detect it)"
+        ));
+    }
+    for (flag, url) in [
+        ("--endpoint-url", &a.endpoint_url),
+        ("--sts-endpoint-url", &a.sts_endpoint_url),
+    ] {
+        if let Some(u) = url
+            && !(u.starts_with("http://") || u.starts_with("https://"))
+        {
+            return err(format!(
+                "invalid {flag} '{u}': expected http://HOST[:PORT] or https://HOST[:PORT]"
+            ));
+        }
+    }
+    let role = match &a.role_arn {
+        Some(arn) => {
+            validate_role_arn(arn)?;
+            Some(RoleConfig {
+                arn: arn.clone(),
+                external_id: a.external_id.clone(),
+                session_name: a.role_session_name.clone(),
+                sts_endpoint_url: a.sts_endpoint_url.clone(),
+            })
+        }
+        None => None,
+    };
+    let static_keys = match (&a.access_key_id, &a.secret_access_key) {
+        (Some(id), Some(secret)) => Some(StaticKeys {
+            access_key_id: id.clone(),
+            secret_access_key: secret.clone(),
+            session_token: a.session_token.clone(),
+        }),
+        _ => None,
+    };
+    let force_path_style = a.force_path_style
+        || a.endpoint_url.as_deref().is_some_and(endpoint_needs_path_style)
+        || std::env::var("AWS_ENDPOINT_URL")
+            .ok()
+            .as_deref()
+            .is_some_and(endpoint_needs_path_style);
+    Ok(Connection {
+        region: a.region.clone(),
+        endpoint_url: a.endpoint_url.clone(),
+        force_path_style,
+        profile: a.profile.clone(),
+        static_keys,
+        role,
+        no_sign_request: a.no_sign_request,
+    })
+}
+
+/// Virtual-host addressing needs DNS for `bucket.host`; an IP or localhost has none.
+fn endpoint_needs_path_style(url: &str) -> bool {
+    let host = url
+        .split("://")
+        .nth(1)
+        .unwrap_or(url)
+        .split(['/', ':'])
+        .next()
+        .unwrap_or("");
+    host == "localhost" || host.parse::<std::net::Ipv4Addr>().is_ok() || url.contains('[')
+}
+
+/// Parse `bucket`, `bucket/prefix`, `s3://bucket/prefix/`.
+pub fn parse_target(s: &str) -> Result<Target, ConfigError> {
+    let rest = s.strip_prefix("s3://").unwrap_or(s);
+    let (bucket, prefix) = match rest.split_once('/') {
+        Some((b, p)) => (b, p),
+        None => (rest, ""),
+    };
+    validate_bucket(bucket)?;
+    Ok(Target {
+        bucket: bucket.to_owned(),
+        prefix: normalize_prefix(prefix)?,
+    })
+}
+
+/// S3 bucket naming rules (the subset every S3-compatible server accepts).
+pub fn validate_bucket(b: &str) -> Result<(), ConfigError> {
+    let bad = |why: &str| err(format!("invalid bucket name '{b}': {why}"));
+    if b.is_empty() {
+        return bad("empty (expected BUCKET[/PREFIX])");
+    }
+    if b.len() < 3 || b.len() > 63 {
+        return bad("must be 3 to 63 characters long");
+    }
+    if !b
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-')
+    {
+        return bad("only lowercase letters, digits, '.' and '-' are allowed");
+    }
+    let first = b.as_bytes()[0];
+    let last = b.as_bytes()[b.len() - 1];
+    if !first.is_ascii_alphanumeric() || !last.is_ascii_alphanumeric() {
+        return bad("must start and end with a letter or digit");
+    }
+    if b.contains("..") {
+        return bad("must not contain '..'");
+    }
+    if b.parse::<std::net::Ipv4Addr>().is_ok() {
+        return bad("must not look like an IP address");
+    }
+    Ok(())
+}
+
+/// Normalize a prefix to `""` or `a/b/`, refusing components that could escape it or that
+/// no file name can represent.
+pub fn normalize_prefix(p: &str) -> Result<String, ConfigError> {
+    let trimmed = p.trim_end_matches('/');
+    if trimmed.is_empty() {
+        return Ok(String::new());
+    }
+    for comp in trimmed.split('/') {
+        if comp.is_empty() || comp == "." || comp == ".." {
+            return err(format!(
+                "invalid path '{p}': empty, '.' and '..' components are not allowed"
+            ));
+        }
+    }
+    Ok(format!("{trimmed}/"))
+}
+
+/// `arn:PARTITION:iam::ACCOUNT:role/PATH/NAME`.
+pub fn validate_role_arn(arn: &str) -> Result<(), ConfigError> {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    let ok = parts.len() == 6
+        && parts[0] == "arn"
+        && parts[1].starts_with("aws")
+        && parts[2] == "iam"
+        && parts[3].is_empty()
+        && parts[4].len() == 12
+        && parts[4].chars().all(|c| c.is_ascii_digit())
+        && parts[5].starts_with("role/")
+        && parts[5].len() > "role/".len();
+    if ok {
+        Ok(())
+    } else {
+        err(format!(
+            "malformed role ARN '{arn}': expected arn:aws:iam::<12-digit account>:role/<name>"
+        ))
+    }
+}
+
+/// Parse `8MiB`, `5M`, `1048576`, `64KiB`, `1G`.
+pub fn parse_size(s: &str, flag: &str) -> Result<u64, ConfigError> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| ConfigError(format!("invalid {flag} '{s}': expected e.g. 8MiB")))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        _ => return err(format!("invalid {flag} '{s}': unknown unit '{unit}'")),
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| ConfigError(format!("invalid {flag} '{s}': too large")))
+}
+
+/// Parse an octal permission string such as `644` or `0755`.
+pub fn parse_mode(s: &str, flag: &str) -> Result<u16, ConfigError> {
+    match u16::from_str_radix(s.trim_start_matches("0o"), 8) {
+        Ok(m) if m <= 0o7777 => Ok(m),
+        _ => err(format!("invalid {flag} '{s}': expected octal permissions such as 0644")),
+    }
+}
+
+/// The mount point must exist, be a directory, be empty and not be mounted already.
+pub fn check_mountpoint(p: &Path) -> Result<PathBuf, ConfigError> {
+    let shown = p.display();
+    let meta = match std::fs::metadata(p) {
+        Ok(m) => m,
+        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {
+            return err(format!(
+                "mount point {shown} is a dead mount (transport endpoint is not connected); \
+                 run `fusermount3 -u {shown}` first"
+            ));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return err(format!("mount point {shown} does not exist"));
+        }
+        Err(e) => return err(format!("mount point {shown}: {e}")),
+    };
+    if !meta.is_dir() {
+        return err(format!("mount point {shown} is not a directory"));
+    }
+    let canonical = std::fs::canonicalize(p)
+        .map_err(|e| ConfigError(format!("mount point {shown}: {e}")))?;
+    if is_mounted(&canonical) {
+        return err(format!(
+            "mount point {shown} is already a mount point; unmount it first"
+        ));
+    }
+    let mut entries = std::fs::read_dir(&canonical)
+        .map_err(|e| ConfigError(format!("mount point {shown}: {e}")))?;
+    if entries.next().is_some() {
+        return err(format!("mount point {shown} is not empty"));
+    }
+    Ok(canonical)
+}
+
+/// Whether `path` is listed as a mount point in /proc/self/mountinfo.
+fn is_mounted(path: &Path) -> bool {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    let want = path.to_string_lossy();
+    info.lines().any(|l| {
+        l.split(' ')
+            .nth(4)
+            .is_some_and(|mp| unescape_mountinfo(mp) == want)
+    })
+}
+
+/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
+fn unescape_mountinfo(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && let Ok(v) = u8::from_str_radix(&s[i + 1..i + 4], 8)
+        {
+            out.push(v);
+            i += 4;
+            continue;
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets() {
+        let t = parse_target("s3://my-bucket/a/b/").unwrap();
+        assert_eq!((t.bucket.as_str(), t.prefix.as_str()), ("my-bucket", "a/b/"));
+        let t = parse_target("my-bucket/a/b").unwrap();
+        assert_eq!(t.prefix, "a/b/");
+        assert_eq!(parse_target("my-bucket").unwrap().prefix, "");
+        assert_eq!(parse_target("my-bucket/").unwrap().prefix, "");
+        assert!(parse_target("My_Bucket").is_err());
+        assert!(parse_target("ab").is_err());
+        assert!(parse_target("my-bucket/a/../b").is_err());
+        assert!(parse_target("my-bucket/a//b").is_err());
+        assert!(parse_target("192.168.1.1").is_err());
+        assert!(parse_target("-bucket").is_err());
+    }
+
+    #[test]
+    fn role_arns() {
+        assert!(validate_role_arn("arn:aws:iam::123456789012:role/my-role").is_ok());
+        assert!(validate_role_arn("arn:aws:iam::123456789012:role/path/my-role").is_ok());
+        assert!(validate_role_arn("arn:aws:iam::12345:role/x").is_err());
+        assert!(validate_role_arn("arn:aws:iam::123456789012:user/x").is_err());
+        assert!(validate_role_arn("my-role").is_err());
+    }
+
+    #[test]
+    fn sizes_and_modes() {
+        assert_eq!(parse_size("8MiB", "x").unwrap(), 8 << 20);
+        assert_eq!(parse_size("64k", "x").unwrap(), 64 << 10);
+        assert_eq!(parse_size("100", "x").unwrap(), 100);
+        assert!(parse_size("8XB", "x").is_err());
+        assert_eq!(parse_mode("0644", "x").unwrap(), 0o644);
+        assert_eq!(parse_mode("755", "x").unwrap(), 0o755);
+        assert!(parse_mode("999", "x").is_err());
+    }
+
+    #[test]
+    fn path_style_for_ip_endpoints() {
+        assert!(endpoint_needs_path_style("http://127.0.0.1:3900"));
+        assert!(endpoint_needs_path_style("http://localhost:9000"));
+        assert!(!endpoint_needs_path_style("https://s3.eu-west-1.amazonaws.com"));
+    }
+
+    #[test]
+    fn mountinfo_unescape() {
+        assert_eq!(unescape_mountinfo("/a\\040b"), "/a b");
+        assert_eq!(unescape_mountinfo("/plain"), "/plain");
+    }
+}

@@ -1,0 +1,152 @@
+//! Directory listing: ListObjectsV2 pages (delimiter `/`) turned into named entries that
+//! already carry size and mtime, so `ls -l` needs no HEAD per entry.
+//!
+//! Rules: a common prefix is a directory and shadows a file of the same name; the
+//! directory's own `dir/` marker is not an entry; keys that cannot be file names are skipped
+//! with one warning each.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+use tracing::warn;
+
+use super::inode::{Kind, Stat};
+use super::key::{Prefix, validate_name};
+use crate::s3::{ObjectStore, StoreError};
+
+/// How many distinct bad keys are warned about before going quiet.
+const MAX_WARNINGS: usize = 10_000;
+
+/// One entry of a listed directory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listed {
+    /// File name.
+    pub name: String,
+    /// File or directory.
+    pub kind: Kind,
+    /// Attributes from the listing.
+    pub stat: Stat,
+}
+
+/// Remembers which bad keys were already reported, so each is warned about once.
+#[derive(Default)]
+pub struct Warnings(Mutex<HashSet<String>>);
+
+impl Warnings {
+    /// Warn about `key` unless already done.
+    pub fn once(&self, key: &str, why: &dyn std::fmt::Display) {
+        let mut seen = self.0.lock().unwrap();
+        if seen.len() < MAX_WARNINGS && seen.insert(key.to_owned()) {
+            warn!(key, "skipping S3 key that cannot be a file name: {why}");
+        }
+    }
+}
+
+/// List the directory at relative path `dir` completely (all pages), sorted by name.
+pub async fn list(
+    store: &dyn ObjectStore,
+    prefix: &Prefix,
+    dir: &str,
+    dir_mtime: SystemTime,
+    warnings: &Warnings,
+) -> Result<Vec<Listed>, StoreError> {
+    let list_prefix = prefix.dir_key(dir);
+    let mut entries: BTreeMap<String, Listed> = BTreeMap::new();
+    let mut token = None;
+    loop {
+        let page = store.list(&list_prefix, token, None).await?;
+        for cp in &page.prefixes {
+            // A key with an empty component (`dir//x`) lists as the common prefix `dir//`,
+            // whose name is empty: refused below.
+            let name = cp[list_prefix.len()..].trim_end_matches('/');
+            if let Err(why) = validate_name(name) {
+                warnings.once(cp, &why);
+                continue;
+            }
+            entries.insert(
+                name.to_owned(),
+                Listed {
+                    name: name.to_owned(),
+                    kind: Kind::Dir,
+                    stat: Stat {
+                        size: 0,
+                        mtime: dir_mtime,
+                        etag: None,
+                    },
+                },
+            );
+        }
+        for o in &page.objects {
+            let name = &o.key[list_prefix.len()..];
+            if name.is_empty() {
+                // The directory's own marker object.
+                if o.size > 0 {
+                    warnings.once(&o.key, &"directory marker holds data, which is ignored");
+                }
+                continue;
+            }
+            if let Err(why) = validate_name(name) {
+                warnings.once(&o.key, &why);
+                continue;
+            }
+            entries.entry(name.to_owned()).or_insert_with(|| Listed {
+                name: name.to_owned(),
+                kind: Kind::File,
+                stat: Stat {
+                    size: o.size,
+                    mtime: o.mtime,
+                    etag: o.etag.clone(),
+                },
+            });
+        }
+        match page.next {
+            Some(t) => token = Some(t),
+            None => break,
+        }
+    }
+    Ok(entries.into_values().collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::s3::memory::MemoryStore;
+
+    #[tokio::test]
+    async fn lists_dirs_files_and_skips_bad_keys() {
+        let s = MemoryStore::new("b", 3);
+        for k in [
+            "p/a.txt",
+            "p/sub/x",
+            "p/sub",      // file shadowed by the directory
+            "p/",         // marker of the mount root
+            "p/m/",       // marker-only directory
+            "p/bad//x",   // empty component
+            "p/./y",      // dot component
+            "outside",
+        ] {
+            s.insert(k, "data");
+        }
+        s.insert(&format!("p/{}", "n".repeat(300)), "long");
+        let w = Warnings::default();
+        let got = list(&s, &Prefix::new("p/"), "", SystemTime::UNIX_EPOCH, &w)
+            .await
+            .unwrap();
+        let names: Vec<_> = got.iter().map(|e| (e.name.as_str(), e.kind)).collect();
+        assert_eq!(
+            names,
+            vec![
+                ("a.txt", Kind::File),
+                ("bad", Kind::Dir),
+                ("m", Kind::Dir),
+                ("sub", Kind::Dir)
+            ]
+        );
+        assert_eq!(got[0].stat.size, 4);
+        let bad = list(&s, &Prefix::new("p/"), "bad", SystemTime::UNIX_EPOCH, &w)
+            .await
+            .unwrap();
+        assert!(bad.is_empty());
+    }
+}

@@ -1,0 +1,266 @@
+//! The inode table: numbers the kernel knows, the (parent, name) → inode map, and what we
+//! last learned of each inode's object.
+//!
+//! An inode number stands for one *kind* at one path: if a name that was a file turns out to
+//! be a directory (or the reverse), it gets a new number rather than changing kind under the
+//! kernel's feet. Entries are dropped when the kernel's lookup count reaches zero.
+
+use std::collections::HashMap;
+use std::time::{Instant, SystemTime};
+
+/// Inode number.
+pub type Ino = u64;
+
+/// The mount root's inode number (FUSE_ROOT_ID).
+pub const ROOT_INO: Ino = 1;
+
+/// File or directory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// A regular file backed by one object.
+    File,
+    /// A directory: a common prefix, a `dir/` marker object, or both.
+    Dir,
+}
+
+/// What is known of an object (or directory).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stat {
+    /// Size in bytes (0 for directories).
+    pub size: u64,
+    /// Modification time.
+    pub mtime: SystemTime,
+    /// ETag of the object this stat describes.
+    pub etag: Option<String>,
+}
+
+/// Whether the inode's content lives in S3 or is still being written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Residence {
+    /// Backed by an object (or a prefix) in S3.
+    Remote,
+    /// A new file being written through handle `fh`, not yet in S3.
+    Writing(u64),
+}
+
+/// One inode.
+#[derive(Clone, Debug)]
+pub struct Node {
+    /// Inode number.
+    pub ino: Ino,
+    /// Parent directory's inode.
+    pub parent: Ino,
+    /// Name inside the parent.
+    pub name: String,
+    /// Path relative to the mount root (`""` for the root).
+    pub path: String,
+    /// File or directory.
+    pub kind: Kind,
+    /// Last known attributes.
+    pub stat: Stat,
+    /// Where the content lives.
+    pub residence: Residence,
+    /// When `stat` was last confirmed with S3.
+    pub validated: Instant,
+    lookups: u64,
+}
+
+/// All inodes, behind one lock held only for short, non-blocking updates.
+#[derive(Debug)]
+pub struct InodeTable {
+    nodes: HashMap<Ino, Node>,
+    children: HashMap<(Ino, String), Ino>,
+    next: Ino,
+}
+
+impl InodeTable {
+    /// A table holding only the root directory.
+    pub fn new(root_mtime: SystemTime) -> Self {
+        let root = Node {
+            ino: ROOT_INO,
+            parent: ROOT_INO,
+            name: String::new(),
+            path: String::new(),
+            kind: Kind::Dir,
+            stat: Stat {
+                size: 0,
+                mtime: root_mtime,
+                etag: None,
+            },
+            residence: Residence::Remote,
+            validated: Instant::now(),
+            lookups: 1,
+        };
+        InodeTable {
+            nodes: HashMap::from([(ROOT_INO, root)]),
+            children: HashMap::new(),
+            next: ROOT_INO + 1,
+        }
+    }
+
+    /// A copy of inode `ino`.
+    pub fn get(&self, ino: Ino) -> Option<Node> {
+        self.nodes.get(&ino).cloned()
+    }
+
+    /// Mutable access to inode `ino`.
+    pub fn get_mut(&mut self, ino: Ino) -> Option<&mut Node> {
+        self.nodes.get_mut(&ino)
+    }
+
+    /// The inode currently named `name` in `parent`, if any.
+    pub fn child(&self, parent: Ino, name: &str) -> Option<&Node> {
+        self.children
+            .get(&(parent, name.to_owned()))
+            .and_then(|i| self.nodes.get(i))
+    }
+
+    /// Record that `name` in `parent` is a `kind` with `stat`, and return its inode,
+    /// adding `lookups` to the kernel's reference count. An existing inode of the same kind
+    /// is reused (its stat refreshed unless it is being written locally); one of another kind
+    /// is detached and replaced by a new number.
+    pub fn upsert(&mut self, parent: Ino, name: &str, kind: Kind, stat: Stat, lookups: u64) -> Node {
+        let key = (parent, name.to_owned());
+        if let Some(&ino) = self.children.get(&key)
+            && let Some(node) = self.nodes.get_mut(&ino)
+            && node.kind == kind
+        {
+            if node.residence == Residence::Remote {
+                node.stat = stat;
+                node.validated = Instant::now();
+            }
+            node.lookups += lookups;
+            return node.clone();
+        }
+        let parent_path = self
+            .nodes
+            .get(&parent)
+            .map(|p| p.path.clone())
+            .unwrap_or_default();
+        let ino = self.next;
+        self.next += 1;
+        let node = Node {
+            ino,
+            parent,
+            name: name.to_owned(),
+            path: super::key::child_path(&parent_path, name),
+            kind,
+            stat,
+            residence: Residence::Remote,
+            validated: Instant::now(),
+            lookups,
+        };
+        self.children.insert(key, ino);
+        self.nodes.insert(ino, node.clone());
+        node
+    }
+
+    /// Add `n` to the lookup count of `ino` (an entry handed to the kernel).
+    pub fn add_lookups(&mut self, ino: Ino, n: u64) {
+        if let Some(node) = self.nodes.get_mut(&ino) {
+            node.lookups += n;
+        }
+    }
+
+    /// The kernel forgot `n` references; drop the inode when none remain.
+    pub fn forget(&mut self, ino: Ino, n: u64) {
+        if ino == ROOT_INO {
+            return;
+        }
+        let Some(node) = self.nodes.get_mut(&ino) else {
+            return;
+        };
+        node.lookups = node.lookups.saturating_sub(n);
+        if node.lookups > 0 || matches!(node.residence, Residence::Writing(_)) {
+            return;
+        }
+        let key = (node.parent, node.name.clone());
+        self.nodes.remove(&ino);
+        if self.children.get(&key) == Some(&ino) {
+            self.children.remove(&key);
+        }
+    }
+
+    /// Detach `name` from `parent` (after unlink/rmdir, or when S3 says it is gone). The
+    /// inode itself lives on until the kernel forgets it.
+    pub fn detach(&mut self, parent: Ino, name: &str) -> Option<Ino> {
+        let ino = self.children.remove(&(parent, name.to_owned()))?;
+        if let Some(node) = self.nodes.get(&ino)
+            && node.lookups == 0
+            && node.residence == Residence::Remote
+        {
+            self.nodes.remove(&ino);
+        }
+        Some(ino)
+    }
+
+    /// Names of `parent`'s children that are new files still being written.
+    pub fn writing_children(&self, parent: Ino) -> Vec<Node> {
+        self.nodes
+            .values()
+            .filter(|n| n.parent == parent && matches!(n.residence, Residence::Writing(_)))
+            .filter(|n| self.children.get(&(n.parent, n.name.clone())) == Some(&n.ino))
+            .cloned()
+            .collect()
+    }
+
+    /// Number of inodes held (for tests and diagnostics).
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Whether only the root is held.
+    pub fn is_empty(&self) -> bool {
+        self.nodes.len() <= 1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stat(size: u64) -> Stat {
+        Stat {
+            size,
+            mtime: SystemTime::UNIX_EPOCH,
+            etag: None,
+        }
+    }
+
+    #[test]
+    fn same_kind_reuses_number_other_kind_gets_new_one() {
+        let mut t = InodeTable::new(SystemTime::UNIX_EPOCH);
+        let a = t.upsert(ROOT_INO, "a", Kind::File, stat(1), 1);
+        let a2 = t.upsert(ROOT_INO, "a", Kind::File, stat(2), 1);
+        assert_eq!(a.ino, a2.ino);
+        assert_eq!(t.get(a.ino).unwrap().stat.size, 2);
+        let d = t.upsert(ROOT_INO, "a", Kind::Dir, stat(0), 1);
+        assert_ne!(d.ino, a.ino);
+        assert_eq!(t.child(ROOT_INO, "a").unwrap().ino, d.ino);
+        // The old file inode is still known to the kernel until forgotten.
+        assert!(t.get(a.ino).is_some());
+        t.forget(a.ino, 2);
+        assert!(t.get(a.ino).is_none());
+        assert_eq!(t.child(ROOT_INO, "a").unwrap().ino, d.ino);
+    }
+
+    #[test]
+    fn paths_nest() {
+        let mut t = InodeTable::new(SystemTime::UNIX_EPOCH);
+        let d = t.upsert(ROOT_INO, "d", Kind::Dir, stat(0), 1);
+        let f = t.upsert(d.ino, "f", Kind::File, stat(0), 1);
+        assert_eq!(f.path, "d/f");
+    }
+
+    #[test]
+    fn forget_drops_unreferenced() {
+        let mut t = InodeTable::new(SystemTime::UNIX_EPOCH);
+        let f = t.upsert(ROOT_INO, "f", Kind::File, stat(0), 2);
+        t.forget(f.ino, 1);
+        assert!(t.get(f.ino).is_some());
+        t.forget(f.ino, 1);
+        assert!(t.get(f.ino).is_none());
+        assert!(t.child(ROOT_INO, "f").is_none());
+        assert!(t.is_empty());
+    }
+}

@@ -1,0 +1,12 @@
+//! s3mount: mount an S3 bucket, or one path inside it, as a local folder.
+//!
+//! Data flows one way: [`cli`] → [`config`] → [`s3`] (credentials, region, the object-store
+//! client) → [`fs`] (the filesystem core, which knows nothing of FUSE or HTTP) → [`fuse`]
+//! (the kernel adapter). [`mount`] wires them together for the `mount` subcommand.
+
+pub mod cli;
+pub mod config;
+pub mod fs;
+pub mod fuse;
+pub mod mount;
+pub mod s3;

@@ -1,0 +1,257 @@
+//! [`ObjectStore`] over aws-sdk-s3: one shared client (one connection pool) for a bucket.
+
+use std::ops::Range;
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use aws_sdk_s3::Client;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart as SdkPart};
+use bytes::Bytes;
+
+use super::{CompletedPart, ErrorKind, ListPage, ObjectInfo, ObjectStore, PutResult, StoreError};
+
+/// An S3 bucket reached through aws-sdk-s3.
+#[derive(Clone, Debug)]
+pub struct AwsStore {
+    client: Client,
+    bucket: String,
+}
+
+impl AwsStore {
+    /// Wrap a configured client for `bucket`.
+    pub fn new(client: Client, bucket: impl Into<String>) -> Self {
+        AwsStore {
+            client,
+            bucket: bucket.into(),
+        }
+    }
+
+    /// The underlying client, for connection checks.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+}
+
+fn to_system_time(t: Option<&aws_smithy_types::DateTime>) -> SystemTime {
+    t.and_then(|t| SystemTime::try_from(*t).ok())
+        .unwrap_or(SystemTime::UNIX_EPOCH)
+}
+
+#[async_trait]
+impl ObjectStore for AwsStore {
+    fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    async fn list(
+        &self,
+        prefix: &str,
+        continuation: Option<String>,
+        max_keys: Option<i32>,
+    ) -> Result<ListPage, StoreError> {
+        let out = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(prefix)
+            .delimiter("/")
+            .set_continuation_token(continuation)
+            .set_max_keys(max_keys)
+            .send()
+            .await
+            .map_err(|e| StoreError::from_sdk("ListObjectsV2", prefix, e))?;
+        let objects = out
+            .contents()
+            .iter()
+            .filter_map(|o| {
+                Some(ObjectInfo {
+                    key: o.key()?.to_owned(),
+                    size: o.size().unwrap_or(0).max(0) as u64,
+                    mtime: to_system_time(o.last_modified()),
+                    etag: o.e_tag().map(str::to_owned),
+                })
+            })
+            .collect();
+        let prefixes = out
+            .common_prefixes()
+            .iter()
+            .filter_map(|p| p.prefix().map(str::to_owned))
+            .collect();
+        let next = if out.is_truncated().unwrap_or(false) {
+            out.next_continuation_token().map(str::to_owned)
+        } else {
+            None
+        };
+        Ok(ListPage {
+            objects,
+            prefixes,
+            next,
+        })
+    }
+
+    async fn head(&self, key: &str) -> Result<ObjectInfo, StoreError> {
+        let out = self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| StoreError::from_sdk("HeadObject", key, e))?;
+        Ok(ObjectInfo {
+            key: key.to_owned(),
+            size: out.content_length().unwrap_or(0).max(0) as u64,
+            mtime: to_system_time(out.last_modified()),
+            etag: out.e_tag().map(str::to_owned),
+        })
+    }
+
+    async fn get_range(
+        &self,
+        key: &str,
+        range: Range<u64>,
+        if_match: Option<&str>,
+    ) -> Result<Bytes, StoreError> {
+        if range.is_empty() {
+            return Ok(Bytes::new());
+        }
+        let out = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .range(format!("bytes={}-{}", range.start, range.end - 1))
+            .set_if_match(if_match.map(str::to_owned))
+            .send()
+            .await
+            .map_err(|e| StoreError::from_sdk("GetObject", key, e))?;
+        let body = out.body.collect().await.map_err(|e| StoreError {
+            op: "GetObject",
+            key: key.to_owned(),
+            kind: ErrorKind::Other,
+            code: None,
+            message: Some(format!("reading body: {e}")),
+        })?;
+        Ok(body.into_bytes())
+    }
+
+    async fn put(
+        &self,
+        key: &str,
+        body: Bytes,
+        content_type: &str,
+    ) -> Result<PutResult, StoreError> {
+        let out = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type(content_type)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .map_err(|e| StoreError::from_sdk("PutObject", key, e))?;
+        Ok(PutResult {
+            etag: out.e_tag().map(str::to_owned),
+        })
+    }
+
+    async fn create_multipart(&self, key: &str, content_type: &str) -> Result<String, StoreError> {
+        let out = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type(content_type)
+            .send()
+            .await
+            .map_err(|e| StoreError::from_sdk("CreateMultipartUpload", key, e))?;
+        out.upload_id().map(str::to_owned).ok_or_else(|| StoreError {
+            op: "CreateMultipartUpload",
+            key: key.to_owned(),
+            kind: ErrorKind::Other,
+            code: None,
+            message: Some("response carried no upload id".into()),
+        })
+    }
+
+    async fn upload_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        number: i32,
+        body: Bytes,
+    ) -> Result<String, StoreError> {
+        let out = self
+            .client
+            .upload_part()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .part_number(number)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .map_err(|e| StoreError::from_sdk("UploadPart", key, e))?;
+        out.e_tag().map(str::to_owned).ok_or_else(|| StoreError {
+            op: "UploadPart",
+            key: key.to_owned(),
+            kind: ErrorKind::Other,
+            code: None,
+            message: Some(format!("part {number}: response carried no ETag")),
+        })
+    }
+
+    async fn complete_multipart(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: Vec<CompletedPart>,
+    ) -> Result<PutResult, StoreError> {
+        let parts = parts
+            .into_iter()
+            .map(|p| SdkPart::builder().part_number(p.number).e_tag(p.etag).build())
+            .collect();
+        let out = self
+            .client
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(parts))
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| StoreError::from_sdk("CompleteMultipartUpload", key, e))?;
+        Ok(PutResult {
+            etag: out.e_tag().map(str::to_owned),
+        })
+    }
+
+    async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<(), StoreError> {
+        self.client
+            .abort_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .send()
+            .await
+            .map_err(|e| StoreError::from_sdk("AbortMultipartUpload", key, e))?;
+        Ok(())
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| StoreError::from_sdk("DeleteObject", key, e))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,307 @@
+//! An in-memory [`ObjectStore`] with S3's listing semantics, for unit and property tests of
+//! the filesystem core. It also counts requests per operation so tests can assert how many
+//! calls a filesystem operation costs.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Range;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+
+use super::{CompletedPart, ErrorKind, ListPage, ObjectInfo, ObjectStore, PutResult, StoreError};
+
+#[derive(Clone)]
+struct Object {
+    body: Bytes,
+    etag: String,
+    mtime: SystemTime,
+}
+
+#[derive(Default)]
+struct State {
+    objects: BTreeMap<String, Object>,
+    uploads: HashMap<String, (String, BTreeMap<i32, Bytes>)>,
+    counts: HashMap<&'static str, u64>,
+}
+
+/// A bucket held in memory.
+pub struct MemoryStore {
+    bucket: String,
+    state: Mutex<State>,
+    next_id: AtomicU64,
+    page_size: usize,
+}
+
+impl MemoryStore {
+    /// An empty bucket whose listings return at most `page_size` entries per page.
+    pub fn new(bucket: &str, page_size: usize) -> Self {
+        MemoryStore {
+            bucket: bucket.to_owned(),
+            state: Mutex::new(State::default()),
+            next_id: AtomicU64::new(1),
+            page_size: page_size.max(1),
+        }
+    }
+
+    /// Store an object directly (as another client would).
+    pub fn insert(&self, key: &str, body: impl Into<Bytes>) {
+        let etag = self.etag();
+        self.state.lock().unwrap().objects.insert(
+            key.to_owned(),
+            Object {
+                body: body.into(),
+                etag,
+                mtime: SystemTime::now(),
+            },
+        );
+    }
+
+    /// The body of an object, if present.
+    pub fn get(&self, key: &str) -> Option<Bytes> {
+        let st = self.state.lock().unwrap();
+        st.objects.get(key).map(|o| o.body.clone())
+    }
+
+    /// All keys, sorted.
+    pub fn keys(&self) -> Vec<String> {
+        self.state.lock().unwrap().objects.keys().cloned().collect()
+    }
+
+    /// Number of multipart uploads started and neither completed nor aborted.
+    pub fn pending_uploads(&self) -> usize {
+        self.state.lock().unwrap().uploads.len()
+    }
+
+    /// How many requests of operation `op` (e.g. `"HeadObject"`) were made.
+    pub fn count(&self, op: &str) -> u64 {
+        let st = self.state.lock().unwrap();
+        st.counts.get(op).copied().unwrap_or(0)
+    }
+
+    fn etag(&self) -> String {
+        format!("\"{}\"", self.next_id.fetch_add(1, Ordering::Relaxed))
+    }
+
+    fn tick(&self, op: &'static str) -> std::sync::MutexGuard<'_, State> {
+        let mut st = self.state.lock().unwrap();
+        *st.counts.entry(op).or_default() += 1;
+        st
+    }
+}
+
+#[async_trait]
+impl ObjectStore for MemoryStore {
+    fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    async fn list(
+        &self,
+        prefix: &str,
+        continuation: Option<String>,
+        max_keys: Option<i32>,
+    ) -> Result<ListPage, StoreError> {
+        let st = self.tick("ListObjectsV2");
+        let limit = max_keys
+            .map(|m| m.max(1) as usize)
+            .unwrap_or(usize::MAX)
+            .min(self.page_size);
+        let after = continuation.unwrap_or_default();
+        // Entries in key order: an object directly under `prefix`, or the common prefix that
+        // stands for everything below one sub-directory. The token is the last entry's key.
+        let mut entries: Vec<(String, Option<ObjectInfo>)> = Vec::new();
+        for (key, obj) in st.objects.range(prefix.to_owned()..) {
+            if !key.starts_with(prefix) {
+                break;
+            }
+            let rest = &key[prefix.len()..];
+            let entry = match rest.find('/') {
+                Some(i) => (format!("{prefix}{}", &rest[..=i]), None),
+                None => (
+                    key.clone(),
+                    Some(ObjectInfo {
+                        key: key.clone(),
+                        size: obj.body.len() as u64,
+                        mtime: obj.mtime,
+                        etag: Some(obj.etag.clone()),
+                    }),
+                ),
+            };
+            if entry.0 <= after || entries.last().is_some_and(|l| l.0 == entry.0) {
+                continue;
+            }
+            entries.push(entry);
+        }
+        let mut page = ListPage::default();
+        if entries.len() > limit {
+            page.next = Some(entries[limit - 1].0.clone());
+            entries.truncate(limit);
+        }
+        for (key, obj) in entries {
+            match obj {
+                Some(o) => page.objects.push(o),
+                None => page.prefixes.push(key),
+            }
+        }
+        Ok(page)
+    }
+
+    async fn head(&self, key: &str) -> Result<ObjectInfo, StoreError> {
+        let st = self.tick("HeadObject");
+        let o = st
+            .objects
+            .get(key)
+            .ok_or_else(|| StoreError::new("HeadObject", key, ErrorKind::NotFound))?;
+        Ok(ObjectInfo {
+            key: key.to_owned(),
+            size: o.body.len() as u64,
+            mtime: o.mtime,
+            etag: Some(o.etag.clone()),
+        })
+    }
+
+    async fn get_range(
+        &self,
+        key: &str,
+        range: Range<u64>,
+        if_match: Option<&str>,
+    ) -> Result<Bytes, StoreError> {
+        let st = self.tick("GetObject");
+        let o = st
+            .objects
+            .get(key)
+            .ok_or_else(|| StoreError::new("GetObject", key, ErrorKind::NotFound))?;
+        if if_match.is_some_and(|e| e != o.etag) {
+            return Err(StoreError::new(
+                "GetObject",
+                key,
+                ErrorKind::PreconditionFailed,
+            ));
+        }
+        let len = o.body.len() as u64;
+        let start = range.start.min(len) as usize;
+        let end = range.end.min(len) as usize;
+        Ok(o.body.slice(start..end))
+    }
+
+    async fn put(
+        &self,
+        key: &str,
+        body: Bytes,
+        _content_type: &str,
+    ) -> Result<PutResult, StoreError> {
+        let etag = self.etag();
+        let mut st = self.tick("PutObject");
+        st.objects.insert(
+            key.to_owned(),
+            Object {
+                body,
+                etag: etag.clone(),
+                mtime: SystemTime::now(),
+            },
+        );
+        Ok(PutResult { etag: Some(etag) })
+    }
+
+    async fn create_multipart(&self, key: &str, _content_type: &str) -> Result<String, StoreError> {
+        let id = format!("upload-{}", self.next_id.fetch_add(1, Ordering::Relaxed));
+        let mut st = self.tick("CreateMultipartUpload");
+        st.uploads
+            .insert(id.clone(), (key.to_owned(), BTreeMap::new()));
+        Ok(id)
+    }
+
+    async fn upload_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        number: i32,
+        body: Bytes,
+    ) -> Result<String, StoreError> {
+        let mut st = self.tick("UploadPart");
+        let (_, parts) = st
+            .uploads
+            .get_mut(upload_id)
+            .ok_or_else(|| StoreError::new("UploadPart", key, ErrorKind::NotFound))?;
+        parts.insert(number, body);
+        Ok(format!("\"part-{number}\""))
+    }
+
+    async fn complete_multipart(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: Vec<CompletedPart>,
+    ) -> Result<PutResult, StoreError> {
+        let etag = self.etag();
+        let mut st = self.tick("CompleteMultipartUpload");
+        let (_, stored) = st.uploads.remove(upload_id).ok_or_else(|| {
+            StoreError::new("CompleteMultipartUpload", key, ErrorKind::NotFound)
+        })?;
+        let mut body = BytesMut::new();
+        for p in &parts {
+            let part = stored.get(&p.number).ok_or_else(|| {
+                StoreError::new("CompleteMultipartUpload", key, ErrorKind::InvalidRequest)
+            })?;
+            body.extend_from_slice(part);
+        }
+        st.objects.insert(
+            key.to_owned(),
+            Object {
+                body: body.freeze(),
+                etag: etag.clone(),
+                mtime: SystemTime::now(),
+            },
+        );
+        Ok(PutResult { etag: Some(etag) })
+    }
+
+    async fn abort_multipart(&self, _key: &str, upload_id: &str) -> Result<(), StoreError> {
+        let mut st = self.tick("AbortMultipartUpload");
+        st.uploads.remove(upload_id);
+        Ok(())
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        let mut st = self.tick("DeleteObject");
+        st.objects.remove(key);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn list_all(s: &MemoryStore, prefix: &str) -> (Vec<String>, Vec<String>) {
+        let (mut objs, mut pfx) = (vec![], vec![]);
+        let mut token = None;
+        loop {
+            let page = s.list(prefix, token, None).await.unwrap();
+            objs.extend(page.objects.into_iter().map(|o| o.key));
+            pfx.extend(page.prefixes);
+            match page.next {
+                Some(t) => token = Some(t),
+                None => break,
+            }
+        }
+        (objs, pfx)
+    }
+
+    #[tokio::test]
+    async fn listing_groups_common_prefixes_across_pages() {
+        let s = MemoryStore::new("b", 2);
+        for k in ["a/1", "a/2", "a/3", "b", "c/x/y", "c/z", "d"] {
+            s.insert(k, "x");
+        }
+        let (objs, pfx) = list_all(&s, "").await;
+        assert_eq!(objs, vec!["b", "d"]);
+        assert_eq!(pfx, vec!["a/", "c/"]);
+        let (objs, pfx) = list_all(&s, "c/").await;
+        assert_eq!(objs, vec!["c/z"]);
+        assert_eq!(pfx, vec!["c/x/"]);
+    }
+}

@@ -1,0 +1,120 @@
+//! The only code that speaks S3.
+//!
+//! [`ObjectStore`] is the one small trait the filesystem core depends on; [`client::AwsStore`]
+//! implements it with aws-sdk-s3 and [`memory::MemoryStore`] in memory for unit and property
+//! tests. Everything else in this folder is about *connecting*: credentials ([`auth`]) and the
+//! bucket's region ([`region`]). Nothing here knows about inodes or FUSE.
+
+pub mod auth;
+pub mod client;
+pub mod error;
+pub mod memory;
+pub mod region;
+
+use std::ops::Range;
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+pub use error::{ErrorKind, StoreError};
+
+/// What the store knows of one object, as listed or HEADed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObjectInfo {
+    /// Full key, including any mount prefix.
+    pub key: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Last-Modified as reported by the server.
+    pub mtime: SystemTime,
+    /// ETag, quotes included, exactly as the server sent it (used for `If-Match`).
+    pub etag: Option<String>,
+}
+
+/// One page of a ListObjectsV2 call with `/` as delimiter.
+#[derive(Clone, Debug, Default)]
+pub struct ListPage {
+    /// Objects directly under the listed prefix.
+    pub objects: Vec<ObjectInfo>,
+    /// Common prefixes (full keys ending in `/`): the sub-directories.
+    pub prefixes: Vec<String>,
+    /// Continuation token for the next page, `None` on the last page.
+    pub next: Option<String>,
+}
+
+/// Result of a successful upload.
+#[derive(Clone, Debug)]
+pub struct PutResult {
+    /// ETag of the new object, when the server returned one.
+    pub etag: Option<String>,
+}
+
+/// One uploaded part of a multipart upload.
+#[derive(Clone, Debug)]
+pub struct CompletedPart {
+    /// 1-based part number.
+    pub number: i32,
+    /// ETag the server returned for this part.
+    pub etag: String,
+}
+
+/// The object-store operations the filesystem needs, on one bucket.
+///
+/// Keys are full keys (the mount prefix already applied by the caller). Every error carries
+/// the operation and key so that it can be logged once where it becomes an errno.
+#[async_trait]
+pub trait ObjectStore: Send + Sync + 'static {
+    /// The bucket this store talks to (for messages only).
+    fn bucket(&self) -> &str;
+
+    /// One page of ListObjectsV2 under `prefix` with `/` as delimiter.
+    async fn list(
+        &self,
+        prefix: &str,
+        continuation: Option<String>,
+        max_keys: Option<i32>,
+    ) -> Result<ListPage, StoreError>;
+
+    /// HeadObject.
+    async fn head(&self, key: &str) -> Result<ObjectInfo, StoreError>;
+
+    /// GetObject of `range` (end exclusive). With `if_match`, fails with
+    /// [`ErrorKind::PreconditionFailed`] when the object changed.
+    async fn get_range(
+        &self,
+        key: &str,
+        range: Range<u64>,
+        if_match: Option<&str>,
+    ) -> Result<Bytes, StoreError>;
+
+    /// PutObject of a whole body.
+    async fn put(&self, key: &str, body: Bytes, content_type: &str)
+    -> Result<PutResult, StoreError>;
+
+    /// CreateMultipartUpload; returns the upload id.
+    async fn create_multipart(&self, key: &str, content_type: &str) -> Result<String, StoreError>;
+
+    /// UploadPart; returns the part's ETag.
+    async fn upload_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        number: i32,
+        body: Bytes,
+    ) -> Result<String, StoreError>;
+
+    /// CompleteMultipartUpload with the parts in order.
+    async fn complete_multipart(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: Vec<CompletedPart>,
+    ) -> Result<PutResult, StoreError>;
+
+    /// AbortMultipartUpload.
+    async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<(), StoreError>;
+
+    /// DeleteObject (succeeds when the key does not exist, as S3 does).
+    async fn delete(&self, key: &str) -> Result<(), StoreError>;
+}
