@@ -100,7 +100,12 @@ pub struct ConnectionArgs {
     pub external_id: Option<String>,
 
     /// Session name for the assumed role (appears in CloudTrail).
-    #[arg(long, value_name = "NAME", requires = "role_arn", default_value = "s3mount")]
+    #[arg(
+        long,
+        value_name = "NAME",
+        requires = "role_arn",
+        default_value = "s3mount"
+    )]
     pub role_session_name: String,
 
     /// STS endpoint URL for AssumeRole (default: AWS's regional STS endpoint).

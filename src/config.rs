@@ -144,7 +144,9 @@ impl MountConfig {
         let connection = connection_from_args(&args.connection)?;
         let m = &args.mount;
         if m.auto_unmount && !(m.allow_other || m.allow_root) {
-            return err("--auto-unmount needs --allow-other or --allow-root (fusermount3 restriction)");
+            return err(
+                "--auto-unmount needs --allow-other or --allow-root (fusermount3 restriction)",
+            );
         }
         let t = &args.tuning;
         if t.download_threads == 0 || t.download_threads > 256 {
@@ -237,7 +239,9 @@ pub fn connection_from_args(a: &ConnectionArgs) -> Result<Connection, ConfigErro
         _ => None,
     };
     let force_path_style = a.force_path_style
-        || a.endpoint_url.as_deref().is_some_and(endpoint_needs_path_style)
+        || a.endpoint_url
+            .as_deref()
+            .is_some_and(endpoint_needs_path_style)
         || std::env::var("AWS_ENDPOINT_URL")
             .ok()
             .as_deref()
@@ -369,7 +373,9 @@ pub fn parse_size(s: &str, flag: &str) -> Result<u64, ConfigError> {
 pub fn parse_mode(s: &str, flag: &str) -> Result<u16, ConfigError> {
     match u16::from_str_radix(s.trim_start_matches("0o"), 8) {
         Ok(m) if m <= 0o7777 => Ok(m),
-        _ => err(format!("invalid {flag} '{s}': expected octal permissions such as 0644")),
+        _ => err(format!(
+            "invalid {flag} '{s}': expected octal permissions such as 0644"
+        )),
     }
 }
 
@@ -392,8 +398,8 @@ pub fn check_mountpoint(p: &Path) -> Result<PathBuf, ConfigError> {
     if !meta.is_dir() {
         return err(format!("mount point {shown} is not a directory"));
     }
-    let canonical = std::fs::canonicalize(p)
-        .map_err(|e| ConfigError(format!("mount point {shown}: {e}")))?;
+    let canonical =
+        std::fs::canonicalize(p).map_err(|e| ConfigError(format!("mount point {shown}: {e}")))?;
     if is_mounted(&canonical) {
         return err(format!(
             "mount point {shown} is already a mount point; unmount it first"
@@ -447,7 +453,10 @@ mod tests {
     #[test]
     fn targets() {
         let t = parse_target("s3://my-bucket/a/b/").unwrap();
-        assert_eq!((t.bucket.as_str(), t.prefix.as_str()), ("my-bucket", "a/b/"));
+        assert_eq!(
+            (t.bucket.as_str(), t.prefix.as_str()),
+            ("my-bucket", "a/b/")
+        );
         let t = parse_target("my-bucket/a/b").unwrap();
         assert_eq!(t.prefix, "a/b/");
         assert_eq!(parse_target("my-bucket").unwrap().prefix, "");
@@ -484,7 +493,9 @@ mod tests {
     fn path_style_for_ip_endpoints() {
         assert!(endpoint_needs_path_style("http://127.0.0.1:3900"));
         assert!(endpoint_needs_path_style("http://localhost:9000"));
-        assert!(!endpoint_needs_path_style("https://s3.eu-west-1.amazonaws.com"));
+        assert!(!endpoint_needs_path_style(
+            "https://s3.eu-west-1.amazonaws.com"
+        ));
     }
 
     #[test]

@@ -1,1 +1,642 @@
-//! placeholder
+//! The FUSE adapter: decodes kernel requests, runs them on the tokio runtime so that a
+//! request waiting on S3 never blocks the others, and replies. It is also the one place
+//! where [`FsError`]s become errnos, and where each failure is logged — once, with the S3
+//! operation, key and AWS error code.
+
+use std::ffi::OsStr;
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use fuser::{
+    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
+    KernelConfig, LockOwner, OpenAccMode, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate,
+    ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs,
+    ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+};
+use tokio::runtime::Handle;
+use tracing::{debug, error, warn};
+
+use crate::fs::{ATTR_TTL, Attr, Fs, FsError, Kind, OpenMode};
+use crate::s3::ErrorKind;
+
+/// Largest write the kernel may send in one request.
+const MAX_WRITE: u32 = 1 << 20;
+/// Largest readahead the kernel may ask for.
+const MAX_READAHEAD: u32 = 1 << 20;
+
+/// Map a core error to the errno the caller sees.
+pub fn errno(e: &FsError) -> Errno {
+    match e {
+        FsError::NotFound => Errno::ENOENT,
+        FsError::Exists => Errno::EEXIST,
+        FsError::NotDir => Errno::ENOTDIR,
+        FsError::IsDir => Errno::EISDIR,
+        FsError::NotEmpty => Errno::ENOTEMPTY,
+        FsError::ReadOnly => Errno::EROFS,
+        FsError::InvalidName(_) => Errno::EINVAL,
+        FsError::NameTooLong => Errno::ENAMETOOLONG,
+        FsError::Busy(_) => Errno::EBUSY,
+        FsError::NotSupported(_) => Errno::from_i32(libc::EOPNOTSUPP),
+        FsError::OutOfOrderWrite { .. } => Errno::EINVAL,
+        FsError::FileTooLarge => Errno::EFBIG,
+        FsError::BadHandle => Errno::EBADF,
+        FsError::AlreadyCommitted => Errno::EIO,
+        FsError::Store(s) => match s.kind {
+            ErrorKind::NotFound => Errno::ENOENT,
+            ErrorKind::AccessDenied | ErrorKind::InvalidCredentials => Errno::EACCES,
+            ErrorKind::TooLarge => Errno::EFBIG,
+            ErrorKind::NoSpace => Errno::ENOSPC,
+            ErrorKind::Timeout => Errno::from_i32(libc::ETIMEDOUT),
+            _ => Errno::EIO,
+        },
+    }
+}
+
+/// Log a failed request once, at a level matching how surprising it is.
+fn log_failure(op: &'static str, e: &FsError) {
+    match e {
+        // Everyday answers: not worth more than a debug line.
+        FsError::NotFound | FsError::Exists | FsError::NotEmpty | FsError::NameTooLong => {
+            debug!(op, error = %e, "request failed")
+        }
+        FsError::Store(s) => error!(
+            op,
+            s3_operation = s.op,
+            key = %s.key,
+            aws_code = s.code.as_deref().unwrap_or("-"),
+            "{e}"
+        ),
+        _ => warn!(op, "{e}"),
+    }
+}
+
+fn file_type(kind: Kind) -> FileType {
+    match kind {
+        Kind::File => FileType::RegularFile,
+        Kind::Dir => FileType::Directory,
+    }
+}
+
+fn file_attr(a: &Attr) -> FileAttr {
+    FileAttr {
+        ino: INodeNo(a.ino),
+        size: a.size,
+        blocks: a.size.div_ceil(512),
+        atime: a.mtime,
+        mtime: a.mtime,
+        ctime: a.mtime,
+        crtime: a.mtime,
+        kind: file_type(a.kind),
+        perm: a.perm,
+        nlink: if a.kind == Kind::Dir { 2 } else { 1 },
+        uid: a.uid,
+        gid: a.gid,
+        rdev: 0,
+        blksize: 128 * 1024,
+        flags: 0,
+    }
+}
+
+/// A reply that can carry an error (every fuser reply type can).
+trait ErrorReply: Send + 'static {
+    fn fail(self, e: Errno);
+}
+
+macro_rules! error_reply {
+    ($($t:ty),*) => {$(
+        impl ErrorReply for $t {
+            fn fail(self, e: Errno) {
+                self.error(e)
+            }
+        }
+    )*};
+}
+error_reply!(
+    ReplyAttr,
+    ReplyCreate,
+    ReplyData,
+    ReplyDirectory,
+    ReplyDirectoryPlus,
+    ReplyEmpty,
+    ReplyEntry,
+    ReplyOpen,
+    ReplyWrite
+);
+
+/// The `fuser::Filesystem` over our core.
+pub struct FuseAdapter {
+    fs: Arc<Fs>,
+    rt: Handle,
+}
+
+impl FuseAdapter {
+    /// Serve `fs` with tasks spawned on `rt`.
+    pub fn new(fs: Arc<Fs>, rt: Handle) -> Self {
+        FuseAdapter { fs, rt }
+    }
+
+    /// Run `work` on the runtime; reply with `ok` on success or the mapped errno.
+    fn spawn<R, T, F, W>(
+        &self,
+        op: &'static str,
+        reply: R,
+        work: W,
+        ok: impl FnOnce(R, T) + Send + 'static,
+    ) where
+        R: ErrorReply,
+        T: Send + 'static,
+        F: Future<Output = Result<T, FsError>> + Send + 'static,
+        W: FnOnce(Arc<Fs>) -> F,
+    {
+        let fut = work(self.fs.clone());
+        self.rt.spawn(async move {
+            match fut.await {
+                Ok(v) => ok(reply, v),
+                Err(e) => {
+                    log_failure(op, &e);
+                    reply.fail(errno(&e));
+                }
+            }
+        });
+    }
+}
+
+/// File names arrive as bytes; S3 keys are UTF-8.
+fn utf8_name<R: ErrorReply>(name: &OsStr, reply: R) -> Option<(String, R)> {
+    match name.to_str() {
+        Some(s) => Some((s.to_owned(), reply)),
+        None => {
+            warn!(name = ?name, "file name is not UTF-8; S3 keys must be");
+            reply.fail(Errno::EINVAL);
+            None
+        }
+    }
+}
+
+impl Filesystem for FuseAdapter {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        // Readdirplus: the listing already carries size and mtime, so `ls -l` costs no
+        // lookups. Atomic O_TRUNC: `open(O_TRUNC)` arrives as one request we can turn into
+        // "replace the object" instead of a separate truncate.
+        for cap in [
+            InitFlags::FUSE_DO_READDIRPLUS,
+            InitFlags::FUSE_ATOMIC_O_TRUNC,
+            InitFlags::FUSE_PARALLEL_DIROPS,
+        ] {
+            if config.add_capabilities(cap).is_err() {
+                debug!(?cap, "kernel does not offer capability");
+            }
+        }
+        let _ = config.set_max_write(MAX_WRITE);
+        let _ = config.set_max_readahead(MAX_READAHEAD);
+        let _ = config.set_max_background(64);
+        let _ = config.set_congestion_threshold(48);
+        Ok(())
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let Some((name, reply)) = utf8_name(name, reply) else {
+            return;
+        };
+        self.spawn(
+            "lookup",
+            reply,
+            |fs| async move { fs.lookup(parent.0, &name).await },
+            |r, a| r.entry(&ATTR_TTL, &file_attr(&a), Generation(0)),
+        );
+    }
+
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        self.fs.forget(ino.0, nlookup);
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        self.spawn(
+            "getattr",
+            reply,
+            |fs| async move { fs.getattr(ino.0).await },
+            |r, a| r.attr(&ATTR_TTL, &file_attr(&a)),
+        );
+    }
+
+    fn setattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _mode: Option<u32>,
+        _uid: Option<u32>,
+        _gid: Option<u32>,
+        size: Option<u64>,
+        _atime: Option<TimeOrNow>,
+        _mtime: Option<TimeOrNow>,
+        _ctime: Option<SystemTime>,
+        fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<fuser::BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        self.spawn(
+            "setattr",
+            reply,
+            |fs| async move { fs.setattr(ino.0, size, fh.map(|f| f.0)).await },
+            |r, a| r.attr(&ATTR_TTL, &file_attr(&a)),
+        );
+    }
+
+    fn mkdir(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        _mode: u32,
+        _umask: u32,
+        reply: ReplyEntry,
+    ) {
+        let Some((name, reply)) = utf8_name(name, reply) else {
+            return;
+        };
+        self.spawn(
+            "mkdir",
+            reply,
+            |fs| async move { fs.mkdir(parent.0, &name).await },
+            |r, a| r.entry(&ATTR_TTL, &file_attr(&a), Generation(0)),
+        );
+    }
+
+    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let Some((name, reply)) = utf8_name(name, reply) else {
+            return;
+        };
+        self.spawn(
+            "unlink",
+            reply,
+            |fs| async move { fs.unlink(parent.0, &name).await },
+            |r, ()| r.ok(),
+        );
+    }
+
+    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let Some((name, reply)) = utf8_name(name, reply) else {
+            return;
+        };
+        self.spawn(
+            "rmdir",
+            reply,
+            |fs| async move { fs.rmdir(parent.0, &name).await },
+            |r, ()| r.ok(),
+        );
+    }
+
+    fn rename(
+        &self,
+        _req: &Request,
+        _parent: INodeNo,
+        _name: &OsStr,
+        _newparent: INodeNo,
+        _newname: &OsStr,
+        _flags: RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        // Not implemented yet. EXDEV ("cross-device link") makes mv and rsync fall back to
+        // copy + unlink, which works with the write path we have.
+        debug!("rename answered with EXDEV");
+        reply.error(Errno::EXDEV);
+    }
+
+    fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let mode = OpenMode {
+            write: !matches!(flags.acc_mode(), OpenAccMode::O_RDONLY),
+            truncate: flags.0 & libc::O_TRUNC != 0,
+        };
+        let pid = req.pid();
+        self.spawn(
+            "open",
+            reply,
+            |fs| async move { fs.open(ino.0, mode, pid).await },
+            |r, fh| r.opened(FileHandle(fh), FopenFlags::empty()),
+        );
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        self.spawn(
+            "read",
+            reply,
+            |fs| async move { fs.read(fh.0, offset, size).await },
+            |r, data| r.data(&data),
+        );
+    }
+
+    fn write(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        let data = data.to_vec();
+        self.spawn(
+            "write",
+            reply,
+            |fs| async move { fs.write(fh.0, offset, &data).await },
+            |r, n| r.written(n),
+        );
+    }
+
+    fn flush(
+        &self,
+        req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _lock_owner: LockOwner,
+        reply: ReplyEmpty,
+    ) {
+        let pid = req.pid();
+        self.spawn(
+            "flush",
+            reply,
+            |fs| async move { fs.flush(fh.0, pid).await },
+            |r, ()| r.ok(),
+        );
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        self.spawn(
+            "release",
+            reply,
+            |fs| async move { fs.release(fh.0).await },
+            |r, ()| r.ok(),
+        );
+    }
+
+    fn fsync(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        self.spawn(
+            "fsync",
+            reply,
+            |fs| async move { fs.fsync(fh.0).await },
+            |r, ()| r.ok(),
+        );
+    }
+
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        match self.fs.opendir(ino.0) {
+            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+            Err(e) => {
+                log_failure("opendir", &e);
+                reply.error(errno(&e));
+            }
+        }
+    }
+
+    fn readdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        reply: ReplyDirectory,
+    ) {
+        self.spawn(
+            "readdir",
+            reply,
+            |fs| async move {
+                let entries = fs.readdir(fh.0, offset).await?;
+                Ok((fs, entries))
+            },
+            move |mut r, (fs, entries)| {
+                let parent = fs.parent_of(ino.0);
+                let total = entries.len() as u64 + 2;
+                for i in offset..total {
+                    let full = match i {
+                        0 => r.add(ino, 1, FileType::Directory, "."),
+                        1 => r.add(INodeNo(parent), 2, FileType::Directory, ".."),
+                        _ => {
+                            let e = &entries[(i - 2) as usize];
+                            let a = fs.entry(ino.0, e, 0);
+                            r.add(INodeNo(a.ino), i + 1, file_type(e.kind), &e.name)
+                        }
+                    };
+                    if full {
+                        break;
+                    }
+                }
+                r.ok();
+            },
+        );
+    }
+
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        reply: ReplyDirectoryPlus,
+    ) {
+        self.spawn(
+            "readdirplus",
+            reply,
+            |fs| async move {
+                let entries = fs.readdir(fh.0, offset).await?;
+                Ok((fs, entries))
+            },
+            move |mut r, (fs, entries)| {
+                let total = entries.len() as u64 + 2;
+                for i in offset..total {
+                    // The kernel takes no reference for "." and "..": count none.
+                    let (attr, name, counted) = match i {
+                        0 => (fs.cached_attr(ino.0), ".", false),
+                        1 => (fs.cached_attr(fs.parent_of(ino.0)), "..", false),
+                        _ => {
+                            let e = &entries[(i - 2) as usize];
+                            (Ok(fs.entry(ino.0, e, 1)), e.name.as_str(), true)
+                        }
+                    };
+                    let Ok(attr) = attr else { continue };
+                    let full = r.add(
+                        INodeNo(attr.ino),
+                        i + 1,
+                        name,
+                        &ATTR_TTL,
+                        &file_attr(&attr),
+                        Generation(0),
+                    );
+                    if full {
+                        if counted {
+                            // Not handed to the kernel after all.
+                            fs.forget(attr.ino, 1);
+                        }
+                        break;
+                    }
+                }
+                r.ok();
+            },
+        );
+    }
+
+    fn releasedir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        reply: ReplyEmpty,
+    ) {
+        self.fs.releasedir(fh.0);
+        reply.ok();
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        // S3 has no capacity to report: advertise a large, mostly free file system so
+        // tools that check free space before writing proceed.
+        const BLOCKS: u64 = 1 << 40;
+        reply.statfs(BLOCKS, BLOCKS, BLOCKS, 1 << 32, 1 << 32, 4096, 255, 4096);
+    }
+
+    fn create(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        _mode: u32,
+        _umask: u32,
+        _flags: i32,
+        reply: ReplyCreate,
+    ) {
+        let Some((name, reply)) = utf8_name(name, reply) else {
+            return;
+        };
+        let pid = req.pid();
+        self.spawn(
+            "create",
+            reply,
+            |fs| async move { fs.create(parent.0, &name, pid).await },
+            |r, (a, fh)| {
+                r.created(
+                    &ATTR_TTL,
+                    &file_attr(&a),
+                    Generation(0),
+                    FileHandle(fh),
+                    FopenFlags::empty(),
+                )
+            },
+        );
+    }
+
+    fn getxattr(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _name: &OsStr,
+        _size: u32,
+        reply: ReplyXattr,
+    ) {
+        // No extended attributes are stored yet (security.selinux, user.*, ...).
+        reply.error(Errno::from_i32(libc::ENODATA));
+    }
+
+    fn listxattr(&self, _req: &Request, _ino: INodeNo, size: u32, reply: ReplyXattr) {
+        if size == 0 {
+            reply.size(0);
+        } else {
+            reply.data(&[]);
+        }
+    }
+
+    fn setxattr(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _name: &OsStr,
+        _value: &[u8],
+        _flags: i32,
+        _position: u32,
+        reply: ReplyEmpty,
+    ) {
+        reply.error(Errno::from_i32(libc::ENOTSUP));
+    }
+
+    fn removexattr(&self, _req: &Request, _ino: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
+        reply.error(Errno::from_i32(libc::ENODATA));
+    }
+
+    fn link(&self, _req: &Request, _ino: INodeNo, _np: INodeNo, _nn: &OsStr, reply: ReplyEntry) {
+        reply.error(Errno::from_i32(libc::ENOTSUP));
+    }
+
+    fn symlink(
+        &self,
+        _req: &Request,
+        _parent: INodeNo,
+        _link_name: &OsStr,
+        _target: &Path,
+        reply: ReplyEntry,
+    ) {
+        reply.error(Errno::from_i32(libc::ENOTSUP));
+    }
+
+    fn mknod(
+        &self,
+        _req: &Request,
+        _parent: INodeNo,
+        _name: &OsStr,
+        _mode: u32,
+        _umask: u32,
+        _rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        reply.error(Errno::from_i32(libc::ENOTSUP));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::s3::StoreError;
+
+    #[test]
+    fn store_errors_map_to_precise_errnos() {
+        let e = |k| FsError::Store(StoreError::new("GetObject", "k", k));
+        assert_eq!(errno(&e(ErrorKind::AccessDenied)), Errno::EACCES);
+        assert_eq!(errno(&e(ErrorKind::NotFound)), Errno::ENOENT);
+        assert_eq!(errno(&e(ErrorKind::Throttled)), Errno::EIO);
+        assert_eq!(errno(&e(ErrorKind::ServerError)), Errno::EIO);
+        assert_eq!(errno(&e(ErrorKind::NoSpace)), Errno::ENOSPC);
+        assert_eq!(errno(&FsError::ReadOnly), Errno::EROFS);
+        assert_eq!(errno(&FsError::NotEmpty), Errno::ENOTEMPTY);
+    }
+}

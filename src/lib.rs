@@ -6,6 +6,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod fs;
 pub mod fuse;
 pub mod mount;

@@ -117,13 +117,11 @@ mod tests {
     async fn lists_dirs_files_and_skips_bad_keys() {
         let s = MemoryStore::new("b", 3);
         for k in [
-            "p/a.txt",
-            "p/sub/x",
-            "p/sub",      // file shadowed by the directory
-            "p/",         // marker of the mount root
-            "p/m/",       // marker-only directory
-            "p/bad//x",   // empty component
-            "p/./y",      // dot component
+            "p/a.txt", "p/sub/x", "p/sub",    // file shadowed by the directory
+            "p/",       // marker of the mount root
+            "p/m/",     // marker-only directory
+            "p/bad//x", // empty component
+            "p/./y",    // dot component
             "outside",
         ] {
             s.insert(k, "data");

@@ -37,7 +37,9 @@ pub enum FsError {
     #[error("not supported: {0}")]
     NotSupported(&'static str),
     /// A write that does not continue where the previous one ended.
-    #[error("out-of-order write at offset {got}, expected {expected} (only sequential writes are supported)")]
+    #[error(
+        "out-of-order write at offset {got}, expected {expected} (only sequential writes are supported)"
+    )]
     OutOfOrderWrite {
         /// Offset the next write must have.
         expected: u64,

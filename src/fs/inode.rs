@@ -119,7 +119,14 @@ impl InodeTable {
     /// adding `lookups` to the kernel's reference count. An existing inode of the same kind
     /// is reused (its stat refreshed unless it is being written locally); one of another kind
     /// is detached and replaced by a new number.
-    pub fn upsert(&mut self, parent: Ino, name: &str, kind: Kind, stat: Stat, lookups: u64) -> Node {
+    pub fn upsert(
+        &mut self,
+        parent: Ino,
+        name: &str,
+        kind: Kind,
+        stat: Stat,
+        lookups: u64,
+    ) -> Node {
         let key = (parent, name.to_owned());
         if let Some(&ino) = self.children.get(&key)
             && let Some(node) = self.nodes.get_mut(&ino)

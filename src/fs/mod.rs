@@ -140,7 +140,11 @@ impl Fs {
     }
 
     fn node(&self, ino: Ino) -> Result<Node> {
-        self.inodes.lock().unwrap().get(ino).ok_or(FsError::NotFound)
+        self.inodes
+            .lock()
+            .unwrap()
+            .get(ino)
+            .ok_or(FsError::NotFound)
     }
 
     fn dir_node(&self, ino: Ino) -> Result<Node> {
@@ -309,7 +313,11 @@ impl Fs {
                 }
                 let put = self
                     .store
-                    .put(&self.prefix.key(&node.path), Bytes::new(), "application/octet-stream")
+                    .put(
+                        &self.prefix.key(&node.path),
+                        Bytes::new(),
+                        "application/octet-stream",
+                    )
                     .await?;
                 let mut t = self.inodes.lock().unwrap();
                 if let Some(n) = t.get_mut(ino) {
@@ -374,11 +382,11 @@ impl Fs {
     /// Register a listed entry of `parent` as an inode and count `lookups` kernel
     /// references to it (1 for readdirplus, 0 for plain readdir).
     pub fn entry(&self, parent: Ino, e: &Listed, lookups: u64) -> Attr {
-        let node = self
-            .inodes
-            .lock()
-            .unwrap()
-            .upsert(parent, &e.name, e.kind, e.stat.clone(), lookups);
+        let node =
+            self.inodes
+                .lock()
+                .unwrap()
+                .upsert(parent, &e.name, e.kind, e.stat.clone(), lookups);
         self.attr(&node)
     }
 
@@ -433,11 +441,29 @@ impl Fs {
     /// Remove the empty directory `name` (its marker object, if any).
     pub async fn rmdir(&self, parent: Ino, name: &str) -> Result<()> {
         self.check_writable()?;
-        let node = self.resolve(parent, name, 0).await?;
+        let known_dir = self
+            .inodes
+            .lock()
+            .unwrap()
+            .child(parent, name)
+            .is_some_and(|n| n.kind == Kind::Dir);
+        let node = match self.resolve(parent, name, 0).await {
+            Ok(n) => n,
+            // An implicit directory vanishes from S3 with its last entry (`rm -r` unlinks
+            // the files, then removes the directory): it is empty, so removing it succeeds.
+            Err(FsError::NotFound) if known_dir => return Ok(()),
+            Err(e) => return Err(e),
+        };
         if node.kind != Kind::Dir {
             return Err(FsError::NotDir);
         }
-        if !self.inodes.lock().unwrap().writing_children(node.ino).is_empty() {
+        if !self
+            .inodes
+            .lock()
+            .unwrap()
+            .writing_children(node.ino)
+            .is_empty()
+        {
             return Err(FsError::NotEmpty);
         }
         let dir_key = self.prefix.dir_key(&node.path);
@@ -600,11 +626,16 @@ impl Fs {
     }
 
     /// `close()` of a descriptor. The upload is committed — and its error returned to the
-    /// closing process — when the process that opened the file closes it; a close from
-    /// another process (a forked child sharing the descriptor) leaves it to `release`.
+    /// closing process — when the process that opened the file closes a descriptor after
+    /// writing to it. Other closes leave the commit to `release`: one from another process
+    /// (a forked child sharing the descriptor), and one before any write, which is how a
+    /// shell redirection looks (`open`, `dup2` onto stdout, `close` of the original, then
+    /// the writes).
     pub async fn flush(&self, fh: u64, pid: u32) -> Result<()> {
         match self.handle(fh)? {
-            Handle::Write(wh) if wh.pid == pid => self.commit(fh, &wh).await,
+            Handle::Write(wh) if wh.pid == pid && wh.upload.lock().await.written() > 0 => {
+                self.commit(fh, &wh).await
+            }
             _ => Ok(()),
         }
     }

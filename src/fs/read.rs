@@ -185,8 +185,7 @@ impl Reader {
         let key = self.key.clone();
         let etag = self.etag.clone();
         let r = range.clone();
-        let handle =
-            tokio::spawn(async move { store.get_range(&key, r, etag.as_deref()).await });
+        let handle = tokio::spawn(async move { store.get_range(&key, r, etag.as_deref()).await });
         let abort = handle.abort_handle();
         let key = self.key.clone();
         let data = handle
@@ -274,7 +273,12 @@ mod tests {
     #[tokio::test]
     async fn random_reads_are_exact_and_do_not_prefetch() {
         let (store, r, d) = reader(3_000_000).await;
-        for &(off, len) in &[(1_000_000u64, 4096u32), (17, 100), (2_999_990, 4096), (3_000_000, 10)] {
+        for &(off, len) in &[
+            (1_000_000u64, 4096u32),
+            (17, 100),
+            (2_999_990, 4096),
+            (3_000_000, 10),
+        ] {
             let b = r.read(off, len).await.unwrap();
             let end = (off as usize + len as usize).min(d.len());
             let start = (off as usize).min(end);

@@ -262,7 +262,10 @@ mod tests {
         // Idempotent.
         u.finish().await.unwrap();
         assert_eq!(store.count("PutObject"), 1);
-        assert!(matches!(u.write(11, b"x").await, Err(FsError::AlreadyCommitted)));
+        assert!(matches!(
+            u.write(11, b"x").await,
+            Err(FsError::AlreadyCommitted)
+        ));
     }
 
     #[tokio::test]

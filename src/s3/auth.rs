@@ -15,6 +15,7 @@ use aws_config::sts::AssumeRoleProvider;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::Credentials;
+use aws_credential_types::provider::error::CredentialsError;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use aws_smithy_types::error::display::DisplayErrorContext;
 
@@ -31,7 +32,10 @@ pub enum AuthError {
         "no AWS credentials found ({0}); set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, use \
          --profile, --access-key-id/--secret-access-key, or --no-sign-request for a public bucket"
     )]
-    NoCredentials(String),
+    NoCredentials(&'static str),
+    /// A credentials source was configured but failed.
+    #[error("could not load credentials: {0}")]
+    Credentials(String),
     /// STS refused the AssumeRole call.
     #[error("{0}")]
     AssumeRole(String),
@@ -85,10 +89,13 @@ pub async fn resolve(conn: &Connection) -> Result<Identity, AuthError> {
             source,
         });
     };
-    let base_creds = provider
-        .provide_credentials()
-        .await
-        .map_err(|e| AuthError::NoCredentials(DisplayErrorContext(&e).to_string()))?;
+    let base_creds = provider.provide_credentials().await.map_err(|e| match e {
+        CredentialsError::CredentialsNotLoaded(_) => AuthError::NoCredentials(
+            "tried the environment, the shared config and credentials files, web \
+                 identity, ECS and instance metadata",
+        ),
+        other => AuthError::Credentials(DisplayErrorContext(&other).to_string()),
+    })?;
     if conn.static_keys.is_none() && !conn.no_sign_request {
         source = format!("{source} (access key {})", base_creds.access_key_id());
     }
@@ -150,8 +157,7 @@ fn describe_assume_role_error(arn: &str, has_external_id: bool, detail: &str) ->
             "the calling identity is not trusted by the role's trust policy (does the role \
              require an External ID? pass --external-id)"
         }
-    } else if detail.contains("InvalidClientTokenId") || detail.contains("SignatureDoesNotMatch")
-    {
+    } else if detail.contains("InvalidClientTokenId") || detail.contains("SignatureDoesNotMatch") {
         "the base credentials used to call STS were rejected"
     } else if detail.contains("ExpiredToken") {
         "the base credentials used to call STS have expired"

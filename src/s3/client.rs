@@ -167,13 +167,15 @@ impl ObjectStore for AwsStore {
             .send()
             .await
             .map_err(|e| StoreError::from_sdk("CreateMultipartUpload", key, e))?;
-        out.upload_id().map(str::to_owned).ok_or_else(|| StoreError {
-            op: "CreateMultipartUpload",
-            key: key.to_owned(),
-            kind: ErrorKind::Other,
-            code: None,
-            message: Some("response carried no upload id".into()),
-        })
+        out.upload_id()
+            .map(str::to_owned)
+            .ok_or_else(|| StoreError {
+                op: "CreateMultipartUpload",
+                key: key.to_owned(),
+                kind: ErrorKind::Other,
+                code: None,
+                message: Some("response carried no upload id".into()),
+            })
     }
 
     async fn upload_part(
@@ -211,7 +213,12 @@ impl ObjectStore for AwsStore {
     ) -> Result<PutResult, StoreError> {
         let parts = parts
             .into_iter()
-            .map(|p| SdkPart::builder().part_number(p.number).e_tag(p.etag).build())
+            .map(|p| {
+                SdkPart::builder()
+                    .part_number(p.number)
+                    .e_tag(p.etag)
+                    .build()
+            })
             .collect();
         let out = self
             .client

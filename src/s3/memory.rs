@@ -238,9 +238,10 @@ impl ObjectStore for MemoryStore {
     ) -> Result<PutResult, StoreError> {
         let etag = self.etag();
         let mut st = self.tick("CompleteMultipartUpload");
-        let (_, stored) = st.uploads.remove(upload_id).ok_or_else(|| {
-            StoreError::new("CompleteMultipartUpload", key, ErrorKind::NotFound)
-        })?;
+        let (_, stored) = st
+            .uploads
+            .remove(upload_id)
+            .ok_or_else(|| StoreError::new("CompleteMultipartUpload", key, ErrorKind::NotFound))?;
         let mut body = BytesMut::new();
         for p in &parts {
             let part = stored.get(&p.number).ok_or_else(|| {

@@ -7,6 +7,7 @@
 
 pub mod auth;
 pub mod client;
+pub mod connect;
 pub mod error;
 pub mod memory;
 pub mod region;
@@ -89,8 +90,12 @@ pub trait ObjectStore: Send + Sync + 'static {
     ) -> Result<Bytes, StoreError>;
 
     /// PutObject of a whole body.
-    async fn put(&self, key: &str, body: Bytes, content_type: &str)
-    -> Result<PutResult, StoreError>;
+    async fn put(
+        &self,
+        key: &str,
+        body: Bytes,
+        content_type: &str,
+    ) -> Result<PutResult, StoreError>;
 
     /// CreateMultipartUpload; returns the upload id.
     async fn create_multipart(&self, key: &str, content_type: &str) -> Result<String, StoreError>;

@@ -35,7 +35,11 @@ pub fn s3_client(sdk: &SdkConfig, conn: &Connection, region: &str) -> aws_sdk_s3
 ///
 /// Only an unreachable endpoint is an error here; anything else (no HeadBucket permission,
 /// no such bucket) is left for the bucket check to explain.
-pub async fn detect(sdk: &SdkConfig, conn: &Connection, bucket: &str) -> Result<String, StoreError> {
+pub async fn detect(
+    sdk: &SdkConfig,
+    conn: &Connection,
+    bucket: &str,
+) -> Result<String, StoreError> {
     if let Some(r) = &conn.region {
         return Ok(r.clone());
     }

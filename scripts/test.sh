@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# scripts/test.sh — install what is missing and run the whole test suite: unit tests, and
+# end-to-end tests that mount real FUSE file systems against a local Garage (S3) and a
+# local moto server (STS/IAM). Both servers are started here (and by the test harness if
+# run alone) and stopped at the end when this script started them.
+#
+#   scripts/test.sh [extra cargo test args]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/deps.sh
+
+garage_was_running=0; moto_was_running=0
+[[ -f target/garage/garage.pid ]] && kill -0 "$(cat target/garage/garage.pid)" 2>/dev/null && garage_was_running=1
+[[ -f target/moto/moto.pid ]] && kill -0 "$(cat target/moto/moto.pid)" 2>/dev/null && moto_was_running=1
+cleanup() {
+    ((garage_was_running)) || scripts/garage.sh stop >/dev/null 2>&1 || true
+    ((moto_was_running)) || scripts/moto.sh stop >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+
+echo "test.sh: starting Garage (first run builds it: ~15 min)" >&2
+scripts/garage.sh start >/dev/null
+echo "test.sh: starting moto" >&2
+scripts/moto.sh start >/dev/null
+
+cargo test --locked "$@"

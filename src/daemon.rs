@@ -1,0 +1,83 @@
+//! Running in the background: fork before any thread exists, let the child connect and
+//! mount, and have the parent return only when the mount is live (exit 0) or the child
+//! failed (exit 1, the child having printed why to the inherited stderr).
+
+use std::fs::OpenOptions;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::Path;
+
+/// The child's end of the readiness pipe.
+pub struct Ready(OwnedFd);
+
+/// Fork. Returns in the child only; the parent waits for the child's verdict and exits.
+///
+/// Must be called before the tokio runtime (or any other thread) is started.
+pub fn fork_and_wait() -> io::Result<Ready> {
+    let mut fds = [0; 2];
+    // SAFETY: plain libc calls on a valid array; we are single-threaded here.
+    if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the fds were just created and are owned by nobody else.
+    let (read_end, write_end) =
+        unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    // SAFETY: no other thread exists yet, so fork is safe.
+    match unsafe { libc::fork() } {
+        -1 => Err(io::Error::last_os_error()),
+        0 => {
+            drop(read_end);
+            // SAFETY: detach from the controlling terminal's session.
+            unsafe { libc::setsid() };
+            Ok(Ready(write_end))
+        }
+        _child => {
+            drop(write_end);
+            let mut byte = [0u8; 1];
+            // SAFETY: reading one byte into a valid buffer.
+            let n = unsafe { libc::read(read_end.as_raw_fd(), byte.as_mut_ptr().cast(), 1) };
+            std::process::exit(if n == 1 && byte[0] == b'1' { 0 } else { 1 });
+        }
+    }
+}
+
+impl Ready {
+    /// Send further output to `log_file` (stdin from /dev/null) and tell the parent the
+    /// mount is live.
+    pub fn signal(self, log_file: &Path) -> io::Result<()> {
+        if let Some(dir) = log_file.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log_file)?;
+        let null = OpenOptions::new().read(true).open("/dev/null")?;
+        // SAFETY: dup2 onto the standard descriptors with valid open files.
+        unsafe {
+            libc::dup2(null.as_raw_fd(), 0);
+            libc::dup2(log.as_raw_fd(), 1);
+            libc::dup2(log.as_raw_fd(), 2);
+        }
+        let one = b"1";
+        // SAFETY: writing one byte from a valid buffer to our pipe end.
+        let n = unsafe { libc::write(self.0.as_raw_fd(), one.as_ptr().cast(), 1) };
+        if n != 1 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+}
+
+/// Default log file of a background mount: `$XDG_STATE_HOME/s3mount/s3mount.log`, else
+/// `~/.local/state/s3mount/s3mount.log`, else `/tmp/s3mount-$UID.log`.
+pub fn default_log_file() -> std::path::PathBuf {
+    if let Some(d) = std::env::var_os("XDG_STATE_HOME").filter(|d| !d.is_empty()) {
+        return Path::new(&d).join("s3mount/s3mount.log");
+    }
+    if let Some(h) = std::env::var_os("HOME").filter(|h| !h.is_empty()) {
+        return Path::new(&h).join(".local/state/s3mount/s3mount.log");
+    }
+    // SAFETY: getuid cannot fail.
+    std::env::temp_dir().join(format!("s3mount-{}.log", unsafe { libc::getuid() }))
+}
