@@ -8,8 +8,10 @@
 #   scripts/garage.sh stop             stop the server started by `start`
 #   scripts/garage.sh env              print the `export ...` lines only
 #   scripts/garage.sh bucket NAME      create bucket NAME if missing; allow the dev key on it
-#   scripts/garage.sh key NAME BUCKET  create (or reuse) key NAME, allowed read+write on BUCKET
-#                                      only; prints `KEY_ID=... SECRET=...` on stdout
+#   scripts/garage.sh key NAME BUCKET [rw|ro]
+#                                      create (or reuse) key NAME, allowed read+write (rw, the
+#                                      default) or read only (ro) on BUCKET only; prints
+#                                      `KEY_ID=... SECRET=...` on stdout
 #   scripts/garage.sh status           `garage status` of the running server
 #   scripts/garage.sh garage ARGS...   run the garage CLI against this server's config
 #
@@ -414,8 +416,9 @@ cmd_bucket() {
 }
 
 cmd_key() {
-    [[ $# -eq 2 ]] || die "usage: $0 key NAME BUCKET"
-    local name="$1" bucket="$2" id secret info bid other
+    [[ $# -eq 2 || $# -eq 3 ]] || die "usage: $0 key NAME BUCKET [rw|ro]"
+    local name="$1" bucket="$2" mode="${3:-rw}" id secret info bid other
+    [[ "$mode" == rw || "$mode" == ro ]] || die "mode must be rw or ro, not '$mode'"
     [[ "$name" =~ ^[A-Za-z0-9._-]+$ ]] || die "key name must match [A-Za-z0-9._-]+: '$name'"
     valid_bucket_name "$bucket"
     [[ "$name" != "$DEV_KEY_NAME" ]] || die "'$DEV_KEY_NAME' is the development key; pick another name"
@@ -434,7 +437,7 @@ cmd_key() {
         log "importing key $name ($id)"
         g key import --yes -n "$name" "$id" "$secret" >/dev/null
     fi
-    # Read+write on BUCKET, and nothing on any other bucket.
+    # Read+write (or read only) on BUCKET, and nothing on any other bucket.
     info="$(g json-api GetKeyInfo "{\"id\":\"$id\",\"showSecretKey\":true}")"
     secret="$(json_get "d['secretAccessKey']" <<<"$info")"
     while read -r other; do
@@ -442,9 +445,15 @@ cmd_key() {
         log "revoking key $name's permissions on bucket $other"
         g json-api DenyBucketKey "{\"bucketId\":\"$other\",\"accessKeyId\":\"$id\",\"permissions\":{\"read\":true,\"write\":true,\"owner\":true}}" >/dev/null
     done < <(json_get "[b['id'] for b in d['buckets']]" <<<"$info")
-    g json-api DenyBucketKey "{\"bucketId\":\"$bid\",\"accessKeyId\":\"$id\",\"permissions\":{\"owner\":true}}" >/dev/null
-    allow "$id" "$bucket" --read --write
-    log "key $name allowed read+write on bucket $bucket only"
+    if [[ "$mode" == ro ]]; then
+        g json-api DenyBucketKey "{\"bucketId\":\"$bid\",\"accessKeyId\":\"$id\",\"permissions\":{\"owner\":true,\"write\":true}}" >/dev/null
+        allow "$id" "$bucket" --read
+        log "key $name allowed read only on bucket $bucket only"
+    else
+        g json-api DenyBucketKey "{\"bucketId\":\"$bid\",\"accessKeyId\":\"$id\",\"permissions\":{\"owner\":true}}" >/dev/null
+        allow "$id" "$bucket" --read --write
+        log "key $name allowed read+write on bucket $bucket only"
+    fi
     printf 'KEY_ID=%s SECRET=%s\n' "$id" "$secret"
 }
 

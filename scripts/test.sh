@@ -24,4 +24,13 @@ scripts/garage.sh start >/dev/null
 echo "test.sh: starting moto" >&2
 scripts/moto.sh start >/dev/null
 
-cargo test --locked "$@"
+log="$(mktemp)"
+set +e
+cargo test --locked "$@" 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+# One closing line over every test binary.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i) ~ /^passed;?$/) p += $(i-1); if ($(i) ~ /^failed;?$/) f += $(i-1) } }
+     END { printf "%d passed, %d failed\n", p, f }' "$log"
+rm -f "$log"
+exit "$status"

@@ -99,6 +99,17 @@ fn file_attr(a: &Attr) -> FileAttr {
     }
 }
 
+/// Drops the kernel's cached entries through FUSE notifications.
+pub struct KernelInvalidator(pub fuser::Notifier);
+
+impl crate::fs::Invalidator for KernelInvalidator {
+    fn entry_gone(&self, parent: u64, name: &str) {
+        if let Err(e) = self.0.inval_entry(INodeNo(parent), OsStr::new(name)) {
+            debug!(name, "could not invalidate kernel entry: {e}");
+        }
+    }
+}
+
 /// A reply that can carry an error (every fuser reply type can).
 trait ErrorReply: Send + 'static {
     fn fail(self, e: Errno);

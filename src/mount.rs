@@ -9,7 +9,7 @@ use tracing::{info, warn};
 use crate::config::MountConfig;
 use crate::daemon::{self, Ready};
 use crate::fs::Fs;
-use crate::fuse::FuseAdapter;
+use crate::fuse::{FuseAdapter, KernelInvalidator};
 use crate::s3::connect::connect;
 
 /// Connect, mount and serve. With `ready` (a background mount) the parent process is told
@@ -64,6 +64,7 @@ pub fn run(cfg: MountConfig, ready: Option<Ready>) -> Result<()> {
     let mut session = fuser::Session::new(adapter, mountpoint, &fuse_config)
         .with_context(|| format!("mounting at {}", mountpoint.display()))?;
 
+    fs.set_invalidator(Box::new(KernelInvalidator(session.notifier())));
     let mut unmounter = session.unmount_callable();
     let mp = mountpoint.clone();
     rt.spawn(async move {

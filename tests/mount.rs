@@ -313,3 +313,63 @@ fn whole_bucket_mount_and_changes_by_other_clients() {
     assert_eq!(fs::read(m.path("root.txt")).unwrap(), b"version two");
     assert_eq!(fs::read(m.path("later.txt")).unwrap(), b"new");
 }
+
+#[test]
+fn denied_upload_fails_the_writer_and_leaves_nothing() {
+    // A key that may read the bucket but not write it: creating a file is accepted locally,
+    // the upload is denied, and the writer must hear about it at close/fsync.
+    let s3 = S3::garage();
+    let p = unique("denied");
+    s3.put(&format!("{p}/existing"), b"keep".to_vec());
+    let (id, secret) = common::garage_key("s3mount-test-ro", &s3.bucket, "ro");
+    let mut conn = common::Conn::garage();
+    conn.env = vec![
+        ("AWS_ACCESS_KEY_ID".into(), id),
+        ("AWS_SECRET_ACCESS_KEY".into(), secret.clone()),
+    ];
+    let m = Mount::with(&conn, &format!("{}/{p}", s3.bucket), &[]);
+    assert_eq!(fs::read(m.path("existing")).unwrap(), b"keep");
+
+    let src = tempfile::NamedTempFile::new().unwrap();
+    fs::write(src.path(), b"must not be reported as saved").unwrap();
+    let out = std::process::Command::new("cp")
+        .arg(src.path())
+        .arg(m.path("denied.txt"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "cp reported success for a denied upload"
+    );
+    assert!(err.contains("Permission denied"), "{err}");
+
+    let mut f = fs::File::create(m.path("denied2.txt")).unwrap();
+    f.write_all(b"data").unwrap();
+    let e = f.sync_all().unwrap_err();
+    assert_eq!(errno(&e), libc::EACCES, "{e}");
+    drop(f);
+
+    // A multipart upload that is denied is not left behind either.
+    let mut f = fs::File::create(m.path("big-denied")).unwrap();
+    let e = f
+        .write_all(&vec![7u8; 9 << 20])
+        .and_then(|_| f.sync_all())
+        .unwrap_err();
+    assert_eq!(errno(&e), libc::EACCES, "{e}");
+    drop(f);
+
+    assert!(s3.get(&format!("{p}/denied.txt")).is_none());
+    assert!(s3.get(&format!("{p}/denied2.txt")).is_none());
+    assert_eq!(s3.pending_uploads(&format!("{p}/")), 0);
+    // The names do not linger as if saved.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert!(!m.path("denied.txt").exists());
+    assert!(!m.path("denied2.txt").exists());
+    let log = m.log_text();
+    assert!(
+        log.contains("PutObject") && log.contains("denied2.txt"),
+        "{log}"
+    );
+    assert!(!log.contains(&secret), "secret in log");
+}

@@ -90,6 +90,14 @@ enum Handle {
     Dir(Arc<DirHandle>),
 }
 
+/// Told when a name disappears without the kernel having asked for it (a new file whose
+/// upload failed), so that the kernel's cached entry can be dropped at once instead of
+/// lingering for the entry TTL.
+pub trait Invalidator: Send + Sync {
+    /// `name` in directory `parent` no longer exists.
+    fn entry_gone(&self, parent: Ino, name: &str);
+}
+
 /// The filesystem.
 pub struct Fs {
     store: Arc<dyn ObjectStore>,
@@ -100,6 +108,7 @@ pub struct Fs {
     next_fh: AtomicU64,
     warnings: Warnings,
     mount_time: SystemTime,
+    invalidator: std::sync::OnceLock<Box<dyn Invalidator>>,
 }
 
 impl Fs {
@@ -115,7 +124,13 @@ impl Fs {
             next_fh: AtomicU64::new(1),
             warnings: Warnings::default(),
             mount_time,
+            invalidator: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Install the kernel-cache invalidator (once, after mounting).
+    pub fn set_invalidator(&self, inv: Box<dyn Invalidator>) {
+        let _ = self.invalidator.set(inv);
     }
 
     /// The bucket and prefix, for messages.
@@ -676,7 +691,8 @@ impl Fs {
         }
         let node = t.get_mut(wh.ino).expect("checked");
         node.residence = Residence::Remote;
-        match result {
+        let gone = result.is_err() && wh.created;
+        let result = match result {
             Ok(c) => {
                 debug!(key = %self.prefix.key(&node.path), size = c.size, "upload committed");
                 node.stat = Stat {
@@ -697,7 +713,12 @@ impl Fs {
                 }
                 Err(e)
             }
+        };
+        drop(t);
+        if gone && let Some(inv) = self.invalidator.get() {
+            inv.entry_gone(wh.parent, &wh.name);
         }
+        result
     }
 
     /// Commit every file still being written (on unmount). Errors are logged.

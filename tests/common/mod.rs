@@ -107,6 +107,28 @@ pub fn garage_bucket(name: &str) {
     run_script(&["scripts/garage.sh", "bucket", name]);
 }
 
+/// A Garage key allowed on `bucket` only, read+write (`"rw"`) or read only (`"ro"`).
+pub fn garage_key(name: &str, bucket: &str, mode: &str) -> (String, String) {
+    garage();
+    let out = run_script(&["scripts/garage.sh", "key", name, bucket, mode]);
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("KEY_ID="))
+        .expect("key line");
+    let mut parts = line.split_whitespace();
+    let id = parts
+        .next()
+        .unwrap()
+        .trim_start_matches("KEY_ID=")
+        .to_owned();
+    let secret = parts
+        .next()
+        .unwrap()
+        .trim_start_matches("SECRET=")
+        .to_owned();
+    (id, secret)
+}
+
 /// The moto scenario of `scripts/moto_setup.py`: a user, a role requiring an External ID,
 /// a role policy scoped to `bucket/prefix/*`.
 #[derive(Clone, Debug)]
