@@ -180,6 +180,20 @@ pub struct TuningArgs {
     /// Parts uploaded concurrently per file being written.
     #[arg(long, value_name = "N", default_value_t = 4)]
     pub upload_threads: usize,
+
+    /// Memory for the shared block cache of object data (0 disables it).
+    #[arg(long, value_name = "SIZE", default_value = "64MiB")]
+    pub cache_memory: String,
+
+    /// Cap on prefetch windows + block cache + upload buffers together; under pressure
+    /// prefetch windows shrink and the cache gives memory back.
+    #[arg(long, value_name = "SIZE", default_value = "192MiB")]
+    pub memory_limit: String,
+
+    /// How long file and directory attributes and "does not exist" answers are cached
+    /// (e.g. 1s, 500ms, 5m; 0 asks S3 every time). Changes by other clients show up after it.
+    #[arg(long, value_name = "DURATION", default_value = "1s")]
+    pub metadata_ttl: String,
 }
 
 /// Logging options.

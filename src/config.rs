@@ -88,6 +88,12 @@ pub struct FsConfig {
     pub write_part_size: u64,
     /// Concurrent part uploads per writer.
     pub upload_threads: usize,
+    /// Block cache capacity in bytes (0 disables it).
+    pub cache_memory: u64,
+    /// Budget for prefetch windows, cache and write buffers together.
+    pub memory_limit: u64,
+    /// How long lookup/getattr results (positive and negative) are trusted.
+    pub metadata_ttl: std::time::Duration,
 }
 
 impl Default for FsConfig {
@@ -102,6 +108,9 @@ impl Default for FsConfig {
             read_part_size: 8 << 20,
             write_part_size: 8 << 20,
             upload_threads: 4,
+            cache_memory: 64 << 20,
+            memory_limit: 192 << 20,
+            metadata_ttl: std::time::Duration::from_secs(1),
         }
     }
 }
@@ -163,6 +172,15 @@ impl MountConfig {
         if !(5 << 20..=5 << 30).contains(&write_part_size) {
             return err("--write-part-size must be between 5MiB and 5GiB (S3 multipart limits)");
         }
+        let cache_memory = parse_size(&t.cache_memory, "--cache-memory")?;
+        let memory_limit = parse_size(&t.memory_limit, "--memory-limit")?;
+        if memory_limit < 16 << 20 {
+            return err("--memory-limit must be at least 16MiB");
+        }
+        if cache_memory > memory_limit {
+            return err("--cache-memory cannot exceed --memory-limit");
+        }
+        let metadata_ttl = parse_duration(&t.metadata_ttl, "--metadata-ttl")?;
         // SAFETY: getuid/getgid cannot fail.
         let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
         let fs = FsConfig {
@@ -175,6 +193,9 @@ impl MountConfig {
             read_part_size,
             write_part_size,
             upload_threads: t.upload_threads,
+            cache_memory,
+            memory_limit,
+            metadata_ttl,
         };
         let mountpoint = check_mountpoint(&args.mountpoint)?;
         Ok(MountConfig {
@@ -369,6 +390,29 @@ pub fn parse_size(s: &str, flag: &str) -> Result<u64, ConfigError> {
         .ok_or_else(|| ConfigError(format!("invalid {flag} '{s}': too large")))
 }
 
+/// Parse `1s`, `500ms`, `2m`, `0` (a bare number is seconds).
+pub fn parse_duration(s: &str, flag: &str) -> Result<std::time::Duration, ConfigError> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| ConfigError(format!("invalid {flag} '{s}': expected e.g. 1s or 500ms")))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "ms" => n / 1000.0,
+        "m" | "min" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return err(format!("invalid {flag} '{s}': unknown unit '{unit}'")),
+    };
+    if !(0.0..=86_400.0).contains(&secs) {
+        return err(format!("invalid {flag} '{s}': must be between 0 and 24h"));
+    }
+    Ok(std::time::Duration::from_secs_f64(secs))
+}
+
 /// Parse an octal permission string such as `644` or `0755`.
 pub fn parse_mode(s: &str, flag: &str) -> Result<u16, ConfigError> {
     match u16::from_str_radix(s.trim_start_matches("0o"), 8) {
@@ -487,6 +531,11 @@ mod tests {
         assert_eq!(parse_mode("0644", "x").unwrap(), 0o644);
         assert_eq!(parse_mode("755", "x").unwrap(), 0o755);
         assert!(parse_mode("999", "x").is_err());
+        assert_eq!(parse_duration("1s", "x").unwrap().as_millis(), 1000);
+        assert_eq!(parse_duration("250ms", "x").unwrap().as_millis(), 250);
+        assert_eq!(parse_duration("0", "x").unwrap().as_millis(), 0);
+        assert!(parse_duration("-1", "x").is_err());
+        assert!(parse_duration("5 parsecs", "x").is_err());
     }
 
     #[test]

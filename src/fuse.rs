@@ -7,7 +7,7 @@ use std::ffi::OsStr;
 use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use fuser::{
     Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
@@ -18,7 +18,7 @@ use fuser::{
 use tokio::runtime::Handle;
 use tracing::{debug, error, warn};
 
-use crate::fs::{ATTR_TTL, Attr, Fs, FsError, Kind, OpenMode};
+use crate::fs::{Attr, Fs, FsError, Kind, OpenMode};
 use crate::s3::ErrorKind;
 
 /// Largest write the kernel may send in one request.
@@ -174,6 +174,11 @@ impl FuseAdapter {
     }
 }
 
+/// Pair a result with the TTL the kernel may cache it for.
+fn with_ttl<T>(fs: &Fs, r: Result<T, FsError>) -> Result<(T, Duration), FsError> {
+    r.map(|v| (v, fs.ttl()))
+}
+
 /// File names arrive as bytes; S3 keys are UTF-8.
 fn utf8_name<R: ErrorReply>(name: &OsStr, reply: R) -> Option<(String, R)> {
     match name.to_str() {
@@ -214,8 +219,8 @@ impl Filesystem for FuseAdapter {
         self.spawn(
             "lookup",
             reply,
-            |fs| async move { fs.lookup(parent.0, &name).await },
-            |r, a| r.entry(&ATTR_TTL, &file_attr(&a), Generation(0)),
+            |fs| async move { with_ttl(&fs, fs.lookup(parent.0, &name).await) },
+            |r, (a, ttl)| r.entry(&ttl, &file_attr(&a), Generation(0)),
         );
     }
 
@@ -227,8 +232,8 @@ impl Filesystem for FuseAdapter {
         self.spawn(
             "getattr",
             reply,
-            |fs| async move { fs.getattr(ino.0).await },
-            |r, a| r.attr(&ATTR_TTL, &file_attr(&a)),
+            |fs| async move { with_ttl(&fs, fs.getattr(ino.0).await) },
+            |r, (a, ttl)| r.attr(&ttl, &file_attr(&a)),
         );
     }
 
@@ -253,8 +258,8 @@ impl Filesystem for FuseAdapter {
         self.spawn(
             "setattr",
             reply,
-            |fs| async move { fs.setattr(ino.0, size, fh.map(|f| f.0)).await },
-            |r, a| r.attr(&ATTR_TTL, &file_attr(&a)),
+            |fs| async move { with_ttl(&fs, fs.setattr(ino.0, size, fh.map(|f| f.0)).await) },
+            |r, (a, ttl)| r.attr(&ttl, &file_attr(&a)),
         );
     }
 
@@ -273,8 +278,8 @@ impl Filesystem for FuseAdapter {
         self.spawn(
             "mkdir",
             reply,
-            |fs| async move { fs.mkdir(parent.0, &name).await },
-            |r, a| r.entry(&ATTR_TTL, &file_attr(&a), Generation(0)),
+            |fs| async move { with_ttl(&fs, fs.mkdir(parent.0, &name).await) },
+            |r, (a, ttl)| r.entry(&ttl, &file_attr(&a), Generation(0)),
         );
     }
 
@@ -328,7 +333,14 @@ impl Filesystem for FuseAdapter {
             "open",
             reply,
             |fs| async move { fs.open(ino.0, mode, pid).await },
-            |r, fh| r.opened(FileHandle(fh), FopenFlags::empty()),
+            |r, o| {
+                let flags = if o.keep_cache {
+                    FopenFlags::FOPEN_KEEP_CACHE
+                } else {
+                    FopenFlags::empty()
+                };
+                r.opened(FileHandle(o.fh), flags)
+            },
         );
     }
 
@@ -502,7 +514,7 @@ impl Filesystem for FuseAdapter {
                         INodeNo(attr.ino),
                         i + 1,
                         name,
-                        &ATTR_TTL,
+                        &fs.ttl(),
                         &file_attr(&attr),
                         Generation(0),
                     );
@@ -555,10 +567,10 @@ impl Filesystem for FuseAdapter {
         self.spawn(
             "create",
             reply,
-            |fs| async move { fs.create(parent.0, &name, pid).await },
-            |r, (a, fh)| {
+            |fs| async move { with_ttl(&fs, fs.create(parent.0, &name, pid).await) },
+            |r, ((a, fh), ttl)| {
                 r.created(
-                    &ATTR_TTL,
+                    &ttl,
                     &file_attr(&a),
                     Generation(0),
                     FileHandle(fh),

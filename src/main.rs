@@ -28,7 +28,21 @@ fn one_line(msg: &str) -> String {
     msg.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
+/// Object data moves through buffers of up to --read-part-size. glibc serves every block
+/// over 128 KiB with a fresh mmap and unmaps it on free, so each GET would page-fault its
+/// buffer in anew (measured: ~5% of CPU on a 1 GiB read). Keep such blocks on the heap for
+/// reuse instead; the memory budget bounds how much of it is live.
+fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator thresholds; called before any thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 64 << 20);
+    }
+}
+
 fn main() -> ExitCode {
+    tune_allocator();
     let cli = Cli::parse();
     match cli.command {
         Command::Mount(args) => {

@@ -60,9 +60,19 @@ pub struct Node {
     pub stat: Stat,
     /// Where the content lives.
     pub residence: Residence,
-    /// When `stat` was last confirmed with S3.
-    pub validated: Instant,
+    /// When `stat` was last confirmed with S3 (`None`: must be asked again).
+    pub validated: Option<Instant>,
+    /// ETag of the version whose pages the kernel may hold from an earlier open: when an
+    /// open sees the same ETag, the page cache is kept.
+    pub page_cache_etag: Option<String>,
     lookups: u64,
+}
+
+impl Node {
+    /// Whether `stat` was confirmed with S3 less than `ttl` ago.
+    pub fn fresh_within(&self, ttl: std::time::Duration) -> bool {
+        self.validated.is_some_and(|v| v.elapsed() < ttl)
+    }
 }
 
 /// All inodes, behind one lock held only for short, non-blocking updates.
@@ -88,7 +98,8 @@ impl InodeTable {
                 etag: None,
             },
             residence: Residence::Remote,
-            validated: Instant::now(),
+            validated: Some(Instant::now()),
+            page_cache_etag: None,
             lookups: 1,
         };
         InodeTable {
@@ -134,7 +145,7 @@ impl InodeTable {
         {
             if node.residence == Residence::Remote {
                 node.stat = stat;
-                node.validated = Instant::now();
+                node.validated = Some(Instant::now());
             }
             node.lookups += lookups;
             return node.clone();
@@ -154,7 +165,8 @@ impl InodeTable {
             kind,
             stat,
             residence: Residence::Remote,
-            validated: Instant::now(),
+            validated: Some(Instant::now()),
+            page_cache_etag: None,
             lookups,
         };
         self.children.insert(key, ino);

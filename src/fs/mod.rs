@@ -5,6 +5,8 @@
 //! S3 requests. All methods take `&self` and may run concurrently; locks are held only for
 //! short in-memory updates, never across a request to S3.
 
+pub mod budget;
+pub mod cache;
 pub mod dir;
 pub mod error;
 pub mod inode;
@@ -26,15 +28,16 @@ pub use inode::{Ino, Kind, ROOT_INO};
 
 use crate::config::FsConfig;
 use crate::s3::{ErrorKind, ObjectStore};
+use budget::Budget;
+use cache::BlockCache;
 use dir::Warnings;
 use inode::{InodeTable, Node, Residence, Stat};
 use key::{BadName, Prefix, validate_name};
-use read::{ReadConfig, Reader};
+use read::{ReadConfig, ReadShared, Reader};
 use write::{Upload, WriteConfig};
 
-/// How long attributes learned from S3 are trusted before a getattr asks again; the kernel
-/// is given the same TTL for entries and attributes.
-pub const ATTR_TTL: Duration = Duration::from_secs(1);
+/// How many names are remembered as absent (the negative cache).
+const NEGATIVE_ENTRIES: usize = 100_000;
 
 /// Content type of directory marker objects (as s3fs and the S3 console write them).
 const DIR_CONTENT_TYPE: &str = "application/x-directory";
@@ -56,6 +59,15 @@ pub struct Attr {
     pub uid: u32,
     /// Group.
     pub gid: u32,
+}
+
+/// An opened file.
+#[derive(Clone, Copy, Debug)]
+pub struct Opened {
+    /// File handle.
+    pub fh: u64,
+    /// The kernel may keep the pages it cached from an earlier open (same ETag).
+    pub keep_cache: bool,
 }
 
 /// How a file is opened.
@@ -109,12 +121,20 @@ pub struct Fs {
     warnings: Warnings,
     mount_time: SystemTime,
     invalidator: std::sync::OnceLock<Box<dyn Invalidator>>,
+    read_shared: ReadShared,
+    /// Names recently found absent, per directory: the negative cache.
+    negative: Mutex<lru::LruCache<(Ino, String), Instant>>,
 }
 
 impl Fs {
     /// A filesystem showing the keys under `prefix` (normalized: `""` or ending in `/`).
     pub fn new(store: Arc<dyn ObjectStore>, prefix: &str, cfg: FsConfig) -> Self {
         let mount_time = SystemTime::now();
+        let budget = Budget::new(cfg.memory_limit);
+        let read_shared = ReadShared {
+            cache: Arc::new(BlockCache::new(cfg.cache_memory, budget.clone())),
+            budget,
+        };
         Fs {
             store,
             prefix: Prefix::new(prefix),
@@ -125,6 +145,49 @@ impl Fs {
             warnings: Warnings::default(),
             mount_time,
             invalidator: std::sync::OnceLock::new(),
+            read_shared,
+            negative: Mutex::new(lru::LruCache::new(
+                std::num::NonZeroUsize::new(NEGATIVE_ENTRIES).expect("non-zero"),
+            )),
+        }
+    }
+
+    /// How long the kernel may cache entries and attributes (`--metadata-ttl`).
+    pub fn ttl(&self) -> Duration {
+        self.cfg.metadata_ttl
+    }
+
+    /// The shared memory budget (for diagnostics and tests).
+    pub fn budget(&self) -> &Budget {
+        &self.read_shared.budget
+    }
+
+    fn remember_absent(&self, parent: Ino, name: &str) {
+        if !self.cfg.metadata_ttl.is_zero() {
+            self.negative
+                .lock()
+                .unwrap()
+                .put((parent, name.to_owned()), Instant::now());
+        }
+    }
+
+    fn forget_absent(&self, parent: Ino, name: &str) {
+        self.negative
+            .lock()
+            .unwrap()
+            .pop(&(parent, name.to_owned()));
+    }
+
+    fn known_absent(&self, parent: Ino, name: &str) -> bool {
+        let mut neg = self.negative.lock().unwrap();
+        let key = (parent, name.to_owned());
+        match neg.get(&key) {
+            Some(at) if at.elapsed() < self.cfg.metadata_ttl => true,
+            Some(_) => {
+                neg.pop(&key);
+                false
+            }
+            None => false,
         }
     }
 
@@ -217,12 +280,16 @@ impl Fs {
         {
             let mut t = self.inodes.lock().unwrap();
             if let Some(n) = t.child(parent, name)
-                && matches!(n.residence, Residence::Writing(_))
+                && (matches!(n.residence, Residence::Writing(_))
+                    || n.fresh_within(self.cfg.metadata_ttl))
             {
                 let n = n.clone();
                 t.add_lookups(n.ino, lookups);
                 return Ok(n);
             }
+        }
+        if self.known_absent(parent, name) {
+            return Err(FsError::NotFound);
         }
         let path = key::child_path(&dir.path, name);
         let object_key = self.prefix.key(&path);
@@ -246,6 +313,7 @@ impl Fs {
                 ),
                 Err(e) if e.kind == ErrorKind::NotFound => {
                     self.inodes.lock().unwrap().detach(parent, name);
+                    self.remember_absent(parent, name);
                     return Err(FsError::NotFound);
                 }
                 Err(e) => return Err(e.into()),
@@ -263,8 +331,8 @@ impl Fs {
         self.inodes.lock().unwrap().forget(ino, n);
     }
 
-    /// Attributes of `ino`; a file's are re-checked with HeadObject once older than
-    /// [`ATTR_TTL`], so changes by other clients show up.
+    /// Attributes of `ino`; a file's are re-checked with HeadObject once older than the
+    /// metadata TTL, so changes by other clients show up.
     pub async fn getattr(&self, ino: Ino) -> Result<Attr> {
         let node = self.fresh(ino).await?;
         Ok(self.attr(&node))
@@ -274,7 +342,7 @@ impl Fs {
         let node = self.node(ino)?;
         if node.kind == Kind::Dir
             || node.residence != Residence::Remote
-            || node.validated.elapsed() < ATTR_TTL
+            || node.fresh_within(self.cfg.metadata_ttl)
         {
             return Ok(node);
         }
@@ -290,7 +358,7 @@ impl Fs {
                         mtime: info.mtime,
                         etag: info.etag,
                     };
-                    n.validated = Instant::now();
+                    n.validated = Some(Instant::now());
                 }
                 Ok(n.clone())
             }
@@ -341,7 +409,7 @@ impl Fs {
                         mtime: SystemTime::now(),
                         etag: put.etag,
                     };
-                    n.validated = Instant::now();
+                    n.validated = Some(Instant::now());
                 }
             }
         }
@@ -439,6 +507,7 @@ impl Fs {
         self.store
             .put(&self.prefix.dir_key(&path), Bytes::new(), DIR_CONTENT_TYPE)
             .await?;
+        self.forget_absent(parent, name);
         let node = self.inodes.lock().unwrap().upsert(
             parent,
             name,
@@ -490,6 +559,7 @@ impl Fs {
         }
         self.store.delete(&dir_key).await?;
         self.inodes.lock().unwrap().detach(parent, name);
+        self.remember_absent(parent, name);
         Ok(())
     }
 
@@ -513,6 +583,7 @@ impl Fs {
             (Kind::File, Residence::Remote) => {
                 self.store.delete(&self.prefix.key(&node.path)).await?;
                 self.inodes.lock().unwrap().detach(parent, name);
+                self.remember_absent(parent, name);
                 Ok(())
             }
         }
@@ -534,6 +605,7 @@ impl Fs {
         {
             return Err(FsError::Busy("the file is already being written"));
         }
+        self.forget_absent(parent, name);
         let node = self.inodes.lock().unwrap().upsert(
             parent,
             name,
@@ -558,6 +630,7 @@ impl Fs {
                 part_size: self.cfg.write_part_size,
                 threads: self.cfg.upload_threads,
             },
+            self.read_shared.budget.clone(),
         );
         let fh = self.add_handle(Handle::Write(Arc::new(WriteHandle {
             ino: node.ino,
@@ -580,7 +653,7 @@ impl Fs {
     }
 
     /// Open file `ino`. Writing is supported for replacing the whole file (O_TRUNC).
-    pub async fn open(&self, ino: Ino, mode: OpenMode, pid: u32) -> Result<u64> {
+    pub async fn open(&self, ino: Ino, mode: OpenMode, pid: u32) -> Result<Opened> {
         let node = self.node(ino)?;
         if node.kind == Kind::Dir {
             return Err(FsError::IsDir);
@@ -591,13 +664,27 @@ impl Fs {
         if mode.write {
             self.check_writable()?;
             if mode.truncate {
-                return Ok(self.start_upload(&node, pid, false));
+                return Ok(Opened {
+                    fh: self.start_upload(&node, pid, false),
+                    keep_cache: false,
+                });
             }
             return Err(FsError::NotSupported(
                 "modifying an existing file in place (open it with O_TRUNC to replace it)",
             ));
         }
         let node = self.fresh(ino).await?;
+        let keep_cache = {
+            let mut t = self.inodes.lock().unwrap();
+            match t.get_mut(ino) {
+                Some(n) => {
+                    let same = n.stat.etag.is_some() && n.page_cache_etag == n.stat.etag;
+                    n.page_cache_etag = n.stat.etag.clone();
+                    same
+                }
+                None => false,
+            }
+        };
         let reader = Reader::new(
             self.store.clone(),
             self.prefix.key(&node.path),
@@ -607,8 +694,12 @@ impl Fs {
                 threads: self.cfg.download_threads,
                 max_part: self.cfg.read_part_size,
             },
+            self.read_shared.clone(),
         );
-        Ok(self.add_handle(Handle::Read(Arc::new(reader))))
+        Ok(Opened {
+            fh: self.add_handle(Handle::Read(Arc::new(reader))),
+            keep_cache,
+        })
     }
 
     /// Read from an open file.
@@ -700,7 +791,7 @@ impl Fs {
                     mtime: SystemTime::now(),
                     etag: c.etag,
                 };
-                node.validated = Instant::now();
+                node.validated = Some(Instant::now());
                 Ok(())
             }
             Err(e) => {
@@ -709,7 +800,7 @@ impl Fs {
                     t.detach(wh.parent, &wh.name);
                 } else {
                     // The old object is untouched; make the next getattr ask S3.
-                    node.validated = Instant::now() - ATTR_TTL * 2;
+                    node.validated = None;
                 }
                 Err(e)
             }

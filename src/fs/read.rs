@@ -1,13 +1,18 @@
-//! The read path of one open file: a sequential-stream prefetcher over ranged GETs.
+//! The read path of one open file: the block cache first, then a sequential-stream
+//! prefetcher over ranged GETs.
 //!
 //! A read that continues where the last one ended (the first read at offset 0 included)
-//! starts or continues a *stream*: ranged GETs are issued ahead of the reader as spawned
-//! tasks, a small first one (fast first byte) followed by doubling sizes up to the part size,
-//! at most `download_threads` of them ahead of the reader. Reads that land inside the
-//! stream's window (the kernel's readahead reorders a little) are served from it; anything
-//! else is a random read, served by one exact ranged GET, and resets the stream so no
-//! bandwidth is spent on data nobody asked for. Every GET carries `If-Match` with the ETag
-//! seen at open, so a file replaced mid-read fails with EIO instead of mixing two versions.
+//! starts or continues a *stream*: block-aligned ranged GETs are issued ahead of the reader
+//! as spawned tasks, a small first one (fast first byte) followed by doubling sizes up to
+//! the part size, at most `download_threads` of them ahead of the reader and only while the
+//! shared memory budget allows (under pressure the window shrinks to what the reader is
+//! waiting for). Reads that land inside the stream's window (the kernel's readahead
+//! reorders a little) are served from it; anything else is a random read, served by one GET
+//! of the blocks it touches, and resets the stream so no bandwidth is spent on data nobody
+//! asked for. Random reads and the first megabyte of a stream go into the shared block
+//! cache. Every GET carries
+//! `If-Match` with the ETag seen at open, so a file replaced mid-read fails with EIO
+//! instead of mixing two versions.
 
 use std::collections::VecDeque;
 use std::ops::Range;
@@ -19,12 +24,13 @@ use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
 use tokio::task::AbortHandle;
 
+use super::budget::{Budget, Reservation};
+use super::cache::{BLOCK, BlockCache, ObjectVersion};
 use crate::s3::{ErrorKind, ObjectStore, StoreError};
-
-/// Size of the first GET of a stream: small, so the first bytes arrive quickly.
-const FIRST_PART: u64 = 256 << 10;
 /// How far behind the reader a fetched chunk is kept (for slightly reordered reads).
 const BACK_SLACK: u64 = 1 << 20;
+/// Largest stream chunk that is also put in the block cache.
+const STREAM_CACHE_MAX: u64 = 1 << 20;
 /// How far beyond the scheduled window a read may land and still count as the stream.
 const FORWARD_SLACK: u64 = 2 << 20;
 
@@ -37,6 +43,15 @@ pub struct ReadConfig {
     pub max_part: u64,
 }
 
+/// What all readers share: the block cache and the memory budget.
+#[derive(Clone)]
+pub struct ReadShared {
+    /// Block cache.
+    pub cache: Arc<BlockCache>,
+    /// Memory budget.
+    pub budget: Arc<Budget>,
+}
+
 type ChunkFuture = Shared<BoxFuture<'static, Result<Bytes, StoreError>>>;
 
 struct Chunk {
@@ -45,6 +60,7 @@ struct Chunk {
     /// Readers currently awaiting this chunk: it is only cancelled when there are none.
     waiters: Arc<AtomicUsize>,
     abort: AbortHandle,
+    _memory: Reservation,
 }
 
 impl Drop for Chunk {
@@ -73,7 +89,10 @@ pub struct Reader {
     key: String,
     size: u64,
     etag: Option<String>,
+    /// Cache identity; `None` when the server gave no ETag (nothing is cached then).
+    version: Option<ObjectVersion>,
     cfg: ReadConfig,
+    shared: ReadShared,
     stream: Mutex<Stream>,
 }
 
@@ -91,13 +110,20 @@ impl Reader {
         size: u64,
         etag: Option<String>,
         cfg: ReadConfig,
+        shared: ReadShared,
     ) -> Self {
+        let version = etag.as_ref().map(|e| ObjectVersion {
+            key: key.as_str().into(),
+            etag: e.as_str().into(),
+        });
         Reader {
             store,
             key,
             size,
             etag,
+            version,
             cfg,
+            shared,
             stream: Mutex::new(Stream::default()),
         }
     }
@@ -113,11 +139,28 @@ impl Reader {
         if off >= end {
             return Ok(Bytes::new());
         }
+        // Streams are served by their own window (so it keeps moving ahead of the reader);
+        // the cache serves the random reads.
         match self.plan(off, end) {
             Plan::Direct => {
-                self.store
-                    .get_range(&self.key, off..end, self.etag.as_deref())
-                    .await
+                if let Some(hit) = self.cached(off..end) {
+                    return Ok(hit);
+                }
+                // Whole blocks, so the neighbourhood is cached for the next random read.
+                let blocks =
+                    off / BLOCK * BLOCK..end.div_ceil(BLOCK).saturating_mul(BLOCK).min(self.size);
+                let _memory = self.shared.budget.reserve(blocks.end - blocks.start);
+                let data = fetch(
+                    self.store.as_ref(),
+                    &self.key,
+                    blocks.clone(),
+                    self.etag.as_deref(),
+                    self.version
+                        .as_ref()
+                        .map(|v| (v, self.shared.cache.as_ref())),
+                )
+                .await?;
+                Ok(assemble(off..end, &[(blocks, data)]))
             }
             Plan::Chunks(parts) => {
                 let mut results = Vec::with_capacity(parts.len());
@@ -129,6 +172,19 @@ impl Reader {
                 Ok(assemble(off..end, &results))
             }
         }
+    }
+
+    /// The bytes of `want` if every block they touch is cached.
+    fn cached(&self, want: Range<u64>) -> Option<Bytes> {
+        let version = self.version.as_ref()?;
+        let first = want.start / BLOCK;
+        let last = (want.end - 1) / BLOCK;
+        let mut blocks = Vec::with_capacity((last - first + 1) as usize);
+        for i in first..=last {
+            let b = self.shared.cache.get(version, i)?;
+            blocks.push((i * BLOCK..i * BLOCK + b.len() as u64, b));
+        }
+        Some(assemble(want, &blocks))
     }
 
     fn plan(&self, off: u64, end: u64) -> Plan {
@@ -143,8 +199,8 @@ impl Reader {
                 st.last_end = end;
                 return Plan::Direct;
             }
-            st.next_start = off;
-            st.next_len = FIRST_PART.min(self.cfg.max_part);
+            st.next_start = off / BLOCK * BLOCK;
+            st.next_len = BLOCK;
         }
         while st
             .chunks
@@ -153,19 +209,31 @@ impl Reader {
         {
             st.chunks.pop_front();
         }
+        let max_part = (self.cfg.max_part / BLOCK).max(1) * BLOCK;
         loop {
-            let ahead = st.chunks.iter().filter(|c| c.range.end > off).count();
+            if st.next_start >= self.size {
+                break;
+            }
             let needed = st.next_start < end;
-            let room = ahead < self.cfg.threads;
-            if st.next_start >= self.size || !(needed || room) {
+            let ahead = st.chunks.iter().filter(|c| c.range.end > off).count();
+            if !needed && ahead >= self.cfg.threads {
                 break;
             }
             let start = st.next_start;
             let stop = (start + st.next_len).min(self.size);
-            let chunk = self.spawn_chunk(start..stop);
+            let memory = if needed {
+                self.shared.budget.reserve(stop - start)
+            } else {
+                match self.reserve_optional(stop - start) {
+                    Some(r) => r,
+                    // Budget spent: the window stops growing here.
+                    None => break,
+                }
+            };
+            let chunk = self.spawn_chunk(start..stop, memory);
             st.chunks.push_back(chunk);
             st.next_start = stop;
-            st.next_len = (st.next_len * 2).min(self.cfg.max_part);
+            st.next_len = (st.next_len * 2).min(max_part);
         }
         st.last_end = end;
         let parts = st
@@ -180,12 +248,30 @@ impl Reader {
         Plan::Chunks(parts)
     }
 
-    fn spawn_chunk(&self, range: Range<u64>) -> Chunk {
+    /// Memory for prefetching ahead: from the budget, after asking the cache to give some
+    /// back if needed; `None` when even that is not enough.
+    fn reserve_optional(&self, bytes: u64) -> Option<Reservation> {
+        self.shared.budget.try_reserve(bytes).or_else(|| {
+            self.shared.cache.make_room(bytes);
+            self.shared.budget.try_reserve(bytes)
+        })
+    }
+
+    fn spawn_chunk(&self, range: Range<u64>, memory: Reservation) -> Chunk {
         let store = self.store.clone();
         let key = self.key.clone();
         let etag = self.etag.clone();
+        // Only a stream's first, small chunks are cached (they hold whole small files, which
+        // are worth keeping); the bulk of a large file streams through without evicting
+        // everything else, and a re-read of it is served by the kernel's page cache.
+        let cache = (range.end - range.start <= STREAM_CACHE_MAX)
+            .then(|| self.version.clone().map(|v| (v, self.shared.cache.clone())))
+            .flatten();
         let r = range.clone();
-        let handle = tokio::spawn(async move { store.get_range(&key, r, etag.as_deref()).await });
+        let handle = tokio::spawn(async move {
+            let cache = cache.as_ref().map(|(v, c)| (v, c.as_ref()));
+            fetch(store.as_ref(), &key, r, etag.as_deref(), cache).await
+        });
         let abort = handle.abort_handle();
         let key = self.key.clone();
         let data = handle
@@ -206,8 +292,34 @@ impl Reader {
             data,
             waiters: Arc::new(AtomicUsize::new(0)),
             abort,
+            _memory: memory,
         }
     }
+}
+
+/// GET a block-aligned `range` and put its blocks in the cache.
+async fn fetch(
+    store: &dyn ObjectStore,
+    key: &str,
+    range: Range<u64>,
+    etag: Option<&str>,
+    cache: Option<(&ObjectVersion, &BlockCache)>,
+) -> Result<Bytes, StoreError> {
+    let start = range.start;
+    let data = store.get_range(key, range, etag).await?;
+    if let Some((version, cache)) = cache {
+        let mut at = 0u64;
+        while at < data.len() as u64 {
+            let stop = (at + BLOCK).min(data.len() as u64);
+            cache.insert(
+                version,
+                (start + at) / BLOCK,
+                data.slice(at as usize..stop as usize),
+            );
+            at = stop;
+        }
+    }
+    Ok(data)
 }
 
 /// Cut `want` out of chunks that cover it; zero-copy when one chunk does.
@@ -232,6 +344,14 @@ mod tests {
     use super::*;
     use crate::s3::memory::MemoryStore;
 
+    fn shared(limit: u64) -> ReadShared {
+        let budget = Budget::new(limit);
+        ReadShared {
+            cache: Arc::new(BlockCache::new(limit / 2, budget.clone())),
+            budget,
+        }
+    }
+
     fn data(n: usize) -> Vec<u8> {
         (0..n).map(|i| (i * 7 % 251) as u8).collect()
     }
@@ -250,6 +370,7 @@ mod tests {
                 threads: 4,
                 max_part: 1 << 20,
             },
+            shared(64 << 20),
         );
         (store, r, d)
     }
@@ -294,5 +415,53 @@ mod tests {
         store.insert("k", vec![1u8; 1000]);
         let e = r.read(0, 100).await.unwrap_err();
         assert_eq!(e.kind, ErrorKind::PreconditionFailed);
+    }
+
+    /// Any mix of sequential runs and jumps returns exactly the object's bytes, with several
+    /// readers sharing one cache and a small budget.
+    #[tokio::test]
+    async fn any_read_sequence_returns_the_object_bytes() {
+        let store = Arc::new(MemoryStore::new("b", 1000));
+        let n = 6_000_000usize;
+        let d = data(n);
+        store.insert("k", d.clone());
+        let etag = store.head("k").await.unwrap().etag;
+        let sh = shared(8 << 20);
+        let mut seed = 12345u64;
+        let mut next = |m: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % m
+        };
+        for _reader in 0..6 {
+            let r = Reader::new(
+                store.clone(),
+                "k".into(),
+                n as u64,
+                etag.clone(),
+                ReadConfig {
+                    threads: 1 + next(8) as usize,
+                    max_part: 1 << (18 + next(5)),
+                },
+                sh.clone(),
+            );
+            let mut off = next(n as u64);
+            for _ in 0..60 {
+                let len = 1 + next(300_000) as u32;
+                let b = r.read(off, len).await.unwrap();
+                let end = (off as usize + len as usize).min(n);
+                let start = (off as usize).min(end);
+                assert_eq!(&b[..], &d[start..end], "read {off}+{len}");
+                assert!(sh.cache.bytes() <= 4 << 20, "cache within capacity");
+                // Mostly sequential, sometimes a jump (forward, backward, past EOF).
+                off = match next(10) {
+                    0 => next(n as u64 + 1000),
+                    1 => off.saturating_sub(next(100_000)),
+                    _ => off + b.len() as u64,
+                };
+            }
+        }
+        drop(sh.cache);
     }
 }

@@ -2,6 +2,8 @@
 
 use std::sync::Arc;
 
+use std::time::Duration;
+
 use super::*;
 use crate::s3::memory::MemoryStore;
 
@@ -80,7 +82,7 @@ async fn write_then_read_back() {
     fs.flush(fh, 42).await.unwrap();
     assert_eq!(&store.get("p/new.txt").unwrap()[..], b"hello");
     fs.release(fh).await.unwrap();
-    let rfh = fs.open(attr.ino, OpenMode::default(), 1).await.unwrap();
+    let rfh = fs.open(attr.ino, OpenMode::default(), 1).await.unwrap().fh;
     assert_eq!(&fs.read(rfh, 0, 100).await.unwrap()[..], b"hello");
     assert_eq!(&fs.read(rfh, 4, 100).await.unwrap()[..], b"o");
     assert!(fs.read(rfh, 5, 100).await.unwrap().is_empty());
@@ -112,7 +114,8 @@ async fn overwrite_with_truncate_and_refuse_in_place_edit() {
             1,
         )
         .await
-        .unwrap();
+        .unwrap()
+        .fh;
     fs.write(fh, 0, b"new").await.unwrap();
     fs.release(fh).await.unwrap();
     assert_eq!(&store.get("p/f").unwrap()[..], b"new");
@@ -190,4 +193,88 @@ async fn unlink_while_writing_discards_the_upload() {
     fs.unlink(ROOT_INO, "tmp").await.unwrap();
     fs.release(fh).await.unwrap();
     assert!(store.keys().is_empty());
+}
+
+fn fs_ttl(store: Arc<MemoryStore>, ttl_ms: u64) -> Fs {
+    Fs::new(
+        store,
+        "",
+        FsConfig {
+            metadata_ttl: Duration::from_millis(ttl_ms),
+            ..FsConfig::default()
+        },
+    )
+}
+
+#[tokio::test]
+async fn metadata_cache_serves_repeated_lookups_and_absent_names() {
+    let store = Arc::new(MemoryStore::new("b", 1000));
+    store.insert("f", "abc");
+    let fs = fs_ttl(store.clone(), 60_000);
+    fs.lookup(ROOT_INO, "f").await.unwrap();
+    fs.lookup(ROOT_INO, "f").await.unwrap();
+    assert_eq!(store.count("HeadObject"), 1);
+    assert!(fs.lookup(ROOT_INO, "missing").await.is_err());
+    assert!(fs.lookup(ROOT_INO, "missing").await.is_err());
+    assert_eq!(store.count("HeadObject"), 2, "negative answer cached");
+    // Creating the name clears the negative entry.
+    let (_, fh) = fs.create(ROOT_INO, "missing", 1).await.unwrap();
+    fs.release(fh).await.unwrap();
+    assert_eq!(fs.lookup(ROOT_INO, "missing").await.unwrap().size, 0);
+}
+
+#[tokio::test]
+async fn listing_feeds_the_cache_so_stat_costs_nothing() {
+    let store = Arc::new(MemoryStore::new("b", 1000));
+    for i in 0..50 {
+        store.insert(&format!("d/f{i}"), "x");
+    }
+    let fs = fs_ttl(store.clone(), 60_000);
+    let d = fs.lookup(ROOT_INO, "d").await.unwrap();
+    let fh = fs.opendir(d.ino).unwrap();
+    let entries = fs.readdir(fh, 0).await.unwrap();
+    for e in entries.iter() {
+        fs.entry(d.ino, e, 1);
+    }
+    let heads = store.count("HeadObject");
+    let lists = store.count("ListObjectsV2");
+    for i in 0..50 {
+        let a = fs.lookup(d.ino, &format!("f{i}")).await.unwrap();
+        fs.getattr(a.ino).await.unwrap();
+    }
+    assert_eq!(store.count("HeadObject"), heads);
+    assert_eq!(store.count("ListObjectsV2"), lists);
+}
+
+#[tokio::test]
+async fn zero_ttl_always_asks_and_sees_changes() {
+    let store = Arc::new(MemoryStore::new("b", 1000));
+    store.insert("f", "abc");
+    let fs = fs_ttl(store.clone(), 0);
+    let a = fs.lookup(ROOT_INO, "f").await.unwrap();
+    store.insert("f", "abcdef");
+    assert_eq!(fs.getattr(a.ino).await.unwrap().size, 6);
+    assert_eq!(fs.lookup(ROOT_INO, "f").await.unwrap().size, 6);
+    store.delete("f").await.unwrap();
+    assert!(matches!(fs.getattr(a.ino).await, Err(FsError::NotFound)));
+}
+
+#[tokio::test]
+async fn replaced_object_is_read_fresh_and_page_cache_kept_only_for_same_etag() {
+    let store = Arc::new(MemoryStore::new("b", 1000));
+    store.insert("f", "version one");
+    let fs = fs_ttl(store.clone(), 0);
+    let a = fs.lookup(ROOT_INO, "f").await.unwrap();
+    let o1 = fs.open(a.ino, OpenMode::default(), 1).await.unwrap();
+    assert!(!o1.keep_cache);
+    assert_eq!(&fs.read(o1.fh, 0, 100).await.unwrap()[..], b"version one");
+    fs.release(o1.fh).await.unwrap();
+    let o2 = fs.open(a.ino, OpenMode::default(), 1).await.unwrap();
+    assert!(o2.keep_cache, "same ETag: keep the kernel's pages");
+    fs.release(o2.fh).await.unwrap();
+    store.insert("f", "version two!");
+    let o3 = fs.open(a.ino, OpenMode::default(), 1).await.unwrap();
+    assert!(!o3.keep_cache);
+    // The old version's blocks are in the cache, but keyed by the old ETag.
+    assert_eq!(&fs.read(o3.fh, 0, 100).await.unwrap()[..], b"version two!");
 }

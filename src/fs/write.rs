@@ -14,6 +14,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::task::JoinHandle;
 use tracing::warn;
 
+use super::budget::Budget;
 use super::error::{FsError, Result};
 use crate::s3::{CompletedPart, ErrorKind, ObjectStore, PutResult, StoreError};
 
@@ -59,6 +60,7 @@ pub struct Upload {
     store: Arc<dyn ObjectStore>,
     key: String,
     cfg: WriteConfig,
+    budget: Arc<Budget>,
     buf: BytesMut,
     written: u64,
     multipart: Option<Multipart>,
@@ -67,11 +69,17 @@ pub struct Upload {
 
 impl Upload {
     /// Start writing `key` from empty.
-    pub fn new(store: Arc<dyn ObjectStore>, key: String, cfg: WriteConfig) -> Self {
+    pub fn new(
+        store: Arc<dyn ObjectStore>,
+        key: String,
+        cfg: WriteConfig,
+        budget: Arc<Budget>,
+    ) -> Self {
         Upload {
             store,
             key,
             cfg,
+            budget,
             buf: BytesMut::new(),
             written: 0,
             multipart: None,
@@ -129,14 +137,24 @@ impl Upload {
         if mp.next_part > MAX_PARTS {
             return Err(FsError::FileTooLarge);
         }
-        while mp.inflight.len() >= self.cfg.threads {
-            let oldest = mp.inflight.pop_front().expect("non-empty");
-            mp.done.push(join_part(&self.key, oldest).await?);
-        }
+        // Fewer parts in flight when the shared memory budget is spent; at least one.
+        let len = body.len() as u64;
+        let memory = loop {
+            if mp.inflight.len() < self.cfg.threads
+                && let Some(r) = self.budget.try_reserve(len)
+            {
+                break r;
+            }
+            match mp.inflight.pop_front() {
+                Some(oldest) => mp.done.push(join_part(&self.key, oldest).await?),
+                None => break self.budget.reserve(len),
+            }
+        };
         let number = mp.next_part;
         mp.next_part += 1;
         let (store, key, id) = (self.store.clone(), self.key.clone(), mp.id.clone());
         mp.inflight.push_back(tokio::spawn(async move {
+            let _memory = memory;
             let etag = store.upload_part(&key, &id, number, body).await?;
             Ok(CompletedPart { number, etag })
         }));
@@ -251,7 +269,7 @@ mod tests {
     #[tokio::test]
     async fn small_file_is_one_put() {
         let store = Arc::new(MemoryStore::new("b", 1000));
-        let mut u = Upload::new(store.clone(), "k".into(), cfg());
+        let mut u = Upload::new(store.clone(), "k".into(), cfg(), Budget::new(1 << 30));
         u.write(0, b"hello ").await.unwrap();
         u.write(6, b"world").await.unwrap();
         let c = u.finish().await.unwrap();
@@ -271,7 +289,7 @@ mod tests {
     #[tokio::test]
     async fn large_file_is_multipart_and_exact() {
         let store = Arc::new(MemoryStore::new("b", 1000));
-        let mut u = Upload::new(store.clone(), "k".into(), cfg());
+        let mut u = Upload::new(store.clone(), "k".into(), cfg(), Budget::new(1 << 30));
         let data: Vec<u8> = (0..(12 << 20) + 123).map(|i| (i % 253) as u8).collect();
         let mut off = 0;
         for chunk in data.chunks(1 << 20) {
@@ -287,7 +305,7 @@ mod tests {
     #[tokio::test]
     async fn out_of_order_write_is_refused() {
         let store = Arc::new(MemoryStore::new("b", 1000));
-        let mut u = Upload::new(store, "k".into(), cfg());
+        let mut u = Upload::new(store, "k".into(), cfg(), Budget::new(1 << 30));
         u.write(0, b"abc").await.unwrap();
         assert!(matches!(
             u.write(10, b"x").await,
@@ -301,7 +319,7 @@ mod tests {
     #[tokio::test]
     async fn cancelled_upload_leaves_nothing() {
         let store = Arc::new(MemoryStore::new("b", 1000));
-        let mut u = Upload::new(store.clone(), "k".into(), cfg());
+        let mut u = Upload::new(store.clone(), "k".into(), cfg(), Budget::new(1 << 30));
         u.write(0, &vec![1u8; 6 << 20]).await.unwrap();
         u.cancel().await;
         u.finish().await.unwrap();

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart as SdkPart};
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 use super::{CompletedPart, ErrorKind, ListPage, ObjectInfo, ObjectStore, PutResult, StoreError};
 
@@ -126,14 +126,26 @@ impl ObjectStore for AwsStore {
             .send()
             .await
             .map_err(|e| StoreError::from_sdk("GetObject", key, e))?;
-        let body = out.body.collect().await.map_err(|e| StoreError {
-            op: "GetObject",
-            key: key.to_owned(),
-            kind: ErrorKind::Other,
-            code: None,
-            message: Some(format!("reading body: {e}")),
-        })?;
-        Ok(body.into_bytes())
+        // Copy each network frame once into a buffer of the exact size and free it at once:
+        // collecting all frames and then concatenating them would hold the range twice.
+        let mut body = out.body;
+        let mut buf = BytesMut::with_capacity((range.end - range.start) as usize);
+        loop {
+            match body.try_next().await {
+                Ok(Some(frame)) => buf.extend_from_slice(&frame),
+                Ok(None) => break,
+                Err(e) => {
+                    return Err(StoreError {
+                        op: "GetObject",
+                        key: key.to_owned(),
+                        kind: ErrorKind::Other,
+                        code: None,
+                        message: Some(format!("reading body: {e}")),
+                    });
+                }
+            }
+        }
+        Ok(buf.freeze())
     }
 
     async fn put(

@@ -1,0 +1,1201 @@
+#!/usr/bin/env python3
+"""scripts/bench.py - read benchmarks of s3mount against raw S3 (curl), s3fs and rclone mount.
+
+Usually run through scripts/bench.sh (installs the peers, starts the benchmark's Garage,
+builds s3mount). Standalone:
+
+    python3 scripts/bench.py [--tools raw,s3mount,s3fs,rclone] [--runs N] [--quick]
+                             [--out FILE] [--budget-minutes M] [--s3mount-bin PATH]
+
+What it does
+  1. Makes sure bucket s3mount-bench holds the fixed data set (loaded once; objects that
+     are already there with the right size are skipped, checked by listing):
+       big/1GiB.bin        1 GiB, deterministic pseudo-random bytes
+       mid/100MiB.bin      100 MiB, same generator
+       small/f0000..f0999  1,000 x 4 KiB
+       many/e00000..e09999 10,000 empty objects in one directory
+  2. Checks once per tool that the bytes read are right (sha256 of mid/100MiB.bin).
+  3. For every workload, run and tool (tools interleaved inside each run, so that outside
+     noise spreads over all tools alike): drop the page cache, mount afresh, measure,
+     read VmHWM of the FUSE daemon, unmount. Reports medians.
+  4. Prints a markdown table and writes it, with machine info, versions and the exact
+     commands, to bench/results-YYYY-MM-DD.md (or --out).
+
+Environment
+  AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY  the S3 server (must be on
+      loopback). When AWS_ENDPOINT_URL is unset, the benchmark's own Garage is started with
+      scripts/garage.sh (state target/garage-bench, S3 port 3910; see bench.sh).
+  S3MOUNT_BENCH_ARGS  extra arguments for `s3mount mount` (shell-quoted).
+
+Needs root (drop_caches, mounting); without root the caches are not dropped (noted in the
+results). Every step has a timeout; mounts are always unmounted on exit, Ctrl-C included.
+"""
+
+import argparse
+import datetime
+import hashlib
+import json
+import os
+import platform
+import random
+import re
+import shlex
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from urllib.parse import quote, urlparse
+
+REPO = Path(__file__).resolve().parent.parent
+BUCKET = "s3mount-bench"
+REGION = "us-east-1"
+KiB = 1 << 10
+MiB = 1 << 20
+GiB = 1 << 30
+
+BIG = "big/1GiB.bin"
+BIG_SIZE = GiB
+MID = "mid/100MiB.bin"
+MID_SIZE = 100 * MiB
+SMALL = [f"small/f{i:04d}" for i in range(1000)]
+SMALL_SIZE = 4 * KiB
+MANY = [f"many/e{i:05d}" for i in range(10000)]
+
+ALL_TOOLS = ["raw", "s3mount", "s3fs", "rclone"]
+PEERS = ["s3fs", "rclone"]
+
+# workload id -> (table label, unit, higher is better, timeout seconds)
+WORKLOADS = {
+    "seq": ("read 1 GiB with dd bs=1M (MiB/s)", "MiB/s", True, 300),
+    "par4": ("4 readers on the 4 quarters of it (MiB/s, aggregate)", "MiB/s", True, 300),
+    "first4k": ("first 4 KiB of the 1 GiB file, open+read (ms)", "ms", False, 60),
+    "rand": ("200 random 64 KiB preads, 1 thread (reads/s)", "reads/s", True, 180),
+    "ls": ("`ls -l` of 10,000 entries (s)", "s", False, 300),
+    "cat": ("`cat` 1,000 x 4 KiB files (files/s)", "files/s", True, 300),
+}
+WORKLOAD_ORDER = ["seq", "par4", "first4k", "rand", "ls", "cat"]
+RAW_WORKLOADS = ["seq", "par4", "first4k"]  # par4 for raw = 8 ranged GETs, see below
+
+RAND_COUNT = 200
+RAND_SIZE = 64 * KiB
+RAND_SEED = 20261122
+
+MOUNT_TIMEOUT = 60
+UNMOUNT_TIMEOUT = 30
+
+
+class BenchError(Exception):
+    pass
+
+
+class Interrupted(BaseException):
+    pass
+
+
+def log(msg):
+    print(f"bench: {msg}", file=sys.stderr, flush=True)
+
+
+# ----------------------------------------------------------------------------- data set
+
+def gen_block(key, index):
+    """1 MiB block number `index` of object `key` (deterministic across runs and machines)."""
+    return random.Random(f"s3mount-bench:{key}:{index}").randbytes(MiB)
+
+
+def gen_range(key, offset, length):
+    out = bytearray()
+    first, last = offset // MiB, (offset + length - 1) // MiB
+    for i in range(first, last + 1):
+        out += gen_block(key, i)
+    start = offset - first * MiB
+    return bytes(out[start:start + length])
+
+
+def gen_small(key):
+    return random.Random(f"s3mount-bench:{key}").randbytes(SMALL_SIZE)
+
+
+def write_generated(key, size, path):
+    h = hashlib.sha256()
+    with open(path, "wb") as f:
+        for i in range(size // MiB):
+            b = gen_block(key, i)
+            h.update(b)
+            f.write(b)
+    return h.hexdigest()
+
+
+def expected_sha_mid():
+    h = hashlib.sha256()
+    for i in range(MID_SIZE // MiB):
+        h.update(gen_block(MID, i))
+    return h.hexdigest()
+
+
+def expected_sha_small_concat():
+    h = hashlib.sha256()
+    for k in SMALL:  # `cat small/*` with LC_ALL=C expands in this order
+        h.update(gen_small(k))
+    return h.hexdigest()
+
+
+# ----------------------------------------------------------------------------- processes
+
+def run(cmd, timeout, check=True, env=None, input=None, what=None):
+    """Run cmd in its own session; on timeout kill its whole process group (which we
+    started). Returns CompletedProcess with text stdout/stderr."""
+    what = what or " ".join(cmd[:3])
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+                         env=env, start_new_session=True, text=True)
+    try:
+        out, err = p.communicate(input=input, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill_group(p)
+        raise BenchError(f"{what}: timed out after {timeout}s")
+    except BaseException:
+        kill_group(p)
+        raise
+    if check and p.returncode != 0:
+        raise BenchError(f"{what}: exit {p.returncode}: {(err or out).strip()[-600:]}")
+    return subprocess.CompletedProcess(cmd, p.returncode, out, err)
+
+
+def kill_group(p):
+    try:
+        os.killpg(p.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    try:
+        p.communicate(timeout=10)
+    except Exception:
+        pass
+
+
+def timed_parallel(cmds, timeout, what, env=None):
+    """Start all commands at once; return (wall seconds, [CompletedProcess])."""
+    procs = []
+    t0 = time.perf_counter()
+    try:
+        for c in cmds:
+            procs.append(subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                          stdin=subprocess.DEVNULL, env=env,
+                                          start_new_session=True, text=True))
+        deadline = t0 + timeout
+        results = []
+        for p in procs:
+            left = deadline - time.perf_counter()
+            if left <= 0:
+                raise subprocess.TimeoutExpired(p.args, timeout)
+            out, err = p.communicate(timeout=left)
+            results.append((p, out, err))
+        wall = time.perf_counter() - t0
+    except subprocess.TimeoutExpired:
+        for p in procs:
+            kill_group(p)
+        raise BenchError(f"{what}: timed out after {timeout}s")
+    except BaseException:
+        for p in procs:
+            kill_group(p)
+        raise
+    for p, out, err in results:
+        if p.returncode != 0:
+            raise BenchError(f"{what}: {' '.join(p.args)}: exit {p.returncode}: {err.strip()[-400:]}")
+    return wall, [subprocess.CompletedProcess(p.args, p.returncode, o, e) for p, o, e in results]
+
+
+def drop_caches():
+    if os.geteuid() != 0:
+        return False
+    os.sync()
+    with open("/proc/sys/vm/drop_caches", "w") as f:
+        f.write("3\n")
+    return True
+
+
+def warm_dir(d):
+    """Read every file under d once, so that it is in the page cache."""
+    n = 0
+    for root, _, files in os.walk(d):
+        for name in files:
+            try:
+                with open(os.path.join(root, name), "rb", buffering=0) as f:
+                    while True:
+                        b = f.read(MiB)
+                        if not b:
+                            break
+                        n += len(b)
+            except OSError:
+                pass
+    return n
+
+
+# ----------------------------------------------------------------------------- S3 via curl
+
+class S3:
+    """Raw S3 access with curl --aws-sigv4 (UNSIGNED-PAYLOAD: Garage 2.5 needs it with curl
+    7.88). Credentials live in a curl config file, so command lines carry no secret."""
+
+    def __init__(self, endpoint, key_id, secret, workdir):
+        self.endpoint = endpoint.rstrip("/")
+        self.key_id, self.secret = key_id, secret
+        self.cfg = workdir / "curl.cfg"
+        fd = os.open(self.cfg, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(f'aws-sigv4 = "aws:amz:{REGION}:s3"\n')
+            f.write(f'user = "{key_id}:{secret}"\n')
+            f.write('header = "x-amz-content-sha256: UNSIGNED-PAYLOAD"\n')
+            f.write('noproxy = "*"\n')
+            f.write("silent\nshow-error\n")
+
+    def url(self, key=""):
+        return f"{self.endpoint}/{BUCKET}/{quote(key)}"
+
+    def curl(self, *args):
+        return ["curl", "-K", str(self.cfg), *args]
+
+    def list(self, prefix):
+        """key -> size for every key under prefix (ListObjectsV2, paginated by start-after;
+        curl 7.88 signs query strings correctly only when the parameters are sorted)."""
+        found, after = {}, None
+        while True:
+            q = [("list-type", "2"), ("max-keys", "1000"), ("prefix", prefix)]
+            if after:
+                q.append(("start-after", after))
+            qs = "&".join(f"{k}={quote(v, safe='')}" for k, v in sorted(q))
+            r = run(self.curl("-f", f"{self.endpoint}/{BUCKET}?{qs}"), 60, what=f"list {prefix}")
+            root = ET.fromstring(r.stdout)
+            ns = root.tag[:root.tag.index("}") + 1] if root.tag.startswith("{") else ""
+            keys = root.findall(f"{ns}Contents")
+            for c in keys:
+                found[c.find(f"{ns}Key").text] = int(c.find(f"{ns}Size").text)
+            truncated = (root.findtext(f"{ns}IsTruncated") or "false") == "true"
+            if not truncated or not keys:
+                return found
+            after = keys[-1].find(f"{ns}Key").text
+
+    def put_many(self, pairs, timeout, parallel=16):
+        """Upload [(key, local file)] with one curl process running `parallel` transfers."""
+        if not pairs:
+            return
+        with tempfile.NamedTemporaryFile("w", suffix=".curl", dir=self.cfg.parent, delete=False) as f:
+            f.write(f"parallel\nparallel-max = {parallel}\n")
+            f.write('write-out = "%{http_code} %{url_effective}\\n"\n')
+            for key, path in pairs:
+                f.write(f'upload-file = "{path}"\nurl = "{self.url(key)}"\noutput = "/dev/null"\n')
+            listfile = f.name
+        try:
+            r = run(self.curl("-K", listfile), timeout, check=False, what=f"upload {len(pairs)} objects")
+        finally:
+            os.unlink(listfile)
+        bad = [ln for ln in r.stdout.splitlines() if not ln.startswith("200 ")]
+        ok = len(r.stdout.splitlines()) - len(bad)
+        if r.returncode != 0 or bad or ok != len(pairs):
+            raise BenchError(f"upload failed: exit {r.returncode}, {ok}/{len(pairs)} ok, "
+                             f"first errors: {bad[:3]} {r.stderr.strip()[-300:]}")
+
+
+def ensure_dataset(s3, work):
+    t0 = time.time()
+    tmp = work / "upload"
+    tmp.mkdir(exist_ok=True)
+    try:
+        have = {}
+        for prefix in ("big/", "mid/", "small/", "many/"):
+            have.update(s3.list(prefix))
+        for key, size in ((BIG, BIG_SIZE), (MID, MID_SIZE)):
+            if have.get(key) == size:
+                continue
+            log(f"loading {key} ({size // MiB} MiB)")
+            path = tmp / Path(key).name
+            write_generated(key, size, path)
+            s3.put_many([(key, path)], timeout=600, parallel=1)
+            path.unlink()
+        small_missing = [k for k in SMALL if have.get(k) != SMALL_SIZE]
+        if small_missing:
+            log(f"loading {len(small_missing)} small objects")
+            d = tmp / "small"
+            d.mkdir(exist_ok=True)
+            pairs = []
+            for k in small_missing:
+                p = d / Path(k).name
+                p.write_bytes(gen_small(k))
+                pairs.append((k, p))
+            s3.put_many(pairs, timeout=600)
+        many_missing = [k for k in MANY if have.get(k) != 0]
+        if many_missing:
+            log(f"loading {len(many_missing)} empty objects")
+            empty = tmp / "empty"
+            empty.write_bytes(b"")
+            for i in range(0, len(many_missing), 2000):
+                s3.put_many([(k, empty) for k in many_missing[i:i + 2000]], timeout=600, parallel=32)
+        # confirm
+        have = {}
+        for prefix in ("big/", "mid/", "small/", "many/"):
+            have.update(s3.list(prefix))
+        want = {BIG: BIG_SIZE, MID: MID_SIZE, **{k: SMALL_SIZE for k in SMALL}, **{k: 0 for k in MANY}}
+        wrong = [k for k, v in want.items() if have.get(k) != v]
+        extra = [k for k in have if k not in want]
+        if wrong:
+            raise BenchError(f"data set incomplete after loading: {len(wrong)} objects missing or wrong, e.g. {wrong[:3]}")
+        if extra:
+            log(f"warning: {len(extra)} unexpected objects under the data set's prefixes, e.g. {extra[:3]}")
+        log(f"data set ready ({time.time() - t0:.1f}s)")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+# ----------------------------------------------------------------------------- mounts
+
+def mountinfo():
+    """mount point -> (fstype, 'major:minor') from /proc/self/mountinfo."""
+    out = {}
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            parts = line.split()
+            sep = parts.index("-")
+            mp = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), parts[4])
+            out[mp] = (parts[sep + 1], parts[2])
+    return out
+
+
+def is_mounted(path):
+    return str(path) in mountinfo()
+
+
+def pid_alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
+def fuse_daemon_pids(mnt):
+    """Processes whose command line names mnt and that hold /dev/fuse open, newest first."""
+    found = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+            if str(mnt).encode() not in argv:
+                continue
+            has_fuse = any(os.readlink(f"/proc/{d}/fd/{fd}") == "/dev/fuse"
+                           for fd in os.listdir(f"/proc/{d}/fd"))
+            if has_fuse:
+                with open(f"/proc/{d}/stat") as f:
+                    start = int(f.read().rsplit(")", 1)[1].split()[19])
+                found.append((start, int(d)))
+        except (FileNotFoundError, ProcessLookupError, PermissionError, OSError):
+            continue
+    return [pid for _, pid in sorted(found, reverse=True)]
+
+
+def vm_hwm_kib(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except FileNotFoundError:
+        pass
+    return None
+
+
+def force_unmount(mnt, pid=None):
+    """Best effort: lazy unmount, abort the FUSE connection, stop the daemon (by pid)."""
+    info = mountinfo().get(str(mnt))
+    subprocess.run(["fusermount3", "-uz", str(mnt)], stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL, timeout=20)
+    if info and info[0].startswith("fuse"):
+        minor = info[1].split(":")[1]
+        try:
+            with open(f"/sys/fs/fuse/connections/{minor}/abort", "w") as f:
+                f.write("1")
+        except OSError:
+            pass
+    if pid and pid_alive(pid):
+        for sig, wait in ((signal.SIGTERM, 5), (signal.SIGKILL, 5)):
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                break
+            t = time.time()
+            while pid_alive(pid) and time.time() - t < wait:
+                time.sleep(0.1)
+            if not pid_alive(pid):
+                break
+
+
+class Mount:
+    def __init__(self, tool, cmd, env, mnt, display, logfile):
+        self.tool, self.cmd, self.env, self.mnt, self.display = tool, cmd, env, mnt, display
+        self.logfile = logfile
+        self.pid = None
+
+    def start(self):
+        if is_mounted(self.mnt):
+            log(f"stale mount at {self.mnt}; removing it")
+            force_unmount(self.mnt)
+        log_size = self.logfile.stat().st_size if self.logfile.exists() else 0
+        # Output to a file, not a pipe: a daemon that keeps the inherited stdout/stderr open
+        # (rclone --daemon does) would make reading a pipe to EOF hang.
+        with tempfile.TemporaryFile("w+") as out:
+            p = subprocess.Popen(self.cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                 env=self.env, start_new_session=True, text=True)
+            try:
+                rc = p.wait(timeout=MOUNT_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                kill_group(p)
+                rc = None
+            except BaseException:
+                kill_group(p)
+                raise
+            out.seek(0)
+            output = out.read().strip()[-800:]
+        if rc is None:
+            raise BenchError(f"mount {self.tool}: timed out after {MOUNT_TIMEOUT}s {output} {self.new_log(log_size)}".rstrip())
+        if rc != 0:
+            raise BenchError(f"mount {self.tool} failed (exit {rc}): {output} {self.new_log(log_size)}".rstrip())
+        deadline = time.time() + MOUNT_TIMEOUT
+        while not is_mounted(self.mnt):
+            if time.time() > deadline:
+                raise BenchError(f"mount {self.tool}: {self.mnt} not mounted {MOUNT_TIMEOUT}s after the command returned")
+            time.sleep(0.05)
+        # The mount answers (root getattr only: nothing about the data set is looked up).
+        run(["stat", "-c", "%i", str(self.mnt)], 30, what=f"stat {self.mnt}")
+        pids = fuse_daemon_pids(self.mnt)
+        if not pids:
+            raise BenchError(f"mount {self.tool}: no process with /dev/fuse open names {self.mnt}")
+        self.pid = pids[0]
+
+    def new_log(self, since):
+        """What the tool logged since offset `since` (last lines), for error messages."""
+        try:
+            with open(self.logfile, "rb") as f:
+                f.seek(since)
+                lines = [ln for ln in f.read().decode(errors="replace").splitlines() if ln.strip()]
+            return ("log: " + " | ".join(lines[-5:]))[-800:] if lines else ""
+        except OSError:
+            return ""
+
+    def rss_kib(self):
+        return vm_hwm_kib(self.pid) if self.pid else None
+
+    def stop(self):
+        if not is_mounted(self.mnt):
+            self._wait_exit()
+            return
+        r = subprocess.run(["fusermount3", "-u", str(self.mnt)], stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True, timeout=UNMOUNT_TIMEOUT)
+        if r.returncode != 0 or is_mounted(self.mnt):
+            log(f"fusermount3 -u {self.mnt} failed ({r.stdout.strip()}); forcing")
+            force_unmount(self.mnt, self.pid)
+        self._wait_exit()
+
+    def _wait_exit(self):
+        if not self.pid:
+            return
+        t = time.time()
+        while pid_alive(self.pid) and time.time() - t < 15:
+            time.sleep(0.05)
+        if pid_alive(self.pid):
+            log(f"{self.tool} daemon {self.pid} still running 15s after unmount; stopping it")
+            force_unmount(self.mnt, self.pid)
+        self.pid = None
+
+
+# ----------------------------------------------------------------------------- helpers run on the mount
+
+FIRST4K_PY = r"""
+import hashlib, json, os, sys, time
+p = sys.argv[1]
+t0 = time.perf_counter()
+fd = os.open(p, os.O_RDONLY)
+buf = b""
+while len(buf) < 4096:
+    b = os.read(fd, 4096 - len(buf))
+    if not b:
+        break
+    buf += b
+t1 = time.perf_counter()
+os.close(fd)
+print(json.dumps({"s": t1 - t0, "n": len(buf), "sha": hashlib.sha256(buf).hexdigest()}))
+"""
+
+RAND_PY = r"""
+import hashlib, json, os, sys, time
+p, size = sys.argv[1], int(sys.argv[2])
+offsets = json.loads(sys.stdin.read())
+fd = os.open(p, os.O_RDONLY)
+bufs = []
+t0 = time.perf_counter()
+for off in offsets:
+    bufs.append(os.pread(fd, size, off))
+t1 = time.perf_counter()
+os.close(fd)
+print(json.dumps({"s": t1 - t0, "sha": [hashlib.sha256(b).hexdigest() for b in bufs],
+                  "n": [len(b) for b in bufs]}))
+"""
+
+
+def rand_offsets():
+    r = random.Random(RAND_SEED)
+    # 4 KiB aligned, anywhere in the file
+    return [r.randrange(0, (BIG_SIZE - RAND_SIZE) // 4096 + 1) * 4096 for _ in range(RAND_COUNT)]
+
+
+def dd_bytes(stderr):
+    m = re.search(r"^(\d+) bytes", stderr, re.M)
+    return int(m.group(1)) if m else -1
+
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.work = REPO / "target" / "bench"
+        self.work.mkdir(parents=True, exist_ok=True)
+        (self.work / "logs").mkdir(exist_ok=True)
+        self.mounts = []          # every Mount ever started (for cleanup)
+        self.results = {}         # tool -> workload -> [values]
+        self.errors = {}          # tool -> workload -> message
+        self.rss = {}             # tool -> workload -> max VmHWM KiB
+        self.raw8 = []            # raw: 8 parallel ranged GETs, MiB/s
+        self.loads = []           # (loadavg1, compiler processes) at each measurement
+        self.commands = {}        # description -> command line
+        self.verified = {}        # tool -> message
+        self.notes = []
+        self.cache_dropped = os.geteuid() == 0
+        self.deadline = time.time() + args.budget_minutes * 60
+        self.offsets = rand_offsets()
+        self.expected_rand = None
+        self.first4k_sha = hashlib.sha256(gen_range(BIG, 0, 4096)).hexdigest()
+        self.small_sha = expected_sha_small_concat()
+        self.mid_sha = None
+
+    # -------------------------------------------------------------- setup
+
+    def setup_env(self):
+        env = os.environ
+        if not env.get("AWS_ENDPOINT_URL"):
+            genv = dict(env)
+            genv.setdefault("S3MOUNT_GARAGE_DIR", str(REPO / "target" / "garage-bench"))
+            port = int(genv.get("S3MOUNT_BENCH_PORT", "3910"))
+            genv.setdefault("GARAGE_S3_PORT", str(port))
+            genv.setdefault("GARAGE_RPC_PORT", str(port + 1))
+            genv.setdefault("GARAGE_ADMIN_PORT", str(port + 3))
+            log("AWS_ENDPOINT_URL not set: starting the benchmark's Garage with scripts/garage.sh")
+            r = run([str(REPO / "scripts" / "garage.sh"), "start"], 1200, env=genv, what="garage.sh start")
+            for line in r.stdout.splitlines():
+                m = re.match(r"export (\w+)=(.*)$", line)
+                if m:
+                    os.environ[m.group(1)] = shlex.split(m.group(2))[0] if m.group(2) else ""
+            for k in ("S3MOUNT_GARAGE_DIR", "GARAGE_S3_PORT", "GARAGE_RPC_PORT", "GARAGE_ADMIN_PORT"):
+                os.environ[k] = genv[k]
+        gd = os.environ.get("S3MOUNT_GARAGE_DIR")
+        self.garage_dir = Path(gd) if gd and (Path(gd) / "data").is_dir() else None
+        if self.args.server_cache == "warm" and not self.garage_dir:
+            self.notes.append("- --server-cache warm: S3MOUNT_GARAGE_DIR unknown, so Garage's files were "
+                              "not read back into the page cache after dropping it")
+        self.endpoint = os.environ["AWS_ENDPOINT_URL"].rstrip("/")
+        host = urlparse(self.endpoint).hostname
+        if host not in ("127.0.0.1", "localhost", "::1"):
+            raise BenchError(f"refusing to benchmark against {self.endpoint}: only a loopback endpoint is allowed")
+        self.key_id = os.environ["AWS_ACCESS_KEY_ID"]
+        self.secret = os.environ["AWS_SECRET_ACCESS_KEY"]
+        self.s3 = S3(self.endpoint, self.key_id, self.secret, self.work)
+        # the bucket (idempotent; same Garage instance as the env above)
+        run([str(REPO / "scripts" / "garage.sh"), "bucket", BUCKET], 300, what=f"garage.sh bucket {BUCKET}")
+
+    def tool_available(self, tool):
+        if tool == "raw":
+            return shutil.which("curl") is not None
+        if tool == "s3mount":
+            return Path(self.args.s3mount_bin).is_file()
+        return shutil.which(tool) is not None
+
+    def snapshot_s3mount(self):
+        # Copy the binary so that a rebuild during the benchmark cannot change it between runs.
+        src = Path(self.args.s3mount_bin)
+        dst = self.work / "s3mount"
+        shutil.copy2(src, dst)
+        self.s3mount_bin = dst
+        self.s3mount_sha = hashlib.sha256(dst.read_bytes()).hexdigest()[:16]
+
+    def mount_for(self, tool):
+        mnt = (self.work / "mnt" / tool).resolve()
+        mnt.mkdir(parents=True, exist_ok=True)
+        logs = self.work / "logs"
+        if tool == "s3mount":
+            extra = shlex.split(os.environ.get("S3MOUNT_BENCH_ARGS", ""))
+            cmd = [str(self.s3mount_bin), "mount", BUCKET, str(mnt), "--endpoint-url", self.endpoint,
+                   "--log-file", str(logs / "s3mount.log"), *extra]
+            env = dict(os.environ, AWS_REGION=REGION)
+            shown = ("AWS_ACCESS_KEY_ID=... AWS_SECRET_ACCESS_KEY=... AWS_REGION=us-east-1 "
+                     + " ".join(shlex.quote(c) for c in ["target/release/s3mount", *cmd[1:]]))
+        elif tool == "s3fs":
+            pw = self.work / "s3fs.passwd"
+            fd = os.open(pw, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(f"{self.key_id}:{self.secret}\n")
+            os.chmod(pw, 0o600)
+            cmd = ["s3fs", BUCKET, str(mnt), "-o", f"url={self.endpoint}", "-o", "use_path_request_style",
+                   "-o", f"passwd_file={pw}", "-o", f"endpoint={REGION}", "-o", "sigv4",
+                   "-o", f"logfile={logs / 's3fs.log'}"]
+            env = dict(os.environ)
+            shown = " ".join(shlex.quote(c) for c in cmd) + "   # passwd_file holds KEY_ID:SECRET, mode 0600"
+        elif tool == "rclone":
+            cmd = ["rclone", "mount", f"bench:{BUCKET}", str(mnt), "--daemon",
+                   "--log-file", str(logs / "rclone.log")]
+            # AWS_CA_BUNDLE (set in some environments, e.g. this sandbox) makes rclone 1.60 fail:
+            # "LoadCustomCABundleError: ... unsupported transport"; the endpoint is plain HTTP.
+            env = {k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"}
+            env.update(RCLONE_CONFIG=str(self.work / "rclone-empty.conf"),
+                       RCLONE_CONFIG_BENCH_TYPE="s3", RCLONE_CONFIG_BENCH_PROVIDER="Other",
+                       RCLONE_CONFIG_BENCH_ENDPOINT=self.endpoint,
+                       RCLONE_CONFIG_BENCH_ACCESS_KEY_ID=self.key_id,
+                       RCLONE_CONFIG_BENCH_SECRET_ACCESS_KEY=self.secret,
+                       RCLONE_CONFIG_BENCH_REGION=REGION,
+                       RCLONE_CONFIG_BENCH_FORCE_PATH_STYLE="true")
+            (self.work / "rclone-empty.conf").touch()
+            shown = ("env -u AWS_CA_BUNDLE RCLONE_CONFIG_BENCH_TYPE=s3 RCLONE_CONFIG_BENCH_PROVIDER=Other "
+                     f"RCLONE_CONFIG_BENCH_ENDPOINT={self.endpoint} RCLONE_CONFIG_BENCH_ACCESS_KEY_ID=... "
+                     "RCLONE_CONFIG_BENCH_SECRET_ACCESS_KEY=... RCLONE_CONFIG_BENCH_REGION=us-east-1 "
+                     "RCLONE_CONFIG_BENCH_FORCE_PATH_STYLE=true " + " ".join(shlex.quote(c) for c in cmd))
+        else:
+            raise ValueError(tool)
+        self.commands[f"mount {tool}"] = shown
+        return Mount(tool, cmd, env, mnt, shown, logs / f"{tool}.log")
+
+    def cleanup_stale(self):
+        base = (self.work / "mnt").resolve()
+        for mp in list(mountinfo()):
+            if mp.startswith(str(base) + "/"):
+                log(f"removing stale mount {mp}")
+                force_unmount(Path(mp))
+
+    # -------------------------------------------------------------- measurements
+
+    def reset_caches(self):
+        """Drop the page cache (client side cold), then, with --server-cache warm, read the
+        benchmark Garage's files back in, so that the server serves from memory as a real S3
+        would instead of from this machine's disk (~600 MiB/s here, which would cap every
+        tool's throughput at the disk's)."""
+        drop_caches()
+        if self.args.server_cache == "warm" and self.garage_dir:
+            warm_dir(self.garage_dir / "data")
+            warm_dir(self.garage_dir / "meta")
+
+    def note_load(self):
+        with open("/proc/loadavg") as f:
+            load1 = float(f.read().split()[0])
+        compilers = 0
+        for d in os.listdir("/proc"):
+            if d.isdigit():
+                try:
+                    with open(f"/proc/{d}/comm") as f:
+                        if f.read().strip() in ("rustc", "cargo", "cc", "ld", "rust-lld", "cc1", "cc1plus"):
+                            compilers += 1
+                except OSError:
+                    pass
+        self.loads.append((load1, compilers))
+
+    def measure_mounted(self, wl, mnt):
+        big = str(mnt / BIG)
+        timeout = WORKLOADS[wl][3]
+        if wl == "seq":
+            cmd = ["dd", f"if={big}", "of=/dev/null", "bs=1M"]
+            self.commands.setdefault("seq", "dd if=MNT/big/1GiB.bin of=/dev/null bs=1M")
+            t0 = time.perf_counter()
+            r = run(cmd, timeout, what="dd")
+            dt = time.perf_counter() - t0
+            if dd_bytes(r.stderr) != BIG_SIZE:
+                raise BenchError(f"dd read {dd_bytes(r.stderr)} bytes, expected {BIG_SIZE}")
+            return BIG_SIZE / MiB / dt
+        if wl == "par4":
+            q = BIG_SIZE // MiB // 4
+            cmds = [["dd", f"if={big}", "of=/dev/null", "bs=1M", f"skip={i * q}", f"count={q}"] for i in range(4)]
+            self.commands.setdefault("par4", "for i in 0 1 2 3; do dd if=MNT/big/1GiB.bin of=/dev/null bs=1M "
+                                     "skip=$((i*256)) count=256 & done; wait")
+            dt, rs = timed_parallel(cmds, timeout, "4 x dd")
+            for r in rs:
+                if dd_bytes(r.stderr) != q * MiB:
+                    raise BenchError(f"a quarter reader read {dd_bytes(r.stderr)} bytes, expected {q * MiB}")
+            return BIG_SIZE / MiB / dt
+        if wl == "first4k":
+            self.commands.setdefault("first4k", "python3 -c '<open(MNT/big/1GiB.bin); read 4096 bytes; "
+                                     "time both with perf_counter>'")
+            r = run([sys.executable, "-c", FIRST4K_PY, big], timeout, what="first 4 KiB")
+            d = json.loads(r.stdout)
+            if d["n"] != 4096 or d["sha"] != self.first4k_sha:
+                raise BenchError(f"first 4 KiB: wrong bytes (got {d['n']} bytes)")
+            return d["s"] * 1000
+        if wl == "rand":
+            self.commands.setdefault("rand", f"python3 -c '<open once; {RAND_COUNT} x os.pread(fd, 65536, off) at "
+                                     f"fixed 4 KiB-aligned offsets from random.Random({RAND_SEED})>' (open excluded)")
+            r = run([sys.executable, "-c", RAND_PY, big, str(RAND_SIZE)], timeout,
+                    input=json.dumps(self.offsets), what="random reads")
+            d = json.loads(r.stdout)
+            if self.expected_rand is None:
+                self.expected_rand = [hashlib.sha256(gen_range(BIG, o, RAND_SIZE)).hexdigest() for o in self.offsets]
+            bad = sum(1 for a, b in zip(d["sha"], self.expected_rand) if a != b)
+            if bad or any(n != RAND_SIZE for n in d["n"]):
+                raise BenchError(f"random reads: {bad} of {RAND_COUNT} reads returned wrong bytes")
+            return RAND_COUNT / d["s"]
+        if wl == "ls":
+            self.commands.setdefault("ls", "ls -l MNT/many > /dev/null   (output line count checked)")
+            t0 = time.perf_counter()
+            r = run(["ls", "-l", str(mnt / "many")], timeout, env=dict(os.environ, LC_ALL="C"), what="ls -l")
+            dt = time.perf_counter() - t0
+            n = len(r.stdout.splitlines())
+            if n != len(MANY) + 1:
+                raise BenchError(f"ls -l printed {n} lines, expected {len(MANY) + 1}")
+            return dt
+        if wl == "cat":
+            self.commands.setdefault("cat", "cat MNT/small/* | sha256sum   (LC_ALL=C; digest checked)")
+            script = f"cat {shlex.quote(str(mnt / 'small'))}/* | sha256sum"
+            t0 = time.perf_counter()
+            r = run(["bash", "-c", "set -o pipefail; " + script], timeout,
+                    env=dict(os.environ, LC_ALL="C"), what="cat small/*")
+            dt = time.perf_counter() - t0
+            if r.stdout.split()[0] != self.small_sha:
+                raise BenchError("cat small/*: wrong bytes")
+            return len(SMALL) / dt
+        raise ValueError(wl)
+
+    def measure_raw(self, wl):
+        url = self.s3.url(BIG)
+        timeout = WORKLOADS[wl][3]
+        if wl == "seq":
+            cmd = self.s3.curl("-f", "-o", "/dev/null", "-w", "%{size_download} %{time_total}", url)
+            self.commands.setdefault("raw seq", "curl -K curl.cfg -o /dev/null -w '%{size_download} %{time_total}' "
+                                     f"{url}   # curl.cfg: aws-sigv4 aws:amz:us-east-1:s3, user KEY:SECRET, "
+                                     "header x-amz-content-sha256: UNSIGNED-PAYLOAD")
+            r = run(cmd, timeout, what="curl GET")
+            size, secs = r.stdout.split()
+            if int(float(size)) != BIG_SIZE:
+                raise BenchError(f"curl GET got {size} bytes")
+            return BIG_SIZE / MiB / float(secs)
+        if wl == "par4":  # raw: 8 parallel ranged GETs of 128 MiB
+            part = BIG_SIZE // 8
+            cmds = [self.s3.curl("-f", "-r", f"{i * part}-{(i + 1) * part - 1}", "-o", "/dev/null",
+                                 "-w", "%{size_download}", url) for i in range(8)]
+            self.commands.setdefault("raw 8-range", f"8 x curl -K curl.cfg -r $((i*128Mi))-$(((i+1)*128Mi-1)) "
+                                     f"-o /dev/null {url}   (started together; wall time of all 8)")
+            dt, rs = timed_parallel(cmds, timeout, "8 x curl ranged GET")
+            for r in rs:
+                if int(float(r.stdout)) != part:
+                    raise BenchError(f"ranged GET got {r.stdout} bytes")
+            return BIG_SIZE / MiB / dt
+        if wl == "first4k":
+            out = self.work / "first4k.bin"
+            cmd = self.s3.curl("-f", "-r", "0-4095", "-o", str(out), "-w", "%{time_total}", url)
+            self.commands.setdefault("raw first4k", f"curl -K curl.cfg -r 0-4095 -o FILE -w '%{{time_total}}' {url}")
+            r = run(cmd, timeout, what="curl ranged GET 4 KiB")
+            data = out.read_bytes()
+            out.unlink()
+            if hashlib.sha256(data).hexdigest() != self.first4k_sha:
+                raise BenchError("raw first 4 KiB: wrong bytes")
+            return float(r.stdout) * 1000
+        raise ValueError(wl)
+
+    def record(self, tool, wl, value):
+        self.results.setdefault(tool, {}).setdefault(wl, []).append(value)
+
+    def record_error(self, tool, wl, msg):
+        log(f"  {tool} {wl}: FAILED: {msg}")
+        self.errors.setdefault(tool, {})[wl] = msg
+
+    def one_run(self, tool, wl, run_no):
+        if self.errors.get(tool, {}).get(wl) or self.errors.get(tool, {}).get("mount"):
+            return
+        if time.time() > self.deadline:
+            self.record_error(tool, wl, f"skipped: time budget of {self.args.budget_minutes} min used up")
+            return
+        self.reset_caches()
+        if tool == "raw":
+            try:
+                self.note_load()
+                if wl == "par4":
+                    v = self.measure_raw("par4")
+                    self.raw8.append(v)
+                    log(f"  raw 8-range GET run {run_no}: {v:.1f} MiB/s")
+                else:
+                    v = self.measure_raw(wl)
+                    self.record(tool, wl, v)
+                    log(f"  raw {wl} run {run_no}: {v:.1f} {WORKLOADS[wl][1]}")
+            except BenchError as e:
+                self.record_error(tool, wl, str(e))
+            return
+        m = self.mount_for(tool)
+        self.mounts.append(m)
+        try:
+            try:
+                m.start()
+            except BenchError as e:
+                self.record_error(tool, "mount", str(e))
+                return
+            try:
+                self.note_load()
+                v = self.measure_mounted(wl, m.mnt)
+                self.record(tool, wl, v)
+                log(f"  {tool} {wl} run {run_no}: {v:.2f} {WORKLOADS[wl][1]}")
+            except BenchError as e:
+                self.record_error(tool, wl, str(e))
+            rss = m.rss_kib()
+            if rss is not None:
+                cur = self.rss.setdefault(tool, {})
+                cur[wl] = max(cur.get(wl, 0), rss)
+        finally:
+            m.stop()
+            self.mounts.remove(m)
+
+    def verify(self, tool):
+        """Once per tool: sha256 of mid/100MiB.bin read through the tool."""
+        if self.mid_sha is None:
+            self.mid_sha = expected_sha_mid()
+        self.reset_caches()
+        try:
+            if tool == "raw":
+                r = run(["bash", "-c", "set -o pipefail; " + " ".join(shlex.quote(c) for c in
+                         self.s3.curl("-f", self.s3.url(MID))) + " | sha256sum"], 120, what="raw sha256")
+            else:
+                m = self.mount_for(tool)
+                self.mounts.append(m)
+                try:
+                    m.start()
+                    r = run(["sha256sum", str(m.mnt / MID)], 120, what=f"{tool} sha256sum")
+                finally:
+                    m.stop()
+                    self.mounts.remove(m)
+            got = r.stdout.split()[0]
+            if got != self.mid_sha:
+                raise BenchError(f"sha256 of {MID} is {got}, expected {self.mid_sha}")
+            self.verified[tool] = f"ok (sha256 {got[:16]}...)"
+            log(f"  {tool}: {MID} sha256 ok")
+        except BenchError as e:
+            self.verified[tool] = f"FAILED: {e}"
+            self.record_error(tool, "mount", f"verification failed: {e}")
+
+    def run_all(self):
+        tools = self.tools
+        log("verifying the bytes each tool reads (sha256 of mid/100MiB.bin)")
+        for tool in tools:
+            self.verify(tool)
+        runs = 1 if self.args.quick else self.args.runs
+        for wl in WORKLOAD_ORDER:
+            for run_no in range(1, runs + 1):
+                for tool in tools:
+                    if tool == "raw" and wl not in RAW_WORKLOADS:
+                        continue
+                    if self.args.quick and wl == "seq" and tool in PEERS:
+                        continue
+                    self.one_run(tool, wl, run_no)
+
+    # -------------------------------------------------------------- report
+
+    def fmt(self, unit, v):
+        if v is None:
+            return "—"
+        if unit == "ms":
+            return f"{v:.1f}"
+        if unit == "s":
+            return f"{v:.2f}"
+        return f"{v:.0f}"
+
+    def cell(self, tool, wl):
+        vals = self.results.get(tool, {}).get(wl)
+        err = self.errors.get(tool, {}).get(wl) or self.errors.get(tool, {}).get("mount")
+        if vals:
+            return self.fmt(WORKLOADS[wl][1], statistics.median(vals))
+        if err:
+            return "FAIL" if not err.startswith("skipped") else "skipped"
+        return "—"
+
+    def median(self, tool, wl):
+        vals = self.results.get(tool, {}).get(wl)
+        return statistics.median(vals) if vals else None
+
+    def table(self):
+        tools = self.tools
+        cols = tools + ["s3mount / best peer", "s3mount / raw 8-range"]
+        lines = ["| workload | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+        for wl in WORKLOAD_ORDER:
+            label, unit, higher, _ = WORKLOADS[wl]
+            row = [label + (" ↑" if higher else " ↓")]
+            for t in tools:
+                if t == "raw":
+                    if wl == "seq":
+                        one = self.median("raw", "seq")
+                        eight = statistics.median(self.raw8) if self.raw8 else None
+                        c = f"{self.fmt(unit, one)} one stream"
+                        c += f", {self.fmt(unit, eight)} 8 ranges" if eight else ""
+                        row.append(c if one or eight else self.cell("raw", "seq"))
+                    elif wl == "first4k":
+                        row.append(self.cell("raw", wl) + " (ranged GET)")
+                    else:
+                        row.append("n/a")
+                else:
+                    row.append(self.cell(t, wl))
+            s = self.median("s3mount", wl)
+            peers = [self.median(p, wl) for p in PEERS if p in tools]
+            peers = [p for p in peers if p is not None]
+            if s is not None and peers:
+                best = max(peers) if higher else min(peers)
+                row.append(f"{s / best:.2f}")
+            else:
+                row.append("—")
+            if wl == "seq" and s is not None and self.raw8:
+                row.append(f"{s / statistics.median(self.raw8):.2f}")
+            else:
+                row.append("")
+            lines.append("| " + " | ".join(row) + " |")
+        # peak RSS
+        row = ["peak RSS of the FUSE daemon, max VmHWM over all runs (MiB) ↓"]
+        peak = {}
+        for t in tools:
+            vals = self.rss.get(t)
+            if t == "raw":
+                row.append("n/a")
+                continue
+            if vals:
+                peak[t] = max(vals.values()) / 1024
+                row.append(f"{peak[t]:.0f}")
+            else:
+                row.append("—")
+        pp = [peak[p] for p in PEERS if p in peak]
+        row.append(f"{peak['s3mount'] / min(pp):.2f}" if "s3mount" in peak and pp else "—")
+        row.append("")
+        lines.append("| " + " | ".join(row) + " |")
+        return "\n".join(lines)
+
+    def details(self):
+        out = ["| tool | workload | runs (in order) | min | max |", "|---|---|---|---|---|"]
+        for t in self.tools:
+            for wl in WORKLOAD_ORDER:
+                vals = self.results.get(t, {}).get(wl)
+                if t == "raw" and wl == "par4":
+                    vals = None
+                if vals:
+                    u = WORKLOADS[wl][1]
+                    out.append(f"| {t} | {wl} ({u}) | {', '.join(self.fmt(u, v) for v in vals)} | "
+                               f"{self.fmt(u, min(vals))} | {self.fmt(u, max(vals))} |")
+            if t == "raw" and self.raw8:
+                out.append(f"| raw | 8 ranged GETs (MiB/s) | {', '.join(f'{v:.0f}' for v in self.raw8)} | "
+                           f"{min(self.raw8):.0f} | {max(self.raw8):.0f} |")
+        rss = ["", "Peak RSS (VmHWM, MiB) per workload, max over runs:", "",
+               "| tool | " + " | ".join(WORKLOAD_ORDER) + " |", "|---" * (len(WORKLOAD_ORDER) + 1) + "|"]
+        for t in self.tools:
+            if t in self.rss:
+                rss.append(f"| {t} | " + " | ".join(
+                    f"{self.rss[t][w] / 1024:.0f}" if w in self.rss[t] else "—" for w in WORKLOAD_ORDER) + " |")
+        return "\n".join(out + rss)
+
+    def versions(self):
+        def first_line(cmd):
+            try:
+                r = run(cmd, 20, check=False)
+                return (r.stdout or r.stderr).strip().splitlines()[0]
+            except Exception as e:  # noqa: BLE001
+                return f"unavailable ({e})"
+        v = {}
+        if "s3mount" in self.tools:
+            v["s3mount"] = f"{first_line([str(self.s3mount_bin), '--version'])} (binary sha256 {self.s3mount_sha}...)"
+        try:
+            head = run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], 20).stdout.strip()
+            dirty = run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"], 20).stdout.strip()
+            v["repo"] = f"{head}{' + uncommitted changes' if dirty else ''}"
+        except BenchError:
+            pass
+        if "s3fs" in self.tools:
+            v["s3fs"] = first_line(["s3fs", "--version"])
+        if "rclone" in self.tools:
+            v["rclone"] = first_line(["rclone", "version"])
+        v["curl"] = first_line(["curl", "--version"])
+        v["fuse3"] = first_line(["fusermount3", "--version"])
+        garage = shutil.which("garage") or str(Path.home() / ".cargo/bin/garage")
+        v["garage"] = first_line([garage, "--version"])
+        v["python"] = sys.version.split()[0]
+        return v
+
+    def machine(self):
+        cpu = "?"
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+        free = run(["free", "-g"], 10).stdout.rstrip()
+        return cpu, os.cpu_count(), free, platform.platform(), " ".join(os.uname())
+
+    def report(self, started, elapsed):
+        table = self.table()
+        cpu, ncpu, free, _, uname = self.machine()
+        vers = self.versions()
+        loads = [l for l, _ in self.loads]
+        busy = sum(1 for _, c in self.loads if c)
+        runs = 1 if self.args.quick else self.args.runs
+        quick = " (--quick: 1 run, no 1 GiB dd for the peers)" if self.args.quick else ""
+        md = [f"# s3mount read benchmark — {started:%Y-%m-%d %H:%M} {quick}".rstrip(), ""]
+        md += ["Generated by `scripts/bench.sh` / `scripts/bench.py` " + " ".join(shlex.quote(a) for a in sys.argv[1:]), ""]
+        md += ["## Results", "",
+               f"Median of {runs} run(s) per cell; every run on a fresh mount after `echo 3 > "
+               f"/proc/sys/vm/drop_caches`{'' if self.cache_dropped else ' (NOT done: not root)'}"
+               + (", after which Garage's data files are read back into the page cache (`--server-cache "
+                  "warm`: the server serves from memory, as a real S3 endpoint is not limited by this "
+                  "machine's disk)" if self.args.server_cache == "warm" and self.garage_dir else
+                  " (`--server-cache cold`: Garage reads from disk, ~600 MiB/s here)") + ". "
+               "↑ higher is better, ↓ lower is better. The ratio columns divide s3mount's value by the best "
+               "peer's (s3fs, rclone) or by raw curl with 8 ranged GETs: for ↑ rows > 1 means s3mount is "
+               "better, for ↓ rows < 1 means s3mount is better. FAIL/skipped: see Problems.", "", table, ""]
+        md += ["## Noise", "",
+               f"{ncpu} cores. 1-min load average during the measurements: "
+               f"{min(loads):.2f}–{max(loads):.2f} (median {statistics.median(loads):.2f}); "
+               f"compiler processes (rustc/cargo/cc/ld) were running during {busy} of {len(self.loads)} "
+               "measurements." if loads else "no measurements", "",
+               "The benchmark, Garage and the FUSE daemons share the 2 cores; anything else running "
+               "(a concurrent `cargo build`) shows up directly in these numbers. Tools are interleaved "
+               "within each run (raw, s3mount, s3fs, rclone, then the next run) so that such noise "
+               "spreads over all tools instead of hitting one.", ""]
+        md += ["## All runs", "", self.details(), ""]
+        md += ["## Machine", "", f"- date: {started:%Y-%m-%d %H:%M:%S %Z}".rstrip(),
+               f"- total time: {elapsed / 60:.1f} min",
+               f"- CPU: {cpu}, nproc {ncpu}", f"- kernel: {uname}", "- memory (`free -g`):", "",
+               "```", free, "```", ""]
+        md += ["Versions:", ""] + [f"- {k}: {v}" for k, v in vers.items()] + [""]
+        md += ["Server: Garage (single node, lmdb, replication_factor 1) on "
+               f"{self.endpoint}, bucket `{BUCKET}`, path-style; loopback quickack route "
+               f"{'on' if self.quickack() else 'OFF'} (scripts/garage.sh applies it).", ""]
+        md += ["Data set: big/1GiB.bin (1 GiB) and mid/100MiB.bin (100 MiB) of deterministic pseudo-random "
+               "bytes (1 MiB blocks of `random.Random('s3mount-bench:KEY:N').randbytes`), small/f0000..f0999 "
+               "(4 KiB each), many/e00000..e09999 (10,000 empty objects). Loaded once with curl "
+               "(parallel PUTs).", ""]
+        md += ["Correctness: sha256 of mid/100MiB.bin read through each tool: "
+               + "; ".join(f"{t} {v}" for t, v in self.verified.items())
+               + ". Every timed run also checks what it read: byte counts of dd, the bytes of the first "
+               "4 KiB and of all 200 random reads, the digest of the concatenated small files, the line "
+               "count of `ls -l`.", ""]
+        md += ["## Commands", "", "MNT is target/bench/mnt/TOOL. Mounts:", ""]
+        md += ["```"] + [f"{v}" for k, v in self.commands.items() if k.startswith("mount ")] + ["```", ""]
+        md += ["Workloads (timed with time.perf_counter around the command unless said otherwise):", "", "```"]
+        md += [f"{k}: {v}" for k, v in self.commands.items() if not k.startswith("mount ")] + ["```", ""]
+        md += ["Peer options: s3fs runs with its defaults besides the connection options (no `use_cache`, "
+               "i.e. no local disk cache; stat cache on; `-o sigv4` only because Garage speaks only "
+               "SigV4). rclone runs with its defaults (`--vfs-cache-mode off`, `--vfs-read-chunk-size "
+               "128M`, `--buffer-size 16M`, `--dir-cache-time 5m`, `--attr-timeout 1s`). s3mount: "
+               f"`S3MOUNT_BENCH_ARGS`={os.environ.get('S3MOUNT_BENCH_ARGS', '')!r}. Peak RSS is "
+               "VmHWM of the process that serves the mount (holds /dev/fuse and names the mount "
+               "point), read just before unmounting.", ""]
+        probs = []
+        for t, d in self.errors.items():
+            for wl, msg in d.items():
+                probs.append(f"- {t} / {wl}: {msg}")
+        md += ["## Problems", ""] + (probs or ["none"]) + [""] + self.notes
+        return table, "\n".join(md).rstrip() + "\n"
+
+    def quickack(self):
+        try:
+            r = run(["ip", "route", "show", "table", "local", "127.0.0.1"], 10, check=False)
+            return "quickack 1" in r.stdout
+        except BenchError:
+            return False
+
+    # -------------------------------------------------------------- main
+
+    def main(self):
+        started = datetime.datetime.now().astimezone()
+        t0 = time.time()
+        self.tools = [t.strip() for t in self.args.tools.split(",") if t.strip()]
+        for t in self.tools:
+            if t not in ALL_TOOLS:
+                raise BenchError(f"unknown tool {t!r} (choose from {','.join(ALL_TOOLS)})")
+        missing = [t for t in self.tools if not self.tool_available(t)]
+        for t in missing:
+            msg = (f"{self.args.s3mount_bin} not found (cargo build --release)" if t == "s3mount"
+                   else f"{t} not installed (scripts/deps.sh --bench)")
+            self.notes.append(f"- {t}: not run: {msg}")
+            log(f"warning: {t}: {msg}; skipping it")
+        self.tools = [t for t in self.tools if t not in missing]
+        if not self.tools:
+            raise BenchError("no tool to benchmark")
+        if os.geteuid() != 0:
+            log("warning: not root: page cache is not dropped between runs")
+        self.cleanup_stale()
+        self.setup_env()
+        if "s3mount" in self.tools:
+            self.snapshot_s3mount()
+        ensure_dataset(self.s3, self.work)
+        try:
+            self.run_all()
+        finally:
+            for m in list(self.mounts):
+                try:
+                    m.stop()
+                except Exception as e:  # noqa: BLE001
+                    log(f"cleanup of {m.mnt}: {e}")
+            self.cleanup_stale()
+        elapsed = time.time() - t0
+        table, md = self.report(started, elapsed)
+        print(table)
+        out = Path(self.args.out) if self.args.out else REPO / "bench" / f"results-{started:%Y-%m-%d}.md"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(md)
+        log(f"wrote {out} ({elapsed / 60:.1f} min)")
+        return 1 if any(self.errors.values()) else 0
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--tools", default=",".join(ALL_TOOLS),
+                    help="comma-separated subset of raw,s3mount,s3fs,rclone (default: all)")
+    ap.add_argument("--runs", type=int, default=3, help="runs per workload and tool (default 3)")
+    ap.add_argument("--quick", action="store_true",
+                    help="smoke test: 1 run, no 1 GiB dd for the peers")
+    ap.add_argument("--out", help="results file (default bench/results-YYYY-MM-DD.md)")
+    ap.add_argument("--budget-minutes", type=float, default=30,
+                    help="skip the remaining runs after this many minutes (default 30)")
+    ap.add_argument("--server-cache", choices=["warm", "cold"], default="warm",
+                    help="after dropping the page cache before each run, read Garage's data files "
+                         "back in (warm, default: the server is not disk-bound) or not (cold)")
+    ap.add_argument("--s3mount-bin", default=str(REPO / "target" / "release" / "s3mount"))
+    args = ap.parse_args()
+    if args.runs < 1:
+        ap.error("--runs must be >= 1")
+
+    def on_signal(signum, frame):
+        raise Interrupted(signal.Signals(signum).name)
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGHUP, on_signal)
+
+    b = Bench(args)
+    try:
+        return b.main()
+    except (KeyboardInterrupt, Interrupted) as e:
+        log(f"interrupted ({type(e).__name__} {e}); unmounting")
+        return 130
+    except BenchError as e:
+        log(f"error: {e}")
+        return 2
+    finally:
+        for m in list(b.mounts):
+            try:
+                m.stop()
+            except BaseException as e:  # noqa: BLE001
+                log(f"cleanup of {m.mnt}: {e}")
+        try:
+            b.cleanup_stale()
+        except BaseException as e:  # noqa: BLE001
+            log(f"cleanup: {e}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

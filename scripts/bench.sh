@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# scripts/bench.sh — read benchmarks of s3mount against raw curl, s3fs and rclone mount on a
+# local Garage. Installs the peers (scripts/deps.sh --bench), starts the benchmark's own
+# Garage, builds s3mount (release), then runs scripts/bench.py with the given arguments.
+#
+#   scripts/bench.sh [--tools raw,s3mount,s3fs,rclone] [--runs N] [--quick] [--out FILE]
+#                    [--budget-minutes M]
+#
+# Results: a markdown table on stdout and bench/results-YYYY-MM-DD.md (see bench.py --help).
+# Needs root (drop_caches between runs, FUSE mounts). A default run takes ~10 minutes on
+# 2 cores; --quick (1 run, no 1 GiB dd for the peers) about 3.
+#
+# Environment:
+#   S3MOUNT_BENCH_ARGS        extra arguments for `s3mount mount`
+#   S3MOUNT_BENCH_GARAGE_DIR  Garage state dir (default target/garage-bench)
+#   S3MOUNT_BENCH_PORT        Garage S3 port (default 3910; RPC port+1, admin port+3). The
+#                             benchmark has its own Garage so that test runs, which start and
+#                             stop the development server on 3900, cannot disturb it (and its
+#                             1.1 GiB data set stays out of the test bucket). To use the
+#                             development server instead: S3MOUNT_BENCH_PORT=3900
+#                             S3MOUNT_BENCH_GARAGE_DIR=target/garage
+#   S3MOUNT_BENCH_NO_BUILD=1  benchmark target/release/s3mount as it is (no cargo build)
+set -euo pipefail
+
+SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO="$(cd "$SCRIPT_DIR/.." && pwd)"
+cd "$REPO"
+
+scripts/deps.sh --bench
+
+port="${S3MOUNT_BENCH_PORT:-3910}"
+[[ "$port" =~ ^[0-9]+$ ]] || { echo "bench.sh: S3MOUNT_BENCH_PORT must be a number" >&2; exit 1; }
+export S3MOUNT_GARAGE_DIR="${S3MOUNT_BENCH_GARAGE_DIR:-$REPO/target/garage-bench}"
+export GARAGE_S3_PORT="$port" GARAGE_RPC_PORT="$((port + 1))" GARAGE_ADMIN_PORT="$((port + 3))"
+env_lines="$(timeout 1800 scripts/garage.sh start)" || { echo "bench.sh: garage.sh start failed" >&2; exit 1; }
+eval "$env_lines"
+
+if [[ "${S3MOUNT_BENCH_NO_BUILD:-0}" != "1" ]]; then
+    echo "bench.sh: cargo build --release" >&2
+    timeout 3600 cargo build --release >&2 || { echo "bench.sh: cargo build --release failed" >&2; exit 1; }
+fi
+
+exec python3 scripts/bench.py "$@"

@@ -1,0 +1,124 @@
+//! One memory budget for everything that holds object data: prefetch windows, the block
+//! cache and write buffers. Holders reserve bytes before allocating and give them back on
+//! drop. Optional work (prefetching further ahead, caching) asks with [`Budget::try_reserve`]
+//! and is skipped when the budget is spent, so under pressure windows shrink instead of the
+//! process growing; work that must happen for a caller to make progress (the bytes a read
+//! is waiting for, a part that must be uploaded) uses [`Budget::reserve`], which may
+//! overshoot the limit briefly rather than deadlock.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A shared byte budget.
+#[derive(Debug)]
+pub struct Budget {
+    limit: u64,
+    used: AtomicU64,
+    peak: AtomicU64,
+}
+
+/// Bytes held against a [`Budget`]; returned on drop.
+#[derive(Debug)]
+pub struct Reservation {
+    budget: Arc<Budget>,
+    bytes: u64,
+}
+
+impl Budget {
+    /// A budget of `limit` bytes.
+    pub fn new(limit: u64) -> Arc<Self> {
+        Arc::new(Budget {
+            limit,
+            used: AtomicU64::new(0),
+            peak: AtomicU64::new(0),
+        })
+    }
+
+    /// The limit.
+    pub fn limit(&self) -> u64 {
+        self.limit
+    }
+
+    /// Bytes currently reserved.
+    pub fn used(&self) -> u64 {
+        self.used.load(Ordering::Acquire)
+    }
+
+    /// Highest reservation seen (for tests and diagnostics).
+    pub fn peak(&self) -> u64 {
+        self.peak.load(Ordering::Acquire)
+    }
+
+    /// Bytes still available.
+    pub fn available(&self) -> u64 {
+        self.limit.saturating_sub(self.used())
+    }
+
+    /// Reserve `bytes` if they fit under the limit.
+    pub fn try_reserve(self: &Arc<Self>, bytes: u64) -> Option<Reservation> {
+        let mut cur = self.used.load(Ordering::Acquire);
+        loop {
+            let next = cur.checked_add(bytes)?;
+            if next > self.limit {
+                return None;
+            }
+            match self
+                .used
+                .compare_exchange_weak(cur, next, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => {
+                    self.peak.fetch_max(next, Ordering::AcqRel);
+                    return Some(Reservation {
+                        budget: self.clone(),
+                        bytes,
+                    });
+                }
+                Err(actual) => cur = actual,
+            }
+        }
+    }
+
+    /// Reserve `bytes` even past the limit (for the work a caller is blocked on).
+    pub fn reserve(self: &Arc<Self>, bytes: u64) -> Reservation {
+        let next = self.used.fetch_add(bytes, Ordering::AcqRel) + bytes;
+        self.peak.fetch_max(next, Ordering::AcqRel);
+        Reservation {
+            budget: self.clone(),
+            bytes,
+        }
+    }
+}
+
+impl Reservation {
+    /// Bytes held.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.budget.used.fetch_sub(self.bytes, Ordering::AcqRel);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reservations_respect_the_limit_and_return_on_drop() {
+        let b = Budget::new(100);
+        let r1 = b.try_reserve(60).unwrap();
+        assert!(b.try_reserve(50).is_none());
+        let r2 = b.try_reserve(40).unwrap();
+        assert_eq!(b.used(), 100);
+        drop(r1);
+        assert_eq!(b.used(), 40);
+        let forced = b.reserve(200);
+        assert_eq!(b.used(), 240);
+        drop((r2, forced));
+        assert_eq!(b.used(), 0);
+        assert_eq!(b.peak(), 240);
+    }
+}
