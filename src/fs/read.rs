@@ -81,6 +81,10 @@ struct Stream {
     /// End of the last read served: a read starting here is sequential.
     last_end: u64,
     active: bool,
+    /// Chunks allowed ahead of the reader: 1 when a stream starts (so the first GET has the
+    /// bandwidth to itself: fast first byte), doubling with each read that continues it, up
+    /// to `download_threads`.
+    max_ahead: usize,
 }
 
 /// An open file being read.
@@ -201,6 +205,9 @@ impl Reader {
             }
             st.next_start = off / BLOCK * BLOCK;
             st.next_len = BLOCK;
+            st.max_ahead = 1;
+        } else {
+            st.max_ahead = (st.max_ahead * 2).clamp(1, self.cfg.threads);
         }
         while st
             .chunks
@@ -216,7 +223,7 @@ impl Reader {
             }
             let needed = st.next_start < end;
             let ahead = st.chunks.iter().filter(|c| c.range.end > off).count();
-            if !needed && ahead >= self.cfg.threads {
+            if !needed && ahead >= st.max_ahead {
                 break;
             }
             let start = st.next_start;
