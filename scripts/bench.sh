@@ -37,7 +37,10 @@ eval "$env_lines"
 
 if [[ "${S3MOUNT_BENCH_NO_BUILD:-0}" != "1" ]]; then
     echo "bench.sh: cargo build --release" >&2
-    timeout 3600 cargo build --release >&2 || { echo "bench.sh: cargo build --release failed" >&2; exit 1; }
+    timeout 3600 cargo build --release >&2 || {
+        echo "bench.sh: cargo build --release failed (S3MOUNT_BENCH_NO_BUILD=1 benchmarks the existing target/release/s3mount)" >&2
+        exit 1
+    }
 fi
 
 exec python3 scripts/bench.py "$@"

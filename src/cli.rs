@@ -158,6 +158,22 @@ pub struct MountOptions {
     /// --allow-other or --allow-root: a fusermount3 restriction).
     #[arg(long)]
     pub auto_unmount: bool,
+
+    /// Guard: deleting is refused with EPERM (unlink, rmdir, rename away from a name).
+    #[arg(long)]
+    pub no_delete: bool,
+
+    /// Guard: existing objects cannot be modified (open for writing, truncate, chmod,
+    /// rename onto them) — EPERM; new files can be created. With --no-delete: an
+    /// append-only destination.
+    #[arg(long)]
+    pub no_overwrite: bool,
+
+    /// Directory for staging files of files modified in place (default:
+    /// $XDG_CACHE_HOME/s3mount, i.e. ~/.cache/s3mount). Staging files are unnamed and
+    /// vanish when closed.
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
 }
 
 /// Throughput tuning options.

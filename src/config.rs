@@ -94,6 +94,12 @@ pub struct FsConfig {
     pub memory_limit: u64,
     /// How long lookup/getattr results (positive and negative) are trusted.
     pub metadata_ttl: std::time::Duration,
+    /// Refuse deletions (unlink, rmdir, rename away) with EPERM.
+    pub no_delete: bool,
+    /// Refuse changes to existing objects with EPERM (new ones may be created).
+    pub no_overwrite: bool,
+    /// Where staging files of files changed in place live.
+    pub cache_dir: PathBuf,
 }
 
 impl Default for FsConfig {
@@ -111,6 +117,9 @@ impl Default for FsConfig {
             cache_memory: 64 << 20,
             memory_limit: 192 << 20,
             metadata_ttl: std::time::Duration::from_secs(1),
+            no_delete: false,
+            no_overwrite: false,
+            cache_dir: std::env::temp_dir().join("s3mount-staging"),
         }
     }
 }
@@ -196,6 +205,9 @@ impl MountConfig {
             cache_memory,
             memory_limit,
             metadata_ttl,
+            no_delete: m.no_delete,
+            no_overwrite: m.no_overwrite,
+            cache_dir: m.cache_dir.clone().unwrap_or_else(default_cache_dir),
         };
         let mountpoint = check_mountpoint(&args.mountpoint)?;
         Ok(MountConfig {
@@ -212,6 +224,17 @@ impl MountConfig {
             },
         })
     }
+}
+
+/// `$XDG_CACHE_HOME/s3mount`, else `~/.cache/s3mount`, else a temp dir.
+pub fn default_cache_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
+        return PathBuf::from(d).join("s3mount");
+    }
+    if let Some(h) = std::env::var_os("HOME").filter(|h| !h.is_empty()) {
+        return PathBuf::from(h).join(".cache/s3mount");
+    }
+    std::env::temp_dir().join("s3mount")
 }
 
 /// Validate connection options.

@@ -18,7 +18,7 @@ use fuser::{
 use tokio::runtime::Handle;
 use tracing::{debug, error, warn};
 
-use crate::fs::{Attr, Fs, FsError, Kind, OpenMode};
+use crate::fs::{Attr, Caller, Fs, FsError, Kind, OpenMode, SetAttr};
 use crate::s3::ErrorKind;
 
 /// Largest write the kernel may send in one request.
@@ -43,6 +43,10 @@ pub fn errno(e: &FsError) -> Errno {
         FsError::FileTooLarge => Errno::EFBIG,
         FsError::BadHandle => Errno::EBADF,
         FsError::AlreadyCommitted => Errno::EIO,
+        FsError::Guarded(_) => Errno::EPERM,
+        FsError::PartialRename(_) => Errno::EIO,
+        FsError::NoAttr => Errno::from_i32(libc::ENODATA),
+        FsError::NoSpaceForAttr => Errno::ENOSPC,
         FsError::Store(s) => match s.kind {
             ErrorKind::NotFound => Errno::ENOENT,
             ErrorKind::AccessDenied | ErrorKind::InvalidCredentials => Errno::EACCES,
@@ -58,7 +62,11 @@ pub fn errno(e: &FsError) -> Errno {
 fn log_failure(op: &'static str, e: &FsError) {
     match e {
         // Everyday answers: not worth more than a debug line.
-        FsError::NotFound | FsError::Exists | FsError::NotEmpty | FsError::NameTooLong => {
+        FsError::NotFound
+        | FsError::Exists
+        | FsError::NotEmpty
+        | FsError::NameTooLong
+        | FsError::NoAttr => {
             debug!(op, error = %e, "request failed")
         }
         FsError::Store(s) => error!(
@@ -76,6 +84,7 @@ fn file_type(kind: Kind) -> FileType {
     match kind {
         Kind::File => FileType::RegularFile,
         Kind::Dir => FileType::Directory,
+        Kind::Symlink => FileType::Symlink,
     }
 }
 
@@ -125,6 +134,7 @@ macro_rules! error_reply {
     )*};
 }
 error_reply!(
+    ReplyXattr,
     ReplyAttr,
     ReplyCreate,
     ReplyData,
@@ -179,6 +189,21 @@ fn with_ttl<T>(fs: &Fs, r: Result<T, FsError>) -> Result<(T, Duration), FsError>
     r.map(|v| (v, fs.ttl()))
 }
 
+fn caller(req: &Request) -> Caller {
+    Caller {
+        pid: req.pid(),
+        uid: req.uid(),
+        gid: req.gid(),
+    }
+}
+
+fn time(t: TimeOrNow) -> SystemTime {
+    match t {
+        TimeOrNow::SpecificTime(t) => t,
+        TimeOrNow::Now => SystemTime::now(),
+    }
+}
+
 /// File names arrive as bytes; S3 keys are UTF-8.
 fn utf8_name<R: ErrorReply>(name: &OsStr, reply: R) -> Option<(String, R)> {
     match name.to_str() {
@@ -188,6 +213,17 @@ fn utf8_name<R: ErrorReply>(name: &OsStr, reply: R) -> Option<(String, R)> {
             reply.fail(Errno::EINVAL);
             None
         }
+    }
+}
+
+/// Answer a getxattr/listxattr: the size when asked for it, ERANGE when the buffer is small.
+fn xattr_reply(r: ReplyXattr, size: u32, value: &[u8]) {
+    if size == 0 {
+        r.size(value.len() as u32);
+    } else if value.len() > size as usize {
+        r.error(Errno::from_i32(libc::ERANGE));
+    } else {
+        r.data(value);
     }
 }
 
@@ -241,12 +277,12 @@ impl Filesystem for FuseAdapter {
         &self,
         _req: &Request,
         ino: INodeNo,
-        _mode: Option<u32>,
-        _uid: Option<u32>,
-        _gid: Option<u32>,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
         size: Option<u64>,
         _atime: Option<TimeOrNow>,
-        _mtime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
         _ctime: Option<SystemTime>,
         fh: Option<FileHandle>,
         _crtime: Option<SystemTime>,
@@ -258,27 +294,38 @@ impl Filesystem for FuseAdapter {
         self.spawn(
             "setattr",
             reply,
-            |fs| async move { with_ttl(&fs, fs.setattr(ino.0, size, fh.map(|f| f.0)).await) },
+            move |fs| async move {
+                // atime is not stored (the mount is noatime).
+                let change = SetAttr {
+                    mode,
+                    uid,
+                    gid,
+                    size,
+                    mtime: mtime.map(time),
+                };
+                with_ttl(&fs, fs.setattr(ino.0, change, fh.map(|f| f.0)).await)
+            },
             |r, (a, ttl)| r.attr(&ttl, &file_attr(&a)),
         );
     }
 
     fn mkdir(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         name: &OsStr,
-        _mode: u32,
-        _umask: u32,
+        mode: u32,
+        umask: u32,
         reply: ReplyEntry,
     ) {
         let Some((name, reply)) = utf8_name(name, reply) else {
             return;
         };
+        let who = caller(req);
         self.spawn(
             "mkdir",
             reply,
-            |fs| async move { with_ttl(&fs, fs.mkdir(parent.0, &name).await) },
+            |fs| async move { with_ttl(&fs, fs.mkdir(parent.0, &name, mode & !umask, who).await) },
             |r, (a, ttl)| r.entry(&ttl, &file_attr(&a), Generation(0)),
         );
     }
@@ -310,17 +357,43 @@ impl Filesystem for FuseAdapter {
     fn rename(
         &self,
         _req: &Request,
-        _parent: INodeNo,
-        _name: &OsStr,
-        _newparent: INodeNo,
-        _newname: &OsStr,
-        _flags: RenameFlags,
+        parent: INodeNo,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
-        // Not implemented yet. EXDEV ("cross-device link") makes mv and rsync fall back to
-        // copy + unlink, which works with the write path we have.
-        debug!("rename answered with EXDEV");
-        reply.error(Errno::EXDEV);
+        if flags.contains(RenameFlags::RENAME_EXCHANGE)
+            || flags.contains(RenameFlags::RENAME_WHITEOUT)
+        {
+            reply.error(Errno::EINVAL);
+            return;
+        }
+        let no_replace = flags.contains(RenameFlags::RENAME_NOREPLACE);
+        let (Some(name), Some(newname)) = (name.to_str(), newname.to_str()) else {
+            reply.error(Errno::EINVAL);
+            return;
+        };
+        let (name, newname) = (name.to_owned(), newname.to_owned());
+        self.spawn(
+            "rename",
+            reply,
+            move |fs| async move {
+                fs.rename(parent.0, &name, newparent.0, &newname, no_replace)
+                    .await
+            },
+            |r, ()| r.ok(),
+        );
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        self.spawn(
+            "readlink",
+            reply,
+            |fs| async move { fs.readlink(ino.0).await },
+            |r, target| r.data(target.as_bytes()),
+        );
     }
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
@@ -328,11 +401,11 @@ impl Filesystem for FuseAdapter {
             write: !matches!(flags.acc_mode(), OpenAccMode::O_RDONLY),
             truncate: flags.0 & libc::O_TRUNC != 0,
         };
-        let pid = req.pid();
+        let who = caller(req);
         self.spawn(
             "open",
             reply,
-            |fs| async move { fs.open(ino.0, mode, pid).await },
+            |fs| async move { fs.open(ino.0, mode, who).await },
             |r, o| {
                 let flags = if o.keep_cache {
                     FopenFlags::FOPEN_KEEP_CACHE
@@ -555,19 +628,19 @@ impl Filesystem for FuseAdapter {
         req: &Request,
         parent: INodeNo,
         name: &OsStr,
-        _mode: u32,
-        _umask: u32,
+        mode: u32,
+        umask: u32,
         _flags: i32,
         reply: ReplyCreate,
     ) {
         let Some((name, reply)) = utf8_name(name, reply) else {
             return;
         };
-        let pid = req.pid();
+        let who = caller(req);
         self.spawn(
             "create",
             reply,
-            |fs| async move { with_ttl(&fs, fs.create(parent.0, &name, pid).await) },
+            |fs| async move { with_ttl(&fs, fs.create(parent.0, &name, mode & !umask, who).await) },
             |r, ((a, fh), ttl)| {
                 r.created(
                     &ttl,
@@ -580,41 +653,71 @@ impl Filesystem for FuseAdapter {
         );
     }
 
-    fn getxattr(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        _name: &OsStr,
-        _size: u32,
-        reply: ReplyXattr,
-    ) {
-        // No extended attributes are stored yet (security.selinux, user.*, ...).
-        reply.error(Errno::from_i32(libc::ENODATA));
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        let Some(name) = name.to_str().map(str::to_owned) else {
+            reply.error(Errno::from_i32(libc::ENODATA));
+            return;
+        };
+        self.spawn(
+            "getxattr",
+            reply,
+            |fs| async move { fs.getxattr(ino.0, &name).await },
+            move |r, value| xattr_reply(r, size, &value),
+        );
     }
 
-    fn listxattr(&self, _req: &Request, _ino: INodeNo, size: u32, reply: ReplyXattr) {
-        if size == 0 {
-            reply.size(0);
-        } else {
-            reply.data(&[]);
-        }
+    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        self.spawn(
+            "listxattr",
+            reply,
+            |fs| async move { fs.listxattr(ino.0).await },
+            move |r, names| {
+                let mut buf = Vec::new();
+                for n in names {
+                    buf.extend_from_slice(n.as_bytes());
+                    buf.push(0);
+                }
+                xattr_reply(r, size, &buf)
+            },
+        );
     }
 
     fn setxattr(
         &self,
         _req: &Request,
-        _ino: INodeNo,
-        _name: &OsStr,
-        _value: &[u8],
-        _flags: i32,
+        ino: INodeNo,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        reply.error(Errno::from_i32(libc::ENOTSUP));
+        let Some(name) = name.to_str().map(str::to_owned) else {
+            reply.error(Errno::from_i32(libc::ENOTSUP));
+            return;
+        };
+        let value = value.to_vec();
+        let create = flags & libc::XATTR_CREATE != 0;
+        let replace = flags & libc::XATTR_REPLACE != 0;
+        self.spawn(
+            "setxattr",
+            reply,
+            move |fs| async move { fs.setxattr(ino.0, &name, &value, create, replace).await },
+            |r, ()| r.ok(),
+        );
     }
 
-    fn removexattr(&self, _req: &Request, _ino: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
-        reply.error(Errno::from_i32(libc::ENODATA));
+    fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let Some(name) = name.to_str().map(str::to_owned) else {
+            reply.error(Errno::from_i32(libc::ENODATA));
+            return;
+        };
+        self.spawn(
+            "removexattr",
+            reply,
+            |fs| async move { fs.removexattr(ino.0, &name).await },
+            |r, ()| r.ok(),
+        );
     }
 
     fn link(&self, _req: &Request, _ino: INodeNo, _np: INodeNo, _nn: &OsStr, reply: ReplyEntry) {
@@ -623,13 +726,26 @@ impl Filesystem for FuseAdapter {
 
     fn symlink(
         &self,
-        _req: &Request,
-        _parent: INodeNo,
-        _link_name: &OsStr,
-        _target: &Path,
+        req: &Request,
+        parent: INodeNo,
+        link_name: &OsStr,
+        target: &Path,
         reply: ReplyEntry,
     ) {
-        reply.error(Errno::from_i32(libc::ENOTSUP));
+        let Some((name, reply)) = utf8_name(link_name, reply) else {
+            return;
+        };
+        let Some(target) = target.to_str().map(str::to_owned) else {
+            reply.error(Errno::EINVAL);
+            return;
+        };
+        let who = caller(req);
+        self.spawn(
+            "symlink",
+            reply,
+            |fs| async move { with_ttl(&fs, fs.symlink(parent.0, &name, &target, who).await) },
+            |r, (a, ttl)| r.entry(&ttl, &file_attr(&a), Generation(0)),
+        );
     }
 
     fn mknod(

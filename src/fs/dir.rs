@@ -55,7 +55,7 @@ pub async fn list(
     let mut entries: BTreeMap<String, Listed> = BTreeMap::new();
     let mut token = None;
     loop {
-        let page = store.list(&list_prefix, token, None).await?;
+        let page = store.list(&list_prefix, true, token, None).await?;
         for cp in &page.prefixes {
             // A key with an empty component (`dir//x`) lists as the common prefix `dir//`,
             // whose name is empty: refused below.
@@ -69,11 +69,7 @@ pub async fn list(
                 Listed {
                     name: name.to_owned(),
                     kind: Kind::Dir,
-                    stat: Stat {
-                        size: 0,
-                        mtime: dir_mtime,
-                        etag: None,
-                    },
+                    stat: Stat::new(0, dir_mtime, None),
                 },
             );
         }
@@ -93,11 +89,7 @@ pub async fn list(
             entries.entry(name.to_owned()).or_insert_with(|| Listed {
                 name: name.to_owned(),
                 kind: Kind::File,
-                stat: Stat {
-                    size: o.size,
-                    mtime: o.mtime,
-                    etag: o.etag.clone(),
-                },
+                stat: Stat::new(o.size, o.mtime, o.etag.clone()),
             });
         }
         match page.next {

@@ -55,6 +55,18 @@ pub enum FsError {
     /// The file was already committed to S3 by an earlier fsync/close of this handle.
     #[error("file already uploaded by fsync/close; reopen it with O_TRUNC to write again")]
     AlreadyCommitted,
+    /// A guard mode (`--no-delete`, `--no-overwrite`) refuses the change.
+    #[error("refused by {0}")]
+    Guarded(&'static str),
+    /// A directory rename that did not complete; the message says which keys moved.
+    #[error("{0}")]
+    PartialRename(String),
+    /// No such extended attribute.
+    #[error("no such extended attribute")]
+    NoAttr,
+    /// The extended attribute value is too large to store.
+    #[error("extended attribute too large for object metadata")]
+    NoSpaceForAttr,
     /// The object-store call failed.
     #[error("{0}")]
     Store(#[from] StoreError),

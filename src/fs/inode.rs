@@ -21,6 +21,8 @@ pub enum Kind {
     File,
     /// A directory: a common prefix, a `dir/` marker object, or both.
     Dir,
+    /// A symbolic link: an object whose body is the target and whose mode says S_IFLNK.
+    Symlink,
 }
 
 /// What is known of an object (or directory).
@@ -32,6 +34,21 @@ pub struct Stat {
     pub mtime: SystemTime,
     /// ETag of the object this stat describes.
     pub etag: Option<String>,
+    /// POSIX attributes from the object's metadata; `None` until a HEAD told us (listings
+    /// carry no metadata).
+    pub posix: Option<super::meta::Posix>,
+}
+
+impl Stat {
+    /// A stat with no metadata known.
+    pub fn new(size: u64, mtime: SystemTime, etag: Option<String>) -> Stat {
+        Stat {
+            size,
+            mtime,
+            etag,
+            posix: None,
+        }
+    }
 }
 
 /// Whether the inode's content lives in S3 or is still being written.
@@ -65,6 +82,8 @@ pub struct Node {
     /// ETag of the version whose pages the kernel may hold from an earlier open: when an
     /// open sees the same ETag, the page cache is kept.
     pub page_cache_etag: Option<String>,
+    /// A symlink's target, once known.
+    pub target: Option<String>,
     lookups: u64,
 }
 
@@ -92,14 +111,11 @@ impl InodeTable {
             name: String::new(),
             path: String::new(),
             kind: Kind::Dir,
-            stat: Stat {
-                size: 0,
-                mtime: root_mtime,
-                etag: None,
-            },
+            stat: Stat::new(0, root_mtime, None),
             residence: Residence::Remote,
             validated: Some(Instant::now()),
             page_cache_etag: None,
+            target: None,
             lookups: 1,
         };
         InodeTable {
@@ -141,14 +157,31 @@ impl InodeTable {
         let key = (parent, name.to_owned());
         if let Some(&ino) = self.children.get(&key)
             && let Some(node) = self.nodes.get_mut(&ino)
-            && node.kind == kind
         {
-            if node.residence == Residence::Remote {
-                node.stat = stat;
-                node.validated = Some(Instant::now());
+            // A listing cannot tell a symlink (or anything in metadata) from a plain file:
+            // what a HEAD taught us stays true while the ETag is the same.
+            let same_version =
+                stat.posix.is_none() && node.stat.etag.is_some() && node.stat.etag == stat.etag;
+            let kind = if same_version && node.kind == Kind::Symlink && kind == Kind::File {
+                Kind::Symlink
+            } else {
+                kind
+            };
+            if node.kind == kind {
+                if node.residence == Residence::Remote {
+                    let mut stat = stat;
+                    if same_version {
+                        stat.posix = node.stat.posix.take();
+                    }
+                    if node.stat.etag != stat.etag {
+                        node.target = None;
+                    }
+                    node.stat = stat;
+                    node.validated = Some(Instant::now());
+                }
+                node.lookups += lookups;
+                return node.clone();
             }
-            node.lookups += lookups;
-            return node.clone();
         }
         let parent_path = self
             .nodes
@@ -167,6 +200,7 @@ impl InodeTable {
             residence: Residence::Remote,
             validated: Some(Instant::now()),
             page_cache_etag: None,
+            target: None,
             lookups,
         };
         self.children.insert(key, ino);
@@ -213,6 +247,35 @@ impl InodeTable {
         Some(ino)
     }
 
+    /// Move inode `ino` to `name` in `new_parent`, replacing whatever was there, and fix
+    /// the paths of everything below it.
+    pub fn rename(&mut self, ino: Ino, new_parent: Ino, name: &str) {
+        let Some(node) = self.nodes.get(&ino).cloned() else {
+            return;
+        };
+        if self.children.get(&(node.parent, node.name.clone())) == Some(&ino) {
+            self.children.remove(&(node.parent, node.name.clone()));
+        }
+        self.detach(new_parent, name);
+        let parent_path = self
+            .nodes
+            .get(&new_parent)
+            .map(|p| p.path.clone())
+            .unwrap_or_default();
+        let new_path = super::key::child_path(&parent_path, name);
+        let old_prefix = format!("{}/", node.path);
+        for n in self.nodes.values_mut() {
+            if n.ino == ino {
+                n.parent = new_parent;
+                n.name = name.to_owned();
+                n.path = new_path.clone();
+            } else if let Some(rest) = n.path.strip_prefix(&old_prefix) {
+                n.path = format!("{new_path}/{rest}");
+            }
+        }
+        self.children.insert((new_parent, name.to_owned()), ino);
+    }
+
     /// Names of `parent`'s children that are new files still being written.
     pub fn writing_children(&self, parent: Ino) -> Vec<Node> {
         self.nodes
@@ -239,11 +302,20 @@ mod tests {
     use super::*;
 
     fn stat(size: u64) -> Stat {
-        Stat {
-            size,
-            mtime: SystemTime::UNIX_EPOCH,
-            etag: None,
-        }
+        Stat::new(size, SystemTime::UNIX_EPOCH, None)
+    }
+
+    #[test]
+    fn rename_moves_descendants() {
+        let mut t = InodeTable::new(SystemTime::UNIX_EPOCH);
+        let a = t.upsert(ROOT_INO, "a", Kind::Dir, stat(0), 1);
+        let b = t.upsert(a.ino, "b", Kind::Dir, stat(0), 1);
+        let f = t.upsert(b.ino, "f", Kind::File, stat(0), 1);
+        let z = t.upsert(ROOT_INO, "z", Kind::Dir, stat(0), 1);
+        t.rename(a.ino, z.ino, "moved");
+        assert_eq!(t.get(f.ino).unwrap().path, "z/moved/b/f");
+        assert!(t.child(ROOT_INO, "a").is_none());
+        assert_eq!(t.child(z.ino, "moved").unwrap().ino, a.ino);
     }
 
     #[test]

@@ -7,6 +7,14 @@ use std::time::Duration;
 use super::*;
 use crate::s3::memory::MemoryStore;
 
+fn who(pid: u32) -> Caller {
+    Caller {
+        pid,
+        uid: 1000,
+        gid: 1000,
+    }
+}
+
 fn fs_with(keys: &[(&str, &str)]) -> (Arc<MemoryStore>, Fs) {
     let store = Arc::new(MemoryStore::new("b", 3));
     for (k, v) in keys {
@@ -67,7 +75,10 @@ async fn readdir_pages_and_merges() {
 #[tokio::test]
 async fn write_then_read_back() {
     let (store, fs) = fs_with(&[]);
-    let (attr, fh) = fs.create(ROOT_INO, "new.txt", 42).await.unwrap();
+    let (attr, fh) = fs
+        .create(ROOT_INO, "new.txt", 0o644, who(42))
+        .await
+        .unwrap();
     assert_eq!(attr.size, 0);
     // Visible in listings while being written.
     assert_eq!(names(&fs, ROOT_INO).await, vec!["new.txt"]);
@@ -82,7 +93,11 @@ async fn write_then_read_back() {
     fs.flush(fh, 42).await.unwrap();
     assert_eq!(&store.get("p/new.txt").unwrap()[..], b"hello");
     fs.release(fh).await.unwrap();
-    let rfh = fs.open(attr.ino, OpenMode::default(), 1).await.unwrap().fh;
+    let rfh = fs
+        .open(attr.ino, OpenMode::default(), who(1))
+        .await
+        .unwrap()
+        .fh;
     assert_eq!(&fs.read(rfh, 0, 100).await.unwrap()[..], b"hello");
     assert_eq!(&fs.read(rfh, 4, 100).await.unwrap()[..], b"o");
     assert!(fs.read(rfh, 5, 100).await.unwrap().is_empty());
@@ -90,41 +105,211 @@ async fn write_then_read_back() {
 }
 
 #[tokio::test]
-async fn overwrite_with_truncate_and_refuse_in_place_edit() {
+async fn overwrite_append_and_edit_in_place() {
     let (store, fs) = fs_with(&[("p/f", "old contents")]);
     let f = fs.lookup(ROOT_INO, "f").await.unwrap();
-    let e = fs
-        .open(
-            f.ino,
-            OpenMode {
-                write: true,
-                truncate: false,
-            },
-            1,
-        )
-        .await;
-    assert!(matches!(e, Err(FsError::NotSupported(_))));
-    let fh = fs
-        .open(
-            f.ino,
-            OpenMode {
-                write: true,
-                truncate: true,
-            },
-            1,
-        )
-        .await
-        .unwrap()
-        .fh;
+    let rw = OpenMode {
+        write: true,
+        truncate: false,
+    };
+    // In place: write at an offset, read back through the same handle.
+    let fh = fs.open(f.ino, rw, who(1)).await.unwrap().fh;
+    fs.write(fh, 0, b"NEW").await.unwrap();
+    assert_eq!(&fs.read(fh, 0, 100).await.unwrap()[..], b"NEW contents");
+    fs.release(fh).await.unwrap();
+    assert_eq!(&store.get("p/f").unwrap()[..], b"NEW contents");
+    // Append (the kernel sends writes at the end of file).
+    let fh = fs.open(f.ino, rw, who(1)).await.unwrap().fh;
+    fs.write(fh, 12, b"+tail").await.unwrap();
+    fs.release(fh).await.unwrap();
+    assert_eq!(&store.get("p/f").unwrap()[..], b"NEW contents+tail");
+    // Replace (O_TRUNC).
+    let t = OpenMode {
+        write: true,
+        truncate: true,
+    };
+    let fh = fs.open(f.ino, t, who(1)).await.unwrap().fh;
     fs.write(fh, 0, b"new").await.unwrap();
     fs.release(fh).await.unwrap();
     assert_eq!(&store.get("p/f").unwrap()[..], b"new");
+    // Truncate without a handle: shrink, grow with zeros.
+    fs.setattr(
+        f.ino,
+        SetAttr {
+            size: Some(2),
+            ..SetAttr::default()
+        },
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(&store.get("p/f").unwrap()[..], b"ne");
+    fs.setattr(
+        f.ino,
+        SetAttr {
+            size: Some(4),
+            ..SetAttr::default()
+        },
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(&store.get("p/f").unwrap()[..], b"ne\0\0");
+}
+
+#[tokio::test]
+async fn out_of_order_writes_spill_to_staging() {
+    let (store, fs) = fs_with(&[]);
+    let (_, fh) = fs.create(ROOT_INO, "sparse", 0o644, who(1)).await.unwrap();
+    fs.write(fh, 0, b"head").await.unwrap();
+    fs.write(fh, 10, b"tail").await.unwrap();
+    fs.write(fh, 4, b"-mid-").await.unwrap();
+    fs.release(fh).await.unwrap();
+    assert_eq!(&store.get("p/sparse").unwrap()[..], b"head-mid-\0tail");
+}
+
+#[tokio::test]
+async fn rename_files_and_directories() {
+    let (store, fs) = fs_with(&[("p/a", "A"), ("p/b", "B"), ("p/d/x", "1"), ("p/d/s/y", "2")]);
+    fs.rename(ROOT_INO, "a", ROOT_INO, "b", false)
+        .await
+        .unwrap();
+    assert_eq!(&store.get("p/b").unwrap()[..], b"A");
+    assert!(store.get("p/a").is_none());
+    let e = fs.rename(ROOT_INO, "b", ROOT_INO, "d", false).await;
+    assert!(matches!(e, Err(FsError::IsDir)));
+    fs.rename(ROOT_INO, "d", ROOT_INO, "e", false)
+        .await
+        .unwrap();
+    assert_eq!(store.keys(), vec!["p/b", "p/e/s/y", "p/e/x"]);
+    // Inodes below a renamed directory follow it.
+    let e = fs.lookup(ROOT_INO, "e").await.unwrap();
+    let x = fs.lookup(e.ino, "x").await.unwrap();
+    let o = fs.open(x.ino, OpenMode::default(), who(1)).await.unwrap();
+    assert_eq!(&fs.read(o.fh, 0, 10).await.unwrap()[..], b"1");
+    assert!(matches!(
+        fs.rename(ROOT_INO, "b", ROOT_INO, "e", true).await,
+        Err(FsError::Exists)
+    ));
+}
+
+#[tokio::test]
+async fn chmod_chown_touch_persist_as_s3fs_metadata() {
+    let (store, fs) = fs_with(&[("p/f", "x")]);
+    let f = fs.lookup(ROOT_INO, "f").await.unwrap();
+    assert_eq!((f.perm, f.uid), (0o644, 0));
+    let t = std::time::UNIX_EPOCH + Duration::from_secs(1_600_000_000);
+    let a = fs
+        .setattr(
+            f.ino,
+            SetAttr {
+                mode: Some(0o600),
+                uid: Some(1234),
+                gid: Some(99),
+                mtime: Some(t),
+                ..SetAttr::default()
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!((a.perm, a.uid, a.gid, a.mtime), (0o600, 1234, 99, t));
+    let m = store.meta("p/f").unwrap();
+    assert_eq!(m["mode"], (0o100600).to_string());
+    assert_eq!(m["uid"], "1234");
+    assert_eq!(m["mtime"], "1600000000");
+    assert_eq!(&store.get("p/f").unwrap()[..], b"x", "content kept");
+    // A fresh mount reads it back.
+    let fs2 = Fs::new(store.clone(), "p/", FsConfig::default());
+    let b = fs2.lookup(ROOT_INO, "f").await.unwrap();
+    assert_eq!((b.perm, b.uid, b.gid, b.mtime), (0o600, 1234, 99, t));
+}
+
+#[tokio::test]
+async fn symlinks_and_xattrs_round_trip() {
+    let (store, fs) = fs_with(&[("p/target.txt", "t")]);
+    let l = fs
+        .symlink(ROOT_INO, "link", "target.txt", who(1))
+        .await
+        .unwrap();
+    assert_eq!(l.kind, Kind::Symlink);
+    assert_eq!(&store.get("p/link").unwrap()[..], b"target.txt");
+    let fs2 = Fs::new(store.clone(), "p/", FsConfig::default());
+    let l2 = fs2.lookup(ROOT_INO, "link").await.unwrap();
+    assert_eq!(l2.kind, Kind::Symlink);
+    assert_eq!(fs2.readlink(l2.ino).await.unwrap(), "target.txt");
+
+    let f = fs.lookup(ROOT_INO, "target.txt").await.unwrap();
+    fs.setxattr(f.ino, "user.color", b"blue", false, false)
+        .await
+        .unwrap();
+    assert!(matches!(
+        fs.setxattr(f.ino, "user.color", b"x", true, false).await,
+        Err(FsError::Exists)
+    ));
+    assert!(matches!(
+        fs.setxattr(f.ino, "security.x", b"x", false, false).await,
+        Err(FsError::NotSupported(_))
+    ));
+    let f2 = fs2.lookup(ROOT_INO, "target.txt").await.unwrap();
+    assert_eq!(fs2.getxattr(f2.ino, "user.color").await.unwrap(), b"blue");
+    assert_eq!(fs2.listxattr(f2.ino).await.unwrap(), vec!["user.color"]);
+    fs.removexattr(f.ino, "user.color").await.unwrap();
+    assert!(matches!(
+        fs.getxattr(f.ino, "user.color").await,
+        Err(FsError::NoAttr)
+    ));
+}
+
+#[tokio::test]
+async fn guard_modes_refuse_exactly_what_they_guard() {
+    let store = Arc::new(MemoryStore::new("b", 100));
+    store.insert("f", "x");
+    store.insert("d/y", "y");
+    let cfg = FsConfig {
+        no_delete: true,
+        no_overwrite: true,
+        ..FsConfig::default()
+    };
+    let fs = Fs::new(store.clone(), "", cfg);
+    let f = fs.lookup(ROOT_INO, "f").await.unwrap();
+    let g = |r: Result<()>| matches!(r, Err(FsError::Guarded(_)));
+    assert!(g(fs.unlink(ROOT_INO, "f").await));
+    assert!(g(fs.rename(ROOT_INO, "f", ROOT_INO, "g", false).await));
+    assert!(g(fs
+        .open(
+            f.ino,
+            OpenMode {
+                write: true,
+                truncate: true
+            },
+            who(1)
+        )
+        .await
+        .map(|_| ())));
+    assert!(g(fs
+        .setattr(
+            f.ino,
+            SetAttr {
+                mode: Some(0o600),
+                ..SetAttr::default()
+            },
+            None
+        )
+        .await
+        .map(|_| ())));
+    // New files are fine.
+    let (_, fh) = fs.create(ROOT_INO, "new", 0o644, who(1)).await.unwrap();
+    fs.write(fh, 0, b"n").await.unwrap();
+    fs.release(fh).await.unwrap();
+    assert_eq!(&store.get("new").unwrap()[..], b"n");
+    assert_eq!(&store.get("f").unwrap()[..], b"x");
 }
 
 #[tokio::test]
 async fn mkdir_rmdir_unlink() {
     let (store, fs) = fs_with(&[("p/full/x", "1")]);
-    let d = fs.mkdir(ROOT_INO, "newdir").await.unwrap();
+    let d = fs.mkdir(ROOT_INO, "newdir", 0o755, who(1)).await.unwrap();
     assert_eq!(d.kind, Kind::Dir);
     assert!(store.get("p/newdir/").is_some());
     assert!(matches!(
@@ -160,11 +345,11 @@ async fn read_only_refuses_every_change() {
     );
     let f = fs.lookup(ROOT_INO, "f").await.unwrap();
     assert!(matches!(
-        fs.create(ROOT_INO, "n", 1).await,
+        fs.create(ROOT_INO, "n", 0o644, who(1)).await,
         Err(FsError::ReadOnly)
     ));
     assert!(matches!(
-        fs.mkdir(ROOT_INO, "d").await,
+        fs.mkdir(ROOT_INO, "d", 0o755, who(1)).await,
         Err(FsError::ReadOnly)
     ));
     assert!(matches!(
@@ -178,7 +363,7 @@ async fn read_only_refuses_every_change() {
                 write: true,
                 truncate: true
             },
-            1
+            who(1)
         )
         .await,
         Err(FsError::ReadOnly)
@@ -188,7 +373,7 @@ async fn read_only_refuses_every_change() {
 #[tokio::test]
 async fn unlink_while_writing_discards_the_upload() {
     let (store, fs) = fs_with(&[]);
-    let (_, fh) = fs.create(ROOT_INO, "tmp", 1).await.unwrap();
+    let (_, fh) = fs.create(ROOT_INO, "tmp", 0o644, who(1)).await.unwrap();
     fs.write(fh, 0, b"data").await.unwrap();
     fs.unlink(ROOT_INO, "tmp").await.unwrap();
     fs.release(fh).await.unwrap();
@@ -218,7 +403,7 @@ async fn metadata_cache_serves_repeated_lookups_and_absent_names() {
     assert!(fs.lookup(ROOT_INO, "missing").await.is_err());
     assert_eq!(store.count("HeadObject"), 2, "negative answer cached");
     // Creating the name clears the negative entry.
-    let (_, fh) = fs.create(ROOT_INO, "missing", 1).await.unwrap();
+    let (_, fh) = fs.create(ROOT_INO, "missing", 0o644, who(1)).await.unwrap();
     fs.release(fh).await.unwrap();
     assert_eq!(fs.lookup(ROOT_INO, "missing").await.unwrap().size, 0);
 }
@@ -265,15 +450,15 @@ async fn replaced_object_is_read_fresh_and_page_cache_kept_only_for_same_etag() 
     store.insert("f", "version one");
     let fs = fs_ttl(store.clone(), 0);
     let a = fs.lookup(ROOT_INO, "f").await.unwrap();
-    let o1 = fs.open(a.ino, OpenMode::default(), 1).await.unwrap();
+    let o1 = fs.open(a.ino, OpenMode::default(), who(1)).await.unwrap();
     assert!(!o1.keep_cache);
     assert_eq!(&fs.read(o1.fh, 0, 100).await.unwrap()[..], b"version one");
     fs.release(o1.fh).await.unwrap();
-    let o2 = fs.open(a.ino, OpenMode::default(), 1).await.unwrap();
+    let o2 = fs.open(a.ino, OpenMode::default(), who(1)).await.unwrap();
     assert!(o2.keep_cache, "same ETag: keep the kernel's pages");
     fs.release(o2.fh).await.unwrap();
     store.insert("f", "version two!");
-    let o3 = fs.open(a.ino, OpenMode::default(), 1).await.unwrap();
+    let o3 = fs.open(a.ino, OpenMode::default(), who(1)).await.unwrap();
     assert!(!o3.keep_cache);
     // The old version's blocks are in the cache, but keyed by the old ETag.
     assert_eq!(&fs.read(o3.fh, 0, 100).await.unwrap()[..], b"version two!");

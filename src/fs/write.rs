@@ -16,12 +16,10 @@ use tracing::warn;
 
 use super::budget::Budget;
 use super::error::{FsError, Result};
-use crate::s3::{CompletedPart, ErrorKind, ObjectStore, PutResult, StoreError};
+use crate::s3::{CompletedPart, ErrorKind, ObjectStore, PutOptions, PutResult, StoreError};
 
 /// S3's limit on parts per upload.
 const MAX_PARTS: i32 = 10_000;
-/// Content type of objects written through the mount.
-const CONTENT_TYPE: &str = "application/octet-stream";
 
 /// Upload tuning.
 #[derive(Clone, Copy, Debug)]
@@ -61,6 +59,7 @@ pub struct Upload {
     key: String,
     cfg: WriteConfig,
     budget: Arc<Budget>,
+    opts: PutOptions,
     buf: BytesMut,
     written: u64,
     multipart: Option<Multipart>,
@@ -74,12 +73,14 @@ impl Upload {
         key: String,
         cfg: WriteConfig,
         budget: Arc<Budget>,
+        opts: PutOptions,
     ) -> Self {
         Upload {
             store,
             key,
             cfg,
             budget,
+            opts,
             buf: BytesMut::new(),
             written: 0,
             multipart: None,
@@ -95,6 +96,26 @@ impl Upload {
     /// Whether the upload has been committed to S3.
     pub fn is_committed(&self) -> bool {
         matches!(self.state, State::Committed(_))
+    }
+
+    /// The metadata the object will get, while it can still change (nothing sent yet).
+    pub fn opts_mut(&mut self) -> Option<&mut PutOptions> {
+        (self.multipart.is_none() && matches!(self.state, State::Open)).then_some(&mut self.opts)
+    }
+
+    /// The metadata given at start (or changed since).
+    pub fn opts(&self) -> &PutOptions {
+        &self.opts
+    }
+
+    /// The bytes written so far, if none has been sent yet (to move them elsewhere).
+    pub fn take_unsent(&mut self) -> Option<BytesMut> {
+        if self.multipart.is_none() && matches!(self.state, State::Open) {
+            self.state = State::Cancelled;
+            Some(std::mem::take(&mut self.buf))
+        } else {
+            None
+        }
     }
 
     /// Append `data` at `off`, which must be where the previous write ended.
@@ -125,7 +146,7 @@ impl Upload {
 
     async fn send_part(&mut self, body: Bytes) -> Result<()> {
         if self.multipart.is_none() {
-            let id = self.store.create_multipart(&self.key, CONTENT_TYPE).await?;
+            let id = self.store.create_multipart(&self.key, &self.opts).await?;
             self.multipart = Some(Multipart {
                 id,
                 next_part: 1,
@@ -191,7 +212,7 @@ impl Upload {
     async fn commit(&mut self) -> Result<PutResult> {
         if self.multipart.is_none() {
             let body = std::mem::take(&mut self.buf).freeze();
-            return Ok(self.store.put(&self.key, body, CONTENT_TYPE).await?);
+            return Ok(self.store.put(&self.key, body, &self.opts).await?);
         }
         if !self.buf.is_empty() {
             let last = std::mem::take(&mut self.buf).freeze();
@@ -269,7 +290,13 @@ mod tests {
     #[tokio::test]
     async fn small_file_is_one_put() {
         let store = Arc::new(MemoryStore::new("b", 1000));
-        let mut u = Upload::new(store.clone(), "k".into(), cfg(), Budget::new(1 << 30));
+        let mut u = Upload::new(
+            store.clone(),
+            "k".into(),
+            cfg(),
+            Budget::new(1 << 30),
+            PutOptions::default(),
+        );
         u.write(0, b"hello ").await.unwrap();
         u.write(6, b"world").await.unwrap();
         let c = u.finish().await.unwrap();
@@ -289,7 +316,13 @@ mod tests {
     #[tokio::test]
     async fn large_file_is_multipart_and_exact() {
         let store = Arc::new(MemoryStore::new("b", 1000));
-        let mut u = Upload::new(store.clone(), "k".into(), cfg(), Budget::new(1 << 30));
+        let mut u = Upload::new(
+            store.clone(),
+            "k".into(),
+            cfg(),
+            Budget::new(1 << 30),
+            PutOptions::default(),
+        );
         let data: Vec<u8> = (0..(12 << 20) + 123).map(|i| (i % 253) as u8).collect();
         let mut off = 0;
         for chunk in data.chunks(1 << 20) {
@@ -305,7 +338,13 @@ mod tests {
     #[tokio::test]
     async fn out_of_order_write_is_refused() {
         let store = Arc::new(MemoryStore::new("b", 1000));
-        let mut u = Upload::new(store, "k".into(), cfg(), Budget::new(1 << 30));
+        let mut u = Upload::new(
+            store,
+            "k".into(),
+            cfg(),
+            Budget::new(1 << 30),
+            PutOptions::default(),
+        );
         u.write(0, b"abc").await.unwrap();
         assert!(matches!(
             u.write(10, b"x").await,
@@ -319,7 +358,13 @@ mod tests {
     #[tokio::test]
     async fn cancelled_upload_leaves_nothing() {
         let store = Arc::new(MemoryStore::new("b", 1000));
-        let mut u = Upload::new(store.clone(), "k".into(), cfg(), Budget::new(1 << 30));
+        let mut u = Upload::new(
+            store.clone(),
+            "k".into(),
+            cfg(),
+            Budget::new(1 << 30),
+            PutOptions::default(),
+        );
         u.write(0, &vec![1u8; 6 << 20]).await.unwrap();
         u.cancel().await;
         u.finish().await.unwrap();

@@ -9,7 +9,12 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart as SdkPart};
 use bytes::{Bytes, BytesMut};
 
-use super::{CompletedPart, ErrorKind, ListPage, ObjectInfo, ObjectStore, PutResult, StoreError};
+use aws_sdk_s3::types::MetadataDirective;
+
+use super::{
+    CompletedPart, ErrorKind, ListPage, ObjectInfo, ObjectStore, PutOptions, PutResult, StoreError,
+    UserMeta,
+};
 
 /// An S3 bucket reached through aws-sdk-s3.
 #[derive(Clone, Debug)]
@@ -33,6 +38,27 @@ impl AwsStore {
     }
 }
 
+fn content_type(opts: &PutOptions) -> &str {
+    if opts.content_type.is_empty() {
+        "application/octet-stream"
+    } else {
+        &opts.content_type
+    }
+}
+
+/// `x-amz-copy-source` is `bucket/key` URL-encoded (slashes kept).
+fn copy_source(bucket: &str, key: &str) -> String {
+    let mut out = format!("{bucket}/");
+    for b in key.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~/".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 fn to_system_time(t: Option<&aws_smithy_types::DateTime>) -> SystemTime {
     t.and_then(|t| SystemTime::try_from(*t).ok())
         .unwrap_or(SystemTime::UNIX_EPOCH)
@@ -47,6 +73,7 @@ impl ObjectStore for AwsStore {
     async fn list(
         &self,
         prefix: &str,
+        delimited: bool,
         continuation: Option<String>,
         max_keys: Option<i32>,
     ) -> Result<ListPage, StoreError> {
@@ -55,7 +82,7 @@ impl ObjectStore for AwsStore {
             .list_objects_v2()
             .bucket(&self.bucket)
             .prefix(prefix)
-            .delimiter("/")
+            .set_delimiter(delimited.then(|| "/".to_owned()))
             .set_continuation_token(continuation)
             .set_max_keys(max_keys)
             .send()
@@ -70,6 +97,7 @@ impl ObjectStore for AwsStore {
                     size: o.size().unwrap_or(0).max(0) as u64,
                     mtime: to_system_time(o.last_modified()),
                     etag: o.e_tag().map(str::to_owned),
+                    meta: None,
                 })
             })
             .collect();
@@ -104,6 +132,15 @@ impl ObjectStore for AwsStore {
             size: out.content_length().unwrap_or(0).max(0) as u64,
             mtime: to_system_time(out.last_modified()),
             etag: out.e_tag().map(str::to_owned),
+            meta: Some(
+                out.metadata()
+                    .map(|m| {
+                        m.iter()
+                            .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+                            .collect::<UserMeta>()
+                    })
+                    .unwrap_or_default(),
+            ),
         })
     }
 
@@ -152,14 +189,15 @@ impl ObjectStore for AwsStore {
         &self,
         key: &str,
         body: Bytes,
-        content_type: &str,
+        opts: &PutOptions,
     ) -> Result<PutResult, StoreError> {
         let out = self
             .client
             .put_object()
             .bucket(&self.bucket)
             .key(key)
-            .content_type(content_type)
+            .content_type(content_type(opts))
+            .set_metadata((!opts.meta.is_empty()).then(|| opts.meta.clone().into_iter().collect()))
             .body(ByteStream::from(body))
             .send()
             .await
@@ -169,13 +207,14 @@ impl ObjectStore for AwsStore {
         })
     }
 
-    async fn create_multipart(&self, key: &str, content_type: &str) -> Result<String, StoreError> {
+    async fn create_multipart(&self, key: &str, opts: &PutOptions) -> Result<String, StoreError> {
         let out = self
             .client
             .create_multipart_upload()
             .bucket(&self.bucket)
             .key(key)
-            .content_type(content_type)
+            .content_type(content_type(opts))
+            .set_metadata((!opts.meta.is_empty()).then(|| opts.meta.clone().into_iter().collect()))
             .send()
             .await
             .map_err(|e| StoreError::from_sdk("CreateMultipartUpload", key, e))?;
@@ -214,6 +253,71 @@ impl ObjectStore for AwsStore {
             kind: ErrorKind::Other,
             code: None,
             message: Some(format!("part {number}: response carried no ETag")),
+        })
+    }
+
+    async fn upload_part_copy(
+        &self,
+        key: &str,
+        upload_id: &str,
+        number: i32,
+        src: &str,
+        range: Range<u64>,
+        src_etag: Option<&str>,
+    ) -> Result<String, StoreError> {
+        let out = self
+            .client
+            .upload_part_copy()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .part_number(number)
+            .copy_source(copy_source(&self.bucket, src))
+            .copy_source_range(format!("bytes={}-{}", range.start, range.end - 1))
+            .set_copy_source_if_match(src_etag.map(str::to_owned))
+            .send()
+            .await
+            .map_err(|e| StoreError::from_sdk("UploadPartCopy", key, e))?;
+        out.copy_part_result()
+            .and_then(|r| r.e_tag())
+            .map(str::to_owned)
+            .ok_or_else(|| StoreError {
+                op: "UploadPartCopy",
+                key: key.to_owned(),
+                kind: ErrorKind::Other,
+                code: None,
+                message: Some(format!("part {number}: response carried no ETag")),
+            })
+    }
+
+    async fn copy(
+        &self,
+        src: &str,
+        dst: &str,
+        opts: Option<&PutOptions>,
+    ) -> Result<PutResult, StoreError> {
+        let mut req = self
+            .client
+            .copy_object()
+            .bucket(&self.bucket)
+            .key(dst)
+            .copy_source(copy_source(&self.bucket, src));
+        req = match opts {
+            Some(o) => req
+                .metadata_directive(MetadataDirective::Replace)
+                .content_type(content_type(o))
+                .set_metadata(Some(o.meta.clone().into_iter().collect())),
+            None => req.metadata_directive(MetadataDirective::Copy),
+        };
+        let out = req
+            .send()
+            .await
+            .map_err(|e| StoreError::from_sdk("CopyObject", src, e))?;
+        Ok(PutResult {
+            etag: out
+                .copy_object_result()
+                .and_then(|r| r.e_tag())
+                .map(str::to_owned),
         })
     }
 
@@ -272,5 +376,13 @@ impl ObjectStore for AwsStore {
             .await
             .map_err(|e| StoreError::from_sdk("DeleteObject", key, e))?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn copy_source_is_url_encoded() {
+        assert_eq!(super::copy_source("b", "a dir/é+x"), "b/a%20dir/%C3%A9%2Bx");
     }
 }

@@ -31,7 +31,7 @@ pub async fn connect(target: &Target, conn: &Connection) -> Result<Connected, Co
         .map_err(|e| ConnectError(explain(&e, target, conn, None)))?;
     let client = region::s3_client(&identity.sdk_config, conn, &region);
     let store = AwsStore::new(client, &target.bucket);
-    if let Err(e) = store.list(&target.prefix, None, Some(1)).await {
+    if let Err(e) = store.list(&target.prefix, true, None, Some(1)).await {
         return Err(ConnectError(explain(&e, target, conn, Some(&region))));
     }
     Ok(Connected {

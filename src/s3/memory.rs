@@ -11,19 +11,23 @@ use std::time::SystemTime;
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 
-use super::{CompletedPart, ErrorKind, ListPage, ObjectInfo, ObjectStore, PutResult, StoreError};
+use super::{
+    CompletedPart, ErrorKind, ListPage, MAX_COPY, ObjectInfo, ObjectStore, PutOptions, PutResult,
+    StoreError, UserMeta,
+};
 
 #[derive(Clone)]
 struct Object {
     body: Bytes,
     etag: String,
     mtime: SystemTime,
+    meta: UserMeta,
 }
 
 #[derive(Default)]
 struct State {
     objects: BTreeMap<String, Object>,
-    uploads: HashMap<String, (String, BTreeMap<i32, Bytes>)>,
+    uploads: HashMap<String, (String, UserMeta, BTreeMap<i32, Bytes>)>,
     counts: HashMap<&'static str, u64>,
 }
 
@@ -55,8 +59,23 @@ impl MemoryStore {
                 body: body.into(),
                 etag,
                 mtime: SystemTime::now(),
+                meta: UserMeta::new(),
             },
         );
+    }
+
+    /// Store an object with user metadata (as another client, e.g. s3fs, would).
+    pub fn insert_with_meta(&self, key: &str, body: impl Into<Bytes>, meta: UserMeta) {
+        self.insert(key, body);
+        if let Some(o) = self.state.lock().unwrap().objects.get_mut(key) {
+            o.meta = meta;
+        }
+    }
+
+    /// User metadata of an object, if present.
+    pub fn meta(&self, key: &str) -> Option<UserMeta> {
+        let st = self.state.lock().unwrap();
+        st.objects.get(key).map(|o| o.meta.clone())
     }
 
     /// The body of an object, if present.
@@ -101,6 +120,7 @@ impl ObjectStore for MemoryStore {
     async fn list(
         &self,
         prefix: &str,
+        delimited: bool,
         continuation: Option<String>,
         max_keys: Option<i32>,
     ) -> Result<ListPage, StoreError> {
@@ -118,7 +138,7 @@ impl ObjectStore for MemoryStore {
                 break;
             }
             let rest = &key[prefix.len()..];
-            let entry = match rest.find('/') {
+            let entry = match rest.find('/').filter(|_| delimited) {
                 Some(i) => (format!("{prefix}{}", &rest[..=i]), None),
                 None => (
                     key.clone(),
@@ -127,6 +147,7 @@ impl ObjectStore for MemoryStore {
                         size: obj.body.len() as u64,
                         mtime: obj.mtime,
                         etag: Some(obj.etag.clone()),
+                        meta: None,
                     }),
                 ),
             };
@@ -160,6 +181,7 @@ impl ObjectStore for MemoryStore {
             size: o.body.len() as u64,
             mtime: o.mtime,
             etag: Some(o.etag.clone()),
+            meta: Some(o.meta.clone()),
         })
     }
 
@@ -191,7 +213,7 @@ impl ObjectStore for MemoryStore {
         &self,
         key: &str,
         body: Bytes,
-        _content_type: &str,
+        opts: &PutOptions,
     ) -> Result<PutResult, StoreError> {
         let etag = self.etag();
         let mut st = self.tick("PutObject");
@@ -201,17 +223,89 @@ impl ObjectStore for MemoryStore {
                 body,
                 etag: etag.clone(),
                 mtime: SystemTime::now(),
+                meta: opts.meta.clone(),
             },
         );
         Ok(PutResult { etag: Some(etag) })
     }
 
-    async fn create_multipart(&self, key: &str, _content_type: &str) -> Result<String, StoreError> {
+    async fn create_multipart(&self, key: &str, opts: &PutOptions) -> Result<String, StoreError> {
         let id = format!("upload-{}", self.next_id.fetch_add(1, Ordering::Relaxed));
         let mut st = self.tick("CreateMultipartUpload");
-        st.uploads
-            .insert(id.clone(), (key.to_owned(), BTreeMap::new()));
+        st.uploads.insert(
+            id.clone(),
+            (key.to_owned(), opts.meta.clone(), BTreeMap::new()),
+        );
         Ok(id)
+    }
+
+    async fn upload_part_copy(
+        &self,
+        key: &str,
+        upload_id: &str,
+        number: i32,
+        src: &str,
+        range: Range<u64>,
+        src_etag: Option<&str>,
+    ) -> Result<String, StoreError> {
+        let mut st = self.tick("UploadPartCopy");
+        let o = st
+            .objects
+            .get(src)
+            .ok_or_else(|| StoreError::new("UploadPartCopy", src, ErrorKind::NotFound))?;
+        if src_etag.is_some_and(|e| e != o.etag) {
+            return Err(StoreError::new(
+                "UploadPartCopy",
+                src,
+                ErrorKind::PreconditionFailed,
+            ));
+        }
+        let body = o.body.clone();
+        if range.end > body.len() as u64 || range.is_empty() {
+            return Err(StoreError::new(
+                "UploadPartCopy",
+                src,
+                ErrorKind::InvalidRequest,
+            ));
+        }
+        let (_, _, parts) = st
+            .uploads
+            .get_mut(upload_id)
+            .ok_or_else(|| StoreError::new("UploadPartCopy", key, ErrorKind::NotFound))?;
+        parts.insert(number, body.slice(range.start as usize..range.end as usize));
+        Ok(format!("\"part-{number}\""))
+    }
+
+    async fn copy(
+        &self,
+        src: &str,
+        dst: &str,
+        opts: Option<&PutOptions>,
+    ) -> Result<PutResult, StoreError> {
+        let etag = self.etag();
+        let mut st = self.tick("CopyObject");
+        let o = st
+            .objects
+            .get(src)
+            .ok_or_else(|| StoreError::new("CopyObject", src, ErrorKind::NotFound))?
+            .clone();
+        if o.body.len() as u64 > MAX_COPY {
+            return Err(StoreError::new(
+                "CopyObject",
+                src,
+                ErrorKind::InvalidRequest,
+            ));
+        }
+        st.objects.insert(
+            dst.to_owned(),
+            Object {
+                body: o.body,
+                etag: etag.clone(),
+                mtime: SystemTime::now(),
+                meta: opts.map_or(o.meta, |o| o.meta.clone()),
+            },
+        );
+        Ok(PutResult { etag: Some(etag) })
     }
 
     async fn upload_part(
@@ -222,7 +316,7 @@ impl ObjectStore for MemoryStore {
         body: Bytes,
     ) -> Result<String, StoreError> {
         let mut st = self.tick("UploadPart");
-        let (_, parts) = st
+        let (_, _, parts) = st
             .uploads
             .get_mut(upload_id)
             .ok_or_else(|| StoreError::new("UploadPart", key, ErrorKind::NotFound))?;
@@ -238,7 +332,7 @@ impl ObjectStore for MemoryStore {
     ) -> Result<PutResult, StoreError> {
         let etag = self.etag();
         let mut st = self.tick("CompleteMultipartUpload");
-        let (_, stored) = st
+        let (_, meta, stored) = st
             .uploads
             .remove(upload_id)
             .ok_or_else(|| StoreError::new("CompleteMultipartUpload", key, ErrorKind::NotFound))?;
@@ -255,6 +349,7 @@ impl ObjectStore for MemoryStore {
                 body: body.freeze(),
                 etag: etag.clone(),
                 mtime: SystemTime::now(),
+                meta,
             },
         );
         Ok(PutResult { etag: Some(etag) })
@@ -281,7 +376,7 @@ mod tests {
         let (mut objs, mut pfx) = (vec![], vec![]);
         let mut token = None;
         loop {
-            let page = s.list(prefix, token, None).await.unwrap();
+            let page = s.list(prefix, true, token, None).await.unwrap();
             objs.extend(page.objects.into_iter().map(|o| o.key));
             pfx.extend(page.prefixes);
             match page.next {

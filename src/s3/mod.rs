@@ -12,6 +12,7 @@ pub mod error;
 pub mod memory;
 pub mod region;
 
+use std::collections::BTreeMap;
 use std::ops::Range;
 use std::time::SystemTime;
 
@@ -31,7 +32,25 @@ pub struct ObjectInfo {
     pub mtime: SystemTime,
     /// ETag, quotes included, exactly as the server sent it (used for `If-Match`).
     pub etag: Option<String>,
+    /// User metadata (`x-amz-meta-*`, names lowercased without the prefix); `None` when
+    /// unknown (listings carry none).
+    pub meta: Option<UserMeta>,
 }
+
+/// User metadata of an object: `x-amz-meta-NAME: value`, keyed by NAME in lowercase.
+pub type UserMeta = BTreeMap<String, String>;
+
+/// What to store along with an object's body.
+#[derive(Clone, Debug, Default)]
+pub struct PutOptions {
+    /// Content-Type (empty: application/octet-stream).
+    pub content_type: String,
+    /// User metadata.
+    pub meta: UserMeta,
+}
+
+/// Largest object a single CopyObject may copy (5 GiB); larger ones use UploadPartCopy.
+pub const MAX_COPY: u64 = 5 << 30;
 
 /// One page of a ListObjectsV2 call with `/` as delimiter.
 #[derive(Clone, Debug, Default)]
@@ -69,10 +88,12 @@ pub trait ObjectStore: Send + Sync + 'static {
     /// The bucket this store talks to (for messages only).
     fn bucket(&self) -> &str;
 
-    /// One page of ListObjectsV2 under `prefix` with `/` as delimiter.
+    /// One page of ListObjectsV2 under `prefix`, with `/` as delimiter when `delimited`
+    /// (else every key below the prefix, as objects).
     async fn list(
         &self,
         prefix: &str,
+        delimited: bool,
         continuation: Option<String>,
         max_keys: Option<i32>,
     ) -> Result<ListPage, StoreError>;
@@ -90,15 +111,32 @@ pub trait ObjectStore: Send + Sync + 'static {
     ) -> Result<Bytes, StoreError>;
 
     /// PutObject of a whole body.
-    async fn put(
-        &self,
-        key: &str,
-        body: Bytes,
-        content_type: &str,
-    ) -> Result<PutResult, StoreError>;
+    async fn put(&self, key: &str, body: Bytes, opts: &PutOptions)
+    -> Result<PutResult, StoreError>;
 
     /// CreateMultipartUpload; returns the upload id.
-    async fn create_multipart(&self, key: &str, content_type: &str) -> Result<String, StoreError>;
+    async fn create_multipart(&self, key: &str, opts: &PutOptions) -> Result<String, StoreError>;
+
+    /// UploadPartCopy of `range` of `src` (only while its ETag is `src_etag`, when given)
+    /// as part `number`; returns the part's ETag.
+    async fn upload_part_copy(
+        &self,
+        key: &str,
+        upload_id: &str,
+        number: i32,
+        src: &str,
+        range: Range<u64>,
+        src_etag: Option<&str>,
+    ) -> Result<String, StoreError>;
+
+    /// CopyObject `src` (at most [`MAX_COPY`] bytes) to `dst`, with `opts` replacing the
+    /// metadata when given, else keeping the source's.
+    async fn copy(
+        &self,
+        src: &str,
+        dst: &str,
+        opts: Option<&PutOptions>,
+    ) -> Result<PutResult, StoreError>;
 
     /// UploadPart; returns the part's ETag.
     async fn upload_part(

@@ -1,0 +1,187 @@
+//! Attribute changes and extended attributes, persisted as s3fs-compatible object
+//! metadata: on an existing object by one CopyObject onto itself with the metadata
+//! replaced; on a file being written, in the upload that is under way.
+
+use std::time::{Instant, SystemTime};
+
+use bytes::Bytes;
+
+use super::inode::Residence;
+use super::meta::{self, Posix};
+use super::{Attr, Body, DIR_CONTENT_TYPE, Fs, FsError, Handle, Ino, Kind, Result, SetAttr};
+use crate::s3::PutOptions;
+
+/// Only the `user.` namespace is stored; others (security, system, trusted) are refused.
+const XATTR_NAMESPACE: &str = "user.";
+/// Values larger than this do not fit S3's 2 KiB metadata limit anyway.
+const XATTR_MAX: usize = 1024;
+
+impl Fs {
+    /// `chmod`, `chown`, `truncate`, `touch`.
+    pub async fn setattr(&self, ino: Ino, change: SetAttr, fh: Option<u64>) -> Result<Attr> {
+        let node = self.node(ino)?;
+        if let Some(size) = change.size {
+            self.check_writable()?;
+            match node.kind {
+                Kind::Dir => return Err(FsError::IsDir),
+                Kind::Symlink => return Err(FsError::InvalidName("a symbolic link".into())),
+                Kind::File => {}
+            }
+            let open_for_write = match (fh, node.residence) {
+                (Some(fh), _) if matches!(self.handle(fh), Ok(Handle::Write(_))) => Some(fh),
+                (_, Residence::Writing(wfh)) => Some(wfh),
+                _ => None,
+            };
+            match open_for_write {
+                Some(wfh) => self.truncate_open(wfh, size).await?,
+                None if size != node.stat.size || size == 0 => {
+                    self.truncate_closed(&node, size).await?
+                }
+                None => {}
+            }
+        }
+        if change.mode.is_some()
+            || change.uid.is_some()
+            || change.gid.is_some()
+            || change.mtime.is_some()
+        {
+            self.update_posix(ino, |p, kind| {
+                if let Some(m) = change.mode {
+                    let ty = match kind {
+                        Kind::File => meta::S_IFREG,
+                        Kind::Dir => meta::S_IFDIR,
+                        Kind::Symlink => meta::S_IFLNK,
+                    };
+                    p.mode = Some(ty | (m & 0o7777));
+                }
+                if change.uid.is_some() {
+                    p.uid = change.uid;
+                }
+                if change.gid.is_some() {
+                    p.gid = change.gid;
+                }
+                if change.mtime.is_some() {
+                    p.mtime = change.mtime;
+                }
+                Ok(())
+            })
+            .await?;
+        }
+        self.getattr(ino).await
+    }
+
+    /// Apply `f` to the POSIX metadata of `ino` and persist it.
+    async fn update_posix(
+        &self,
+        ino: Ino,
+        f: impl FnOnce(&mut Posix, Kind) -> Result<()>,
+    ) -> Result<()> {
+        self.check_writable()?;
+        let node = self.with_posix(ino).await?;
+        let mut posix = node.stat.posix.clone().unwrap_or_default();
+        f(&mut posix, node.kind)?;
+        let mut opts = PutOptions::default();
+        posix.to_meta(&mut opts.meta);
+        let etag = match node.residence {
+            Residence::Writing(fh) => {
+                let Ok(Handle::Write(wh)) = self.handle(fh) else {
+                    return Err(FsError::BadHandle);
+                };
+                let mut st = wh.body.lock().await;
+                match &mut st.body {
+                    Body::Stream(up) => match up.opts_mut() {
+                        Some(o) => o.meta = opts.meta,
+                        None => st.meta_pending = Some(posix.clone()),
+                    },
+                    Body::Staged(s) => {
+                        s.opts.meta = opts.meta;
+                        s.touch();
+                    }
+                }
+                node.stat.etag.clone()
+            }
+            Residence::Remote => {
+                self.check_overwrite()?;
+                if node.kind == Kind::Dir {
+                    // The marker holds a directory's metadata (an implicit directory gets one).
+                    opts.content_type = DIR_CONTENT_TYPE.to_owned();
+                    self.store
+                        .put(&self.prefix.dir_key(&node.path), Bytes::new(), &opts)
+                        .await?;
+                    None
+                } else {
+                    let key = self.prefix.key(&node.path);
+                    self.copy_object(&key, &key, node.stat.size, Some(&opts))
+                        .await?
+                }
+            }
+        };
+        let mut t = self.inodes.lock().unwrap();
+        if let Some(n) = t.get_mut(ino) {
+            n.stat.posix = Some(posix);
+            if n.residence == Residence::Remote {
+                n.stat.etag = etag;
+                n.stat.mtime = SystemTime::now();
+                n.validated = Some(Instant::now());
+            }
+        }
+        Ok(())
+    }
+
+    /// Value of extended attribute `name`.
+    pub async fn getxattr(&self, ino: Ino, name: &str) -> Result<Vec<u8>> {
+        let node = self.with_posix(ino).await?;
+        node.stat
+            .posix
+            .as_ref()
+            .and_then(|p| p.xattrs.get(name).cloned())
+            .ok_or(FsError::NoAttr)
+    }
+
+    /// Names of the extended attributes.
+    pub async fn listxattr(&self, ino: Ino) -> Result<Vec<String>> {
+        let node = self.with_posix(ino).await?;
+        Ok(node
+            .stat
+            .posix
+            .map(|p| p.xattrs.into_keys().collect())
+            .unwrap_or_default())
+    }
+
+    /// Set extended attribute `name` (`create`: must not exist; `replace`: must exist).
+    pub async fn setxattr(
+        &self,
+        ino: Ino,
+        name: &str,
+        value: &[u8],
+        create: bool,
+        replace: bool,
+    ) -> Result<()> {
+        if !name.starts_with(XATTR_NAMESPACE) {
+            return Err(FsError::NotSupported("extended attributes outside user.*"));
+        }
+        if value.len() > XATTR_MAX {
+            return Err(FsError::NoSpaceForAttr);
+        }
+        self.update_posix(ino, |p, _| {
+            let exists = p.xattrs.contains_key(name);
+            if create && exists {
+                return Err(FsError::Exists);
+            }
+            if replace && !exists {
+                return Err(FsError::NoAttr);
+            }
+            p.xattrs.insert(name.to_owned(), value.to_vec());
+            Ok(())
+        })
+        .await
+    }
+
+    /// Remove extended attribute `name`.
+    pub async fn removexattr(&self, ino: Ino, name: &str) -> Result<()> {
+        self.update_posix(ino, |p, _| {
+            p.xattrs.remove(name).map(|_| ()).ok_or(FsError::NoAttr)
+        })
+        .await
+    }
+}

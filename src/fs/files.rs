@@ -1,0 +1,491 @@
+//! Open files: reading, writing (streamed or staged), committing to S3.
+//!
+//! A file written from its first byte onwards (a new file, or `O_TRUNC`) streams to S3 as a
+//! (multipart) upload. Anything else — opening an existing file for writing, appending, a
+//! write out of order, a truncate, reading back what is being written, writing again after
+//! an `fsync` — goes through a local staging file (see [`super::stage`]). A stream switches
+//! to staging on the first such request: the bytes not yet sent move into the staging file,
+//! or, once parts are sent, the stream is committed and becomes the staged file's base.
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use bytes::Bytes;
+use tracing::{debug, warn};
+
+use super::inode::{Node, Residence, Stat};
+use super::meta::{self, Posix};
+use super::read::ReadConfig;
+use super::stage::{Base, Staged};
+use super::write::{Upload, WriteConfig};
+use super::{
+    Attr, Body, Caller, Fs, FsError, Handle, Ino, Kind, OpenMode, Opened, Reader, Result,
+    WriteHandle, WriteState, check_name,
+};
+use crate::s3::PutOptions;
+
+impl Fs {
+    fn write_config(&self) -> WriteConfig {
+        WriteConfig {
+            part_size: self.cfg.write_part_size,
+            threads: self.cfg.upload_threads,
+        }
+    }
+
+    fn put_options(posix: &Posix) -> PutOptions {
+        let mut opts = PutOptions::default();
+        posix.to_meta(&mut opts.meta);
+        opts
+    }
+
+    /// Create and open the new file `name` in `parent` for writing.
+    pub async fn create(
+        &self,
+        parent: Ino,
+        name: &str,
+        mode: u32,
+        caller: Caller,
+    ) -> Result<(Attr, u64)> {
+        self.check_writable()?;
+        self.dir_node(parent)?;
+        check_name(name)?;
+        if self
+            .inodes
+            .lock()
+            .unwrap()
+            .child(parent, name)
+            .is_some_and(|n| matches!(n.residence, Residence::Writing(_)))
+        {
+            return Err(FsError::Busy("the file is already being written"));
+        }
+        self.forget_absent(parent, name);
+        let posix = Posix {
+            mode: Some(meta::S_IFREG | (mode & 0o7777)),
+            uid: Some(caller.uid),
+            gid: Some(caller.gid),
+            mtime: Some(SystemTime::now()),
+            xattrs: Default::default(),
+        };
+        let mut stat = Stat::new(0, SystemTime::now(), None);
+        stat.posix = Some(posix.clone());
+        let node = self
+            .inodes
+            .lock()
+            .unwrap()
+            .upsert(parent, name, Kind::File, stat, 1);
+        let key = self.prefix.key(&node.path);
+        let upload = Upload::new(
+            self.store.clone(),
+            key,
+            self.write_config(),
+            self.read_shared.budget.clone(),
+            Self::put_options(&posix),
+        );
+        let fh = self.start_write(&node, caller.pid, true, Body::Stream(upload), 0);
+        let node = self.node(node.ino)?;
+        Ok((self.attr(&node), fh))
+    }
+
+    fn start_write(&self, node: &Node, pid: u32, created: bool, body: Body, size: u64) -> u64 {
+        let fh = self.add_handle(Handle::Write(Arc::new(WriteHandle {
+            ino: node.ino,
+            parent: node.parent,
+            name: node.name.clone(),
+            key: self.prefix.key(&node.path),
+            pid,
+            created,
+            body: tokio::sync::Mutex::new(WriteState {
+                body,
+                meta_pending: None,
+                cancelled: false,
+            }),
+        })));
+        let mut t = self.inodes.lock().unwrap();
+        if let Some(n) = t.get_mut(node.ino) {
+            n.residence = Residence::Writing(fh);
+            n.stat.size = size;
+            n.stat.mtime = SystemTime::now();
+        }
+        fh
+    }
+
+    /// The node with its POSIX metadata known (a HEAD when the listing left it unknown).
+    pub(super) async fn with_posix(&self, ino: Ino) -> Result<Node> {
+        let node = self.fresh(ino).await?;
+        if node.stat.posix.is_some()
+            || node.kind == Kind::Dir
+            || node.residence != Residence::Remote
+        {
+            return Ok(node);
+        }
+        let info = self.store.head(&self.prefix.key(&node.path)).await?;
+        let (_, stat) = Self::head_stat(info);
+        let mut t = self.inodes.lock().unwrap();
+        let n = t.get_mut(ino).ok_or(FsError::NotFound)?;
+        n.stat = stat;
+        n.validated = Some(Instant::now());
+        Ok(n.clone())
+    }
+
+    /// Open file `ino`: for reading, for replacing (O_TRUNC, streamed), or for changing in
+    /// place (staged).
+    pub async fn open(&self, ino: Ino, mode: OpenMode, caller: Caller) -> Result<Opened> {
+        let node = self.node(ino)?;
+        if node.kind == Kind::Dir {
+            return Err(FsError::IsDir);
+        }
+        if matches!(node.residence, Residence::Writing(_)) {
+            return Err(FsError::Busy("the file is being written"));
+        }
+        if mode.write {
+            self.check_overwrite()?;
+            let node = self.with_posix(ino).await?;
+            let mut posix = node.stat.posix.clone().unwrap_or_default();
+            posix.mtime = Some(SystemTime::now());
+            let opts = Self::put_options(&posix);
+            let key = self.prefix.key(&node.path);
+            let (body, size) = if mode.truncate {
+                let up = Upload::new(
+                    self.store.clone(),
+                    key,
+                    self.write_config(),
+                    self.read_shared.budget.clone(),
+                    opts,
+                );
+                (Body::Stream(up), 0)
+            } else {
+                let base = Base {
+                    size: node.stat.size,
+                    etag: node.stat.etag.clone(),
+                };
+                let staged = Staged::new(
+                    self.store.clone(),
+                    key,
+                    &self.cfg.cache_dir,
+                    Some(base),
+                    b"",
+                    self.cfg.write_part_size,
+                    self.read_shared.budget.clone(),
+                    opts,
+                )?;
+                (Body::Staged(staged), node.stat.size)
+            };
+            return Ok(Opened {
+                fh: self.start_write(&node, caller.pid, false, body, size),
+                keep_cache: false,
+            });
+        }
+        let node = self.fresh(ino).await?;
+        let keep_cache = {
+            let mut t = self.inodes.lock().unwrap();
+            match t.get_mut(ino) {
+                Some(n) => {
+                    let same = n.stat.etag.is_some() && n.page_cache_etag == n.stat.etag;
+                    n.page_cache_etag = n.stat.etag.clone();
+                    same
+                }
+                None => false,
+            }
+        };
+        let reader = Reader::new(
+            self.store.clone(),
+            self.prefix.key(&node.path),
+            node.stat.size,
+            node.stat.etag.clone(),
+            ReadConfig {
+                threads: self.cfg.download_threads,
+                max_part: self.cfg.read_part_size,
+            },
+            self.read_shared.clone(),
+        );
+        Ok(Opened {
+            fh: self.add_handle(Handle::Read(Arc::new(reader))),
+            keep_cache,
+        })
+    }
+
+    /// Switch a streamed body to a staged one (see the module doc).
+    async fn to_staged(&self, wh: &WriteHandle, st: &mut WriteState) -> Result<()> {
+        let Body::Stream(up) = &mut st.body else {
+            return Ok(());
+        };
+        let opts = up.opts().clone();
+        let (base, initial) = match up.take_unsent() {
+            Some(buf) => (None, buf.freeze()),
+            None => {
+                let c = up.finish().await?;
+                (
+                    Some(Base {
+                        size: c.size,
+                        etag: c.etag,
+                    }),
+                    Bytes::new(),
+                )
+            }
+        };
+        debug!(key = %wh.key, "switching to a staging file");
+        st.body = Body::Staged(Staged::new(
+            self.store.clone(),
+            wh.key.clone(),
+            &self.cfg.cache_dir,
+            base,
+            &initial,
+            self.cfg.write_part_size,
+            self.read_shared.budget.clone(),
+            opts,
+        )?);
+        Ok(())
+    }
+
+    fn write_handle(&self, fh: u64) -> Result<Arc<WriteHandle>> {
+        match self.handle(fh)? {
+            Handle::Write(wh) => Ok(wh),
+            _ => Err(FsError::BadHandle),
+        }
+    }
+
+    /// Read from an open file (a file open for writing reads what was written).
+    pub async fn read(&self, fh: u64, off: u64, len: u32) -> Result<Bytes> {
+        let wh = match self.handle(fh)? {
+            Handle::Read(r) => return Ok(r.read(off, len).await?),
+            Handle::Write(wh) => wh,
+            Handle::Dir(_) => return Err(FsError::IsDir),
+        };
+        let mut st = wh.body.lock().await;
+        self.to_staged(&wh, &mut st).await?;
+        match &mut st.body {
+            Body::Staged(s) => s.read(off, len).await,
+            Body::Stream(_) => unreachable!("just staged"),
+        }
+    }
+
+    /// Write to a file opened for writing.
+    pub async fn write(&self, fh: u64, off: u64, data: &[u8]) -> Result<u32> {
+        let wh = self.write_handle(fh)?;
+        let mut st = wh.body.lock().await;
+        if st.cancelled {
+            return Ok(data.len() as u32);
+        }
+        let (n, size) = loop {
+            match &mut st.body {
+                Body::Stream(up) => match up.write(off, data).await {
+                    Err(FsError::OutOfOrderWrite { .. } | FsError::AlreadyCommitted) => {
+                        self.to_staged(&wh, &mut st).await?;
+                    }
+                    r => break (r?, up.written()),
+                },
+                Body::Staged(s) => break (s.write(off, data)?, s.size()),
+            }
+        };
+        drop(st);
+        self.set_writing_size(fh, wh.ino, size);
+        Ok(n)
+    }
+
+    fn set_writing_size(&self, fh: u64, ino: Ino, size: u64) {
+        if let Some(node) = self.inodes.lock().unwrap().get_mut(ino)
+            && node.residence == Residence::Writing(fh)
+        {
+            node.stat.size = size;
+            node.stat.mtime = SystemTime::now();
+        }
+    }
+
+    /// Change the size of a file open for writing.
+    pub(super) async fn truncate_open(&self, fh: u64, size: u64) -> Result<()> {
+        let wh = self.write_handle(fh)?;
+        let mut st = wh.body.lock().await;
+        if let Body::Stream(up) = &st.body
+            && up.written() == size
+        {
+            return Ok(());
+        }
+        self.to_staged(&wh, &mut st).await?;
+        if let Body::Staged(s) = &mut st.body {
+            s.truncate(size)?;
+        }
+        drop(st);
+        self.set_writing_size(fh, wh.ino, size);
+        Ok(())
+    }
+
+    /// Change the size of a file that is not open for writing: an empty object for 0,
+    /// else the file is staged, truncated and committed.
+    pub(super) async fn truncate_closed(&self, node: &Node, size: u64) -> Result<()> {
+        self.check_overwrite()?;
+        let node = self.with_posix(node.ino).await?;
+        let opts = Self::put_options(&node.stat.posix.clone().unwrap_or_default());
+        let key = self.prefix.key(&node.path);
+        let committed = if size == 0 {
+            let put = self.store.put(&key, Bytes::new(), &opts).await?;
+            super::write::Committed {
+                size: 0,
+                etag: put.etag,
+            }
+        } else {
+            let mut s = Staged::new(
+                self.store.clone(),
+                key,
+                &self.cfg.cache_dir,
+                Some(Base {
+                    size: node.stat.size,
+                    etag: node.stat.etag.clone(),
+                }),
+                b"",
+                self.cfg.write_part_size,
+                self.read_shared.budget.clone(),
+                opts,
+            )?;
+            s.truncate(size)?;
+            s.commit().await?
+        };
+        let mut t = self.inodes.lock().unwrap();
+        if let Some(n) = t.get_mut(node.ino) {
+            n.stat.size = committed.size;
+            n.stat.etag = committed.etag;
+            n.stat.mtime = SystemTime::now();
+            n.validated = Some(Instant::now());
+        }
+        Ok(())
+    }
+
+    /// `close()` of a descriptor. What was written is committed — and its error returned to
+    /// the closing process — when the process that opened the file closes a descriptor after
+    /// writing to it. Other closes leave the commit to `release`: one from another process
+    /// (a forked child sharing the descriptor), and one before any write, which is how a
+    /// shell redirection looks (`open`, `dup2` onto stdout, `close` of the original, then
+    /// the writes).
+    pub async fn flush(&self, fh: u64, pid: u32) -> Result<()> {
+        let Handle::Write(wh) = self.handle(fh)? else {
+            return Ok(());
+        };
+        let wrote = match &wh.body.lock().await.body {
+            Body::Stream(up) => up.written() > 0,
+            Body::Staged(s) => s.is_changed(),
+        };
+        if wh.pid == pid && wrote {
+            self.commit(fh, &wh).await
+        } else {
+            Ok(())
+        }
+    }
+
+    /// `fsync()`: commit a file being written, returning the upload's error.
+    pub async fn fsync(&self, fh: u64) -> Result<()> {
+        match self.handle(fh)? {
+            Handle::Write(wh) => self.commit(fh, &wh).await,
+            _ => Ok(()),
+        }
+    }
+
+    /// Last close of a handle: commit if needed, then forget the handle.
+    pub async fn release(&self, fh: u64) -> Result<()> {
+        let h = self.handles.lock().unwrap().remove(&fh);
+        match h {
+            Some(Handle::Write(wh)) => {
+                let r = self.commit(fh, &wh).await;
+                let mut t = self.inodes.lock().unwrap();
+                if let Some(n) = t.get_mut(wh.ino)
+                    && n.residence == Residence::Writing(fh)
+                {
+                    n.residence = Residence::Remote;
+                }
+                r
+            }
+            Some(_) => Ok(()),
+            None => Err(FsError::BadHandle),
+        }
+    }
+
+    /// Make what was written durable in S3. Idempotent: with nothing new to send it is a
+    /// no-op returning the last outcome.
+    pub(super) async fn commit(&self, fh: u64, wh: &WriteHandle) -> Result<()> {
+        let mut st = wh.body.lock().await;
+        if st.cancelled {
+            return Ok(());
+        }
+        let result = match &mut st.body {
+            Body::Stream(up) => {
+                if up.is_committed() {
+                    return up.finish().await.map(|_| ());
+                }
+                up.finish().await.map(|c| (c, up.opts().clone()))
+            }
+            Body::Staged(s) => {
+                if !s.is_changed() {
+                    return Ok(());
+                }
+                s.commit().await.map(|c| (c, s.opts.clone()))
+            }
+        };
+        // Metadata that changed after a multipart upload had started: one self-copy.
+        let result = match (result, st.meta_pending.take()) {
+            (Ok((c, _)), Some(posix)) => {
+                let opts = Self::put_options(&posix);
+                match self
+                    .copy_object(&wh.key, &wh.key, c.size, Some(&opts))
+                    .await
+                {
+                    Ok(etag) => Ok((super::write::Committed { size: c.size, etag }, opts)),
+                    Err(e) => Err(e),
+                }
+            }
+            (r, _) => r,
+        };
+        drop(st);
+        let mut t = self.inodes.lock().unwrap();
+        let ours = t
+            .get(wh.ino)
+            .is_some_and(|n| n.residence == Residence::Writing(fh));
+        if !ours {
+            return result.map(|_| ());
+        }
+        let node = t.get_mut(wh.ino).expect("checked");
+        match result {
+            Ok((c, opts)) => {
+                debug!(key = %wh.key, size = c.size, "upload committed");
+                node.stat = Stat {
+                    size: c.size,
+                    mtime: SystemTime::now(),
+                    etag: c.etag,
+                    posix: Some(Posix::from_meta(&opts.meta)),
+                };
+                node.validated = Some(Instant::now());
+                Ok(())
+            }
+            Err(e) => {
+                node.residence = Residence::Remote;
+                node.validated = None;
+                let gone = wh.created;
+                if gone {
+                    // The object never came to exist: the name must not linger.
+                    t.detach(wh.parent, &wh.name);
+                }
+                drop(t);
+                if gone && let Some(inv) = self.invalidator.get() {
+                    inv.entry_gone(wh.parent, &wh.name);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Commit every file still being written (on unmount). Errors are logged.
+    pub async fn shutdown(&self) {
+        let writers: Vec<(u64, Arc<WriteHandle>)> = self
+            .handles
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|(fh, h)| match h {
+                Handle::Write(w) => Some((*fh, w.clone())),
+                _ => None,
+            })
+            .collect();
+        for (fh, wh) in writers {
+            if let Err(e) = self.commit(fh, &wh).await {
+                warn!(file = %wh.name, error = %e, "upload failed at unmount");
+            }
+        }
+    }
+}

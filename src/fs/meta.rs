@@ -1,0 +1,195 @@
+//! POSIX attributes stored as object metadata, compatible with s3fs-fuse:
+//! `x-amz-meta-mode` (decimal, file-type bits included), `x-amz-meta-uid`,
+//! `x-amz-meta-gid`, `x-amz-meta-mtime` (seconds, or `seconds.nanoseconds`), and
+//! `x-amz-meta-xattr`: every extended attribute in one header, as URL-encoded JSON of
+//! name → base64(value).
+//!
+//! Objects without these headers get the mount's `--uid/--gid/--file-mode/--dir-mode`
+//! and the object's Last-Modified.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+
+use crate::s3::UserMeta;
+
+/// File-type bits.
+pub const S_IFMT: u32 = 0o170_000;
+/// Regular file.
+pub const S_IFREG: u32 = 0o100_000;
+/// Directory.
+pub const S_IFDIR: u32 = 0o040_000;
+/// Symbolic link.
+pub const S_IFLNK: u32 = 0o120_000;
+
+/// POSIX attributes carried in an object's metadata; `None` fields fall back to defaults.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Posix {
+    /// Full mode (type and permission bits).
+    pub mode: Option<u32>,
+    /// Owner.
+    pub uid: Option<u32>,
+    /// Group.
+    pub gid: Option<u32>,
+    /// Modification time.
+    pub mtime: Option<SystemTime>,
+    /// Extended attributes (`user.*`).
+    pub xattrs: BTreeMap<String, Vec<u8>>,
+}
+
+impl Posix {
+    /// Read from user metadata, ignoring malformed values.
+    pub fn from_meta(meta: &UserMeta) -> Posix {
+        let num = |k: &str| meta.get(k).and_then(|v| v.trim().parse::<u32>().ok());
+        Posix {
+            mode: num("mode"),
+            uid: num("uid"),
+            gid: num("gid"),
+            mtime: meta.get("mtime").and_then(|v| parse_time(v)),
+            xattrs: meta
+                .get("xattr")
+                .map(|v| decode_xattrs(v))
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Write into user metadata (other entries are kept).
+    pub fn to_meta(&self, meta: &mut UserMeta) {
+        let mut set = |k: &str, v: Option<String>| match v {
+            Some(v) => {
+                meta.insert(k.to_owned(), v);
+            }
+            None => {
+                meta.remove(k);
+            }
+        };
+        set("mode", self.mode.map(|m| m.to_string()));
+        set("uid", self.uid.map(|m| m.to_string()));
+        set("gid", self.gid.map(|m| m.to_string()));
+        set("mtime", self.mtime.map(format_time));
+        set(
+            "xattr",
+            (!self.xattrs.is_empty()).then(|| encode_xattrs(&self.xattrs)),
+        );
+    }
+
+    /// The file type recorded in the mode, if any.
+    pub fn file_type(&self) -> Option<u32> {
+        self.mode.map(|m| m & S_IFMT).filter(|t| *t != 0)
+    }
+}
+
+/// `1700000000` or `1700000000.123456789`.
+pub fn parse_time(v: &str) -> Option<SystemTime> {
+    let (s, ns) = match v.trim().split_once('.') {
+        Some((s, ns)) => {
+            let digits: String = ns.chars().take(9).collect();
+            let scale = 10u32.pow(9 - digits.len() as u32);
+            (s, digits.parse::<u32>().ok()? * scale)
+        }
+        None => (v.trim(), 0),
+    };
+    let secs: u64 = s.parse().ok()?;
+    Some(UNIX_EPOCH + Duration::new(secs, ns))
+}
+
+/// Seconds, with nanoseconds only when not zero (what s3fs writes and reads).
+pub fn format_time(t: SystemTime) -> String {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    if d.subsec_nanos() == 0 {
+        d.as_secs().to_string()
+    } else {
+        format!("{}.{:09}", d.as_secs(), d.subsec_nanos())
+    }
+}
+
+fn encode_xattrs(x: &BTreeMap<String, Vec<u8>>) -> String {
+    let json: BTreeMap<&str, String> = x.iter().map(|(k, v)| (k.as_str(), B64.encode(v))).collect();
+    let text = serde_json::to_string(&json).expect("string map serializes");
+    percent_encode(&text)
+}
+
+fn decode_xattrs(v: &str) -> BTreeMap<String, Vec<u8>> {
+    let text = percent_decode(v);
+    let Ok(map) = serde_json::from_str::<BTreeMap<String, String>>(&text) else {
+        return BTreeMap::new();
+    };
+    map.into_iter()
+        .filter_map(|(k, v)| Some((k, B64.decode(v).ok()?)))
+        .collect()
+}
+
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16)
+        {
+            out.push(v);
+            i += 3;
+            continue;
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn s3fs_headers_round_trip() {
+        let mut meta = UserMeta::new();
+        meta.insert("mode".into(), "33188".into()); // 0100644, as s3fs writes
+        meta.insert("uid".into(), "1000".into());
+        meta.insert("gid".into(), "100".into());
+        meta.insert("mtime".into(), "1700000000".into());
+        let p = Posix::from_meta(&meta);
+        assert_eq!(p.mode, Some(0o100644));
+        assert_eq!(p.file_type(), Some(S_IFREG));
+        assert_eq!(
+            p.mtime,
+            Some(UNIX_EPOCH + Duration::from_secs(1_700_000_000))
+        );
+        let mut out = UserMeta::new();
+        p.to_meta(&mut out);
+        assert_eq!(out, meta);
+    }
+
+    #[test]
+    fn nanosecond_times_and_xattrs() {
+        let t = UNIX_EPOCH + Duration::new(1_700_000_000, 5);
+        assert_eq!(format_time(t), "1700000000.000000005");
+        assert_eq!(parse_time("1700000000.000000005"), Some(t));
+        assert_eq!(
+            parse_time("1700000000.5"),
+            Some(UNIX_EPOCH + Duration::new(1_700_000_000, 500_000_000))
+        );
+        let mut p = Posix::default();
+        p.xattrs
+            .insert("user.note".into(), b"h\xc3\xa9 \x00 bin".to_vec());
+        let mut meta = UserMeta::new();
+        p.to_meta(&mut meta);
+        assert!(!meta["xattr"].contains('{'), "URL-encoded");
+        assert_eq!(Posix::from_meta(&meta).xattrs, p.xattrs);
+    }
+}

@@ -1,0 +1,467 @@
+//! Directory contents and names: listing, mkdir/rmdir, unlink, rename, symlinks.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use futures::StreamExt;
+
+use super::inode::{Residence, Stat};
+use super::meta::{self, Posix};
+use super::{
+    Attr, Body, Caller, DIR_CONTENT_TYPE, DirHandle, Fs, FsError, Handle, Ino, Kind, Listed,
+    Result, check_name, dir, key,
+};
+use crate::s3::{ErrorKind, MAX_COPY, ObjectStore, PutOptions};
+
+/// Concurrent copies (and deletes) when renaming a directory.
+const RENAME_CONCURRENCY: usize = 16;
+
+impl Fs {
+    /// Open directory `ino` for listing.
+    pub fn opendir(&self, ino: Ino) -> Result<u64> {
+        self.dir_node(ino)?;
+        Ok(self.add_handle(Handle::Dir(Arc::new(DirHandle {
+            ino,
+            entries: tokio::sync::Mutex::new(None),
+        }))))
+    }
+
+    /// Entries of an open directory; listed from S3 when `offset` is 0 (a rewind) or on
+    /// first use, and kept in the handle for the following calls.
+    pub async fn readdir(&self, fh: u64, offset: u64) -> Result<Arc<Vec<Listed>>> {
+        let Handle::Dir(dh) = self.handle(fh)? else {
+            return Err(FsError::BadHandle);
+        };
+        let mut entries = dh.entries.lock().await;
+        if offset == 0 || entries.is_none() {
+            let dir = self.dir_node(dh.ino)?;
+            let mut listed = dir::list(
+                self.store.as_ref(),
+                &self.prefix,
+                &dir.path,
+                self.mount_time,
+                &self.warnings,
+            )
+            .await?;
+            let writing = self.inodes.lock().unwrap().writing_children(dh.ino);
+            for n in writing {
+                if let Err(i) = listed.binary_search_by(|e| e.name.cmp(&n.name)) {
+                    listed.insert(
+                        i,
+                        Listed {
+                            name: n.name,
+                            kind: Kind::File,
+                            stat: n.stat,
+                        },
+                    );
+                }
+            }
+            *entries = Some(Arc::new(listed));
+        }
+        Ok(entries.clone().expect("just listed"))
+    }
+
+    /// Register a listed entry of `parent` as an inode and count `lookups` kernel
+    /// references to it (1 for readdirplus, 0 for plain readdir).
+    pub fn entry(&self, parent: Ino, e: &Listed, lookups: u64) -> Attr {
+        let node =
+            self.inodes
+                .lock()
+                .unwrap()
+                .upsert(parent, &e.name, e.kind, e.stat.clone(), lookups);
+        self.attr(&node)
+    }
+
+    /// Attributes of `ino` as known now, without asking S3 (for `.` and `..`).
+    pub fn cached_attr(&self, ino: Ino) -> Result<Attr> {
+        Ok(self.attr(&self.node(ino)?))
+    }
+
+    /// Parent of directory `ino`.
+    pub fn parent_of(&self, ino: Ino) -> Ino {
+        self.node(ino).map(|n| n.parent).unwrap_or(super::ROOT_INO)
+    }
+
+    /// Close a directory handle.
+    pub fn releasedir(&self, fh: u64) {
+        self.handles.lock().unwrap().remove(&fh);
+    }
+
+    fn new_posix(&self, caller: Caller, mode: u32) -> Posix {
+        Posix {
+            mode: Some(mode),
+            uid: Some(caller.uid),
+            gid: Some(caller.gid),
+            mtime: Some(SystemTime::now()),
+            xattrs: Default::default(),
+        }
+    }
+
+    /// Create directory `name` in `parent`: a zero-byte `name/` marker object (with
+    /// s3fs-compatible mode and owner), so other clients see it too.
+    pub async fn mkdir(&self, parent: Ino, name: &str, mode: u32, caller: Caller) -> Result<Attr> {
+        self.check_writable()?;
+        let dir = self.dir_node(parent)?;
+        check_name(name)?;
+        if self
+            .inodes
+            .lock()
+            .unwrap()
+            .child(parent, name)
+            .is_some_and(|n| {
+                matches!(n.residence, Residence::Writing(_))
+                    || n.fresh_within(self.cfg.metadata_ttl)
+            })
+        {
+            return Err(FsError::Exists);
+        }
+        let path = key::child_path(&dir.path, name);
+        let posix = self.new_posix(caller, meta::S_IFDIR | (mode & 0o7777));
+        let mut opts = PutOptions {
+            content_type: DIR_CONTENT_TYPE.to_owned(),
+            ..PutOptions::default()
+        };
+        posix.to_meta(&mut opts.meta);
+        self.store
+            .put(&self.prefix.dir_key(&path), Bytes::new(), &opts)
+            .await?;
+        self.forget_absent(parent, name);
+        let mut stat = self.dir_stat();
+        stat.posix = Some(posix);
+        let node = self
+            .inodes
+            .lock()
+            .unwrap()
+            .upsert(parent, name, Kind::Dir, stat, 1);
+        Ok(self.attr(&node))
+    }
+
+    /// Remove the empty directory `name` (its marker object, if any).
+    pub async fn rmdir(&self, parent: Ino, name: &str) -> Result<()> {
+        self.check_delete()?;
+        let known_dir = self
+            .inodes
+            .lock()
+            .unwrap()
+            .child(parent, name)
+            .is_some_and(|n| n.kind == Kind::Dir);
+        let node = match self.resolve(parent, name, 0).await {
+            Ok(n) => n,
+            // An implicit directory vanishes from S3 with its last entry (`rm -r` unlinks
+            // the files, then removes the directory): it is empty, so removing it succeeds.
+            Err(FsError::NotFound) if known_dir => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        if node.kind != Kind::Dir {
+            return Err(FsError::NotDir);
+        }
+        self.check_empty(node.ino, &node.path).await?;
+        let dir_key = self.prefix.dir_key(&node.path);
+        self.store.delete(&dir_key).await?;
+        self.inodes.lock().unwrap().detach(parent, name);
+        self.remember_absent(parent, name);
+        Ok(())
+    }
+
+    async fn check_empty(&self, ino: Ino, path: &str) -> Result<()> {
+        if !self.inodes.lock().unwrap().writing_children(ino).is_empty() {
+            return Err(FsError::NotEmpty);
+        }
+        let dir_key = self.prefix.dir_key(path);
+        let page = self.store.list(&dir_key, true, None, Some(2)).await?;
+        if !page.prefixes.is_empty() || page.objects.iter().any(|o| o.key != dir_key) {
+            return Err(FsError::NotEmpty);
+        }
+        Ok(())
+    }
+
+    /// Delete file or symlink `name`. A file still being written is discarded when its
+    /// writer closes.
+    pub async fn unlink(&self, parent: Ino, name: &str) -> Result<()> {
+        self.check_delete()?;
+        let node = self.resolve(parent, name, 0).await?;
+        match (node.kind, node.residence) {
+            (Kind::Dir, _) => Err(FsError::IsDir),
+            (_, Residence::Writing(fh)) => {
+                if let Ok(Handle::Write(wh)) = self.handle(fh) {
+                    let mut st = wh.body.lock().await;
+                    if let Body::Stream(up) = &mut st.body {
+                        up.cancel().await;
+                    }
+                    st.cancelled = true;
+                }
+                let mut t = self.inodes.lock().unwrap();
+                if let Some(n) = t.get_mut(node.ino) {
+                    n.residence = Residence::Remote;
+                }
+                t.detach(parent, name);
+                Ok(())
+            }
+            (_, Residence::Remote) => {
+                self.store.delete(&self.prefix.key(&node.path)).await?;
+                self.inodes.lock().unwrap().detach(parent, name);
+                self.remember_absent(parent, name);
+                Ok(())
+            }
+        }
+    }
+
+    /// Create symlink `name` → `target`: an object whose body is the target, with an
+    /// S_IFLNK mode (as s3fs writes them).
+    pub async fn symlink(
+        &self,
+        parent: Ino,
+        name: &str,
+        target: &str,
+        caller: Caller,
+    ) -> Result<Attr> {
+        self.check_writable()?;
+        let dir = self.dir_node(parent)?;
+        check_name(name)?;
+        let path = key::child_path(&dir.path, name);
+        let posix = self.new_posix(caller, meta::S_IFLNK | 0o777);
+        let mut opts = PutOptions::default();
+        posix.to_meta(&mut opts.meta);
+        let put = self
+            .store
+            .put(
+                &self.prefix.key(&path),
+                Bytes::copy_from_slice(target.as_bytes()),
+                &opts,
+            )
+            .await?;
+        self.forget_absent(parent, name);
+        let stat = Stat {
+            size: target.len() as u64,
+            mtime: SystemTime::now(),
+            etag: put.etag,
+            posix: Some(posix),
+        };
+        let mut t = self.inodes.lock().unwrap();
+        let node = t.upsert(parent, name, Kind::Symlink, stat, 1);
+        if let Some(n) = t.get_mut(node.ino) {
+            n.target = Some(target.to_owned());
+        }
+        Ok(self.attr(&node))
+    }
+
+    /// The target of symlink `ino`.
+    pub async fn readlink(&self, ino: Ino) -> Result<String> {
+        let node = self.fresh(ino).await?;
+        if node.kind != Kind::Symlink {
+            return Err(FsError::InvalidName("not a symbolic link".into()));
+        }
+        if let Some(t) = node.target {
+            return Ok(t);
+        }
+        let body = self
+            .store
+            .get_range(
+                &self.prefix.key(&node.path),
+                0..node.stat.size,
+                node.stat.etag.as_deref(),
+            )
+            .await?;
+        let target = String::from_utf8_lossy(&body).into_owned();
+        if let Some(n) = self.inodes.lock().unwrap().get_mut(ino) {
+            n.target = Some(target.clone());
+        }
+        Ok(target)
+    }
+
+    /// Rename `name` in `parent` to `new_name` in `new_parent`, replacing a file there.
+    /// A file is copied (metadata kept) and the source deleted; a directory moves every key
+    /// below it, concurrently. With `no_replace`, an existing target is an error.
+    pub async fn rename(
+        &self,
+        parent: Ino,
+        name: &str,
+        new_parent: Ino,
+        new_name: &str,
+        no_replace: bool,
+    ) -> Result<()> {
+        self.check_delete()?;
+        check_name(new_name)?;
+        let src = self.resolve(parent, name, 0).await?;
+        let dst_dir = self.dir_node(new_parent)?;
+        if src.kind == Kind::Dir
+            && (dst_dir.path == src.path || dst_dir.path.starts_with(&format!("{}/", src.path)))
+        {
+            return Err(FsError::InvalidName(
+                "cannot move a directory into itself".into(),
+            ));
+        }
+        let dst = match self.resolve(new_parent, new_name, 0).await {
+            Ok(n) => Some(n),
+            Err(FsError::NotFound) => None,
+            Err(e) => return Err(e),
+        };
+        if let Some(d) = &dst {
+            if d.ino == src.ino {
+                return Ok(());
+            }
+            if no_replace {
+                return Err(FsError::Exists);
+            }
+            self.check_overwrite()?;
+            match (src.kind, d.kind) {
+                (Kind::Dir, Kind::Dir) => self.check_empty(d.ino, &d.path).await?,
+                (Kind::Dir, _) => return Err(FsError::NotDir),
+                (_, Kind::Dir) => return Err(FsError::IsDir),
+                _ => {}
+            }
+        }
+        // A file still being written is committed first: its bytes must exist to be moved.
+        if let Residence::Writing(fh) = src.residence
+            && let Ok(Handle::Write(wh)) = self.handle(fh)
+        {
+            self.commit(fh, &wh).await?;
+        }
+        let dst_path = key::child_path(&dst_dir.path, new_name);
+        if src.kind == Kind::Dir {
+            self.rename_dir(&src.path, &dst_path).await?;
+            if let Some(d) = &dst {
+                // The replaced empty directory's marker, if any, is gone with the move.
+                let _ = self.store.delete(&self.prefix.dir_key(&d.path)).await;
+            }
+        } else {
+            let (from, to) = (self.prefix.key(&src.path), self.prefix.key(&dst_path));
+            self.copy_object(&from, &to, src.stat.size, None).await?;
+            self.store.delete(&from).await?;
+        }
+        self.forget_absent(new_parent, new_name);
+        self.remember_absent(parent, name);
+        self.inodes
+            .lock()
+            .unwrap()
+            .rename(src.ino, new_parent, new_name);
+        Ok(())
+    }
+
+    /// Copy `from` to `to`, keeping the metadata or replacing it with `opts`; returns the
+    /// new ETag.
+    pub(super) async fn copy_object(
+        &self,
+        from: &str,
+        to: &str,
+        size: u64,
+        opts: Option<&PutOptions>,
+    ) -> Result<Option<String>> {
+        copy_object(&self.store, from, to, size, opts).await
+    }
+
+    /// Move every key below directory `from` to `to`. Copies run concurrently; sources are
+    /// deleted only once every copy succeeded, so a failure leaves all sources in place and
+    /// says which keys were already copied.
+    async fn rename_dir(&self, from: &str, to: &str) -> Result<()> {
+        type Outcome = (String, Result<Option<String>>);
+        let (src_prefix, dst_prefix) = (self.prefix.dir_key(from), self.prefix.dir_key(to));
+        let mut objects = Vec::new();
+        let mut token = None;
+        loop {
+            let page = self.store.list(&src_prefix, false, token, None).await?;
+            objects.extend(page.objects);
+            match page.next {
+                Some(t) => token = Some(t),
+                None => break,
+            }
+        }
+        let copies: Vec<Outcome> = futures::stream::iter(objects.clone())
+            .map(|o| {
+                let store = self.store.clone();
+                let dst = format!("{dst_prefix}{}", &o.key[src_prefix.len()..]);
+                async move {
+                    let r = copy_object(&store, &o.key, &dst, o.size, None).await;
+                    (o.key, r)
+                }
+            })
+            .buffer_unordered(RENAME_CONCURRENCY)
+            .collect()
+            .await;
+        let failed: Vec<&Outcome> = copies.iter().filter(|(_, r)| r.is_err()).collect();
+        if let Some((key, Err(e))) = failed.first() {
+            let copied = copies.len() - failed.len();
+            return Err(FsError::PartialRename(format!(
+                "renaming {src_prefix} to {dst_prefix}: {} of {} keys could not be copied \
+                 (first: {key}: {e}); {copied} were copied to the new name and the originals \
+                 were all kept",
+                failed.len(),
+                copies.len()
+            )));
+        }
+        let deletes: Vec<(String, std::result::Result<(), crate::s3::StoreError>)> =
+            futures::stream::iter(objects)
+                .map(|o| {
+                    let store = self.store.clone();
+                    async move {
+                        let r = store.delete(&o.key).await;
+                        (o.key, r)
+                    }
+                })
+                .buffer_unordered(RENAME_CONCURRENCY)
+                .collect()
+                .await;
+        let left: Vec<&String> = deletes
+            .iter()
+            .filter(|(_, r)| r.as_ref().is_err_and(|e| e.kind != ErrorKind::NotFound))
+            .map(|(k, _)| k)
+            .collect();
+        if !left.is_empty() {
+            return Err(FsError::PartialRename(format!(
+                "renamed {src_prefix} to {dst_prefix}, but {} originals could not be deleted \
+                 (first: {})",
+                left.len(),
+                left[0]
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Copy `from` to `to`, keeping the metadata or replacing it with `opts`: CopyObject up
+/// to 5 GiB, UploadPartCopy above. Returns the new ETag.
+pub(super) async fn copy_object(
+    store: &Arc<dyn ObjectStore>,
+    from: &str,
+    to: &str,
+    size: u64,
+    opts: Option<&PutOptions>,
+) -> Result<Option<String>> {
+    if size <= MAX_COPY {
+        return Ok(store.copy(from, to, opts).await?.etag);
+    }
+    let info = store.head(from).await?;
+    let opts = match opts {
+        Some(o) => o.clone(),
+        None => PutOptions {
+            content_type: String::new(),
+            meta: info.meta.unwrap_or_default(),
+        },
+    };
+    let id = store.create_multipart(to, &opts).await?;
+    let part = 512u64 << 20;
+    let mut parts = Vec::new();
+    let result: Result<()> = async {
+        let mut start = 0;
+        let mut number = 1;
+        while start < size {
+            let end = (start + part).min(size);
+            let etag = store
+                .upload_part_copy(to, &id, number, from, start..end, info.etag.as_deref())
+                .await?;
+            parts.push(crate::s3::CompletedPart { number, etag });
+            number += 1;
+            start = end;
+        }
+        Ok(())
+    }
+    .await;
+    match result {
+        Ok(()) => Ok(store.complete_multipart(to, &id, parts).await?.etag),
+        Err(e) => {
+            let _ = store.abort_multipart(to, &id).await;
+            Err(e)
+        }
+    }
+}
