@@ -2,7 +2,8 @@
 # scripts/deps.sh — install what building and testing s3mount needs on a Debian machine,
 # skipping whatever is already there. Safe to rerun.
 #
-#   scripts/deps.sh          FUSE (fusermount3), curl, Python venv support
+#   scripts/deps.sh          FUSE (fusermount3), curl, Python venv support, rsync and attr
+#                            (setfattr/getfattr) for the end-to-end tests
 #   scripts/deps.sh --bench  also the peers and tools of scripts/bench.sh (s3fs, rclone,
 #                            hyperfine, fio)
 #
@@ -14,6 +15,9 @@ want=()
 command -v fusermount3 >/dev/null 2>&1 || want+=(fuse3)
 command -v curl >/dev/null 2>&1 || want+=(curl ca-certificates)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || want+=(python3-venv)
+# Tools the end-to-end tests drive through the mount.
+command -v rsync >/dev/null 2>&1 || want+=(rsync)
+command -v setfattr >/dev/null 2>&1 || want+=(attr)
 if [[ "${1:-}" == "--bench" ]]; then
     command -v s3fs >/dev/null 2>&1 || want+=(s3fs)
     command -v rclone >/dev/null 2>&1 || want+=(rclone)
