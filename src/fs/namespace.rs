@@ -104,17 +104,15 @@ impl Fs {
         self.check_writable()?;
         let dir = self.dir_node(parent)?;
         check_name(name)?;
-        if self
-            .inodes
-            .lock()
-            .unwrap()
-            .child(parent, name)
-            .is_some_and(|n| {
-                matches!(n.residence, Residence::Writing(_))
-                    || n.fresh_within(self.cfg.metadata_ttl)
-            })
-        {
-            return Err(FsError::Exists);
+        // The kernel looks a name up before mkdir, so an unknown name is absent; a known one
+        // (possibly stale) is checked with S3.
+        let known = self.inodes.lock().unwrap().child(parent, name).is_some();
+        if known {
+            match self.resolve(parent, name, 0).await {
+                Ok(_) => return Err(FsError::Exists),
+                Err(FsError::NotFound) => {}
+                Err(e) => return Err(e),
+            }
         }
         let path = key::child_path(&dir.path, name);
         let posix = self.new_posix(caller, meta::S_IFDIR | (mode & 0o7777));
