@@ -146,6 +146,9 @@ async fn apply(fs: &Fs, m: &mut Model, op: &Op) {
             fs.write(fh, off as u64, &data).await.unwrap();
             fs.release(fh).await.unwrap();
             let f = m.files.entry(path).or_default();
+            if data.is_empty() {
+                return; // pwrite of nothing: no change, not even the size
+            }
             let end = off as usize + data.len();
             if f.len() < end {
                 f.resize(end, 0);

@@ -120,6 +120,10 @@ impl Staged {
 
     /// Write `data` at `off` (any offset; a gap reads as zeros).
     pub fn write(&mut self, off: u64, data: &[u8]) -> Result<u32> {
+        if data.is_empty() {
+            // write(2) of nothing changes nothing, not even the size.
+            return Ok(0);
+        }
         self.file
             .write_all_at(data, off)
             .map_err(|e| io_err(&self.key, e))?;

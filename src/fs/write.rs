@@ -127,6 +127,9 @@ impl Upload {
             // The file was unlinked while open: accept and discard, as POSIX does.
             State::Cancelled => return Ok(data.len() as u32),
         }
+        if data.is_empty() {
+            return Ok(0);
+        }
         if off != self.written {
             return Err(FsError::OutOfOrderWrite {
                 expected: self.written,
