@@ -210,6 +210,19 @@ def timed_parallel(cmds, timeout, what, env=None):
     return wall, [subprocess.CompletedProcess(p.args, p.returncode, o, e) for p, o, e in results]
 
 
+def cpu_busy_fraction(window=1.0):
+    """Share of all CPUs' time spent non-idle over `window` seconds (from /proc/stat)."""
+    def sample():
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        idle = v[3] + (v[4] if len(v) > 4 else 0)
+        return sum(v), idle
+    t0, i0 = sample()
+    time.sleep(window)
+    t1, i1 = sample()
+    return 1 - (i1 - i0) / max(1, t1 - t0)
+
+
 def drop_caches():
     if os.geteuid() != 0:
         return False
@@ -583,6 +596,7 @@ class Bench:
         self.busy = {}            # tool -> workload -> [compiler seen during run i]
         self.cpu = {}             # tool -> workload -> [daemon CPU seconds]
         self.garage_cpu = []      # Garage CPU seconds per raw GET of the 1 GiB object
+        self.idle_waits = 0
         self.commands = {}        # description -> command line
         self.verified = {}        # tool -> message
         self.notes = []
@@ -706,6 +720,21 @@ class Bench:
         if self.args.server_cache == "warm" and self.garage_dir:
             warm_dir(self.garage_dir / "data")
             warm_dir(self.garage_dir / "meta")
+
+    def wait_idle(self):
+        """--wait-idle S: wait up to S seconds for the machine to be quiet (< 25% CPU busy over
+        1 s, nothing of ours running at that point), so that bursts of outside work (a
+        concurrent cargo build) hit fewer measurements."""
+        if not self.args.wait_idle:
+            return
+        end = time.time() + self.args.wait_idle
+        waited = False
+        while cpu_busy_fraction() >= 0.25 and time.time() < end and time.time() < self.deadline:
+            if not waited:
+                log("  waiting for the machine to be idle (--wait-idle)")
+                waited = True
+        if waited:
+            self.idle_waits += 1
 
     def garage_pid(self):
         try:
@@ -841,6 +870,7 @@ class Bench:
         if time.time() > self.deadline:
             self.record_error(tool, wl, f"skipped: time budget of {self.args.budget_minutes} min used up")
             return
+        self.wait_idle()
         self.reset_caches()
         if tool == "raw":
             try:
@@ -1103,7 +1133,10 @@ class Bench:
                f"{ncpu} cores. 1-min load average during the measurements: "
                f"{min(loads):.2f}–{max(loads):.2f} (median {statistics.median(loads):.2f}); "
                f"compiler processes (rustc/cargo/cc/ld) were running during {busy} of {len(self.loads)} "
-               "measurements." if loads else "no measurements", "",
+               "measurements."
+               + (f" `--wait-idle {self.args.wait_idle:g}`: waited for a quiet machine before "
+                  f"{self.idle_waits} measurements." if self.args.wait_idle else "")
+               if loads else "no measurements", "",
                "The benchmark, Garage and the FUSE daemons share the 2 cores; anything else running "
                "(a concurrent `cargo build`) shows up directly in these numbers. Tools are interleaved "
                "within each run (raw, s3mount, s3fs, rclone, then the next run) so that such noise "
@@ -1213,6 +1246,9 @@ def main():
     ap.add_argument("--out", help="results file (default bench/results-YYYY-MM-DD.md)")
     ap.add_argument("--budget-minutes", type=float, default=20,
                     help="skip the remaining runs after this many minutes (default 20)")
+    ap.add_argument("--wait-idle", type=float, default=0, metavar="SECONDS",
+                    help="before each measurement wait up to SECONDS for the CPUs to be < 25%% busy "
+                         "(default 0: do not wait); the time budget still applies")
     ap.add_argument("--workload-timeout", type=float,
                     help="override every workload's timeout (seconds; default: 60-300 per workload)")
     ap.add_argument("--server-cache", choices=["warm", "cold"], default="warm",

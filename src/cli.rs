@@ -203,7 +203,7 @@ pub struct TuningArgs {
 
     /// Cap on prefetch windows + block cache + upload buffers together; under pressure
     /// prefetch windows shrink and the cache gives memory back.
-    #[arg(long, value_name = "SIZE", default_value = "192MiB")]
+    #[arg(long, value_name = "SIZE", default_value = "128MiB")]
     pub memory_limit: String,
 
     /// How long file and directory attributes and "does not exist" answers are cached

@@ -115,7 +115,7 @@ impl Default for FsConfig {
             write_part_size: 8 << 20,
             upload_threads: 4,
             cache_memory: 64 << 20,
-            memory_limit: 192 << 20,
+            memory_limit: 128 << 20,
             metadata_ttl: std::time::Duration::from_secs(1),
             no_delete: false,
             no_overwrite: false,
