@@ -68,6 +68,10 @@ def main() -> int:
     ap.add_argument("--bucket", required=True)
     ap.add_argument("--prefix", required=True, help="key prefix the role may use (without trailing /)")
     ap.add_argument("--external-id", required=True)
+    ap.add_argument(
+        "--policy-file",
+        help="JSON file with the role's permissions policy (default: List/Get/Put/Delete under the prefix)",
+    )
     args = ap.parse_args()
 
     endpoint = args.endpoint.rstrip("/")
@@ -129,6 +133,9 @@ def main() -> int:
             },
         ],
     }
+    if args.policy_file:
+        with open(args.policy_file, encoding="utf-8") as f:
+            role_policy = json.load(f)
     iam.put_role_policy(RoleName=ROLE_NAME, PolicyName="s3mount-prefix", PolicyDocument=json.dumps(role_policy))
 
     # From now on every request must be signed by a known identity.

@@ -23,6 +23,68 @@ pub enum Command {
     /// command returns once the mount is live (the file system keeps running in the
     /// background); unmount with `fusermount3 -u MOUNTPOINT`.
     Mount(MountArgs),
+
+    /// Test a connection: resolve credentials, find the region, and probe every permission
+    /// the mode needs under the path, with a test object that is always removed again.
+    /// Exits 0 only when everything is granted.
+    Check(CheckArgs),
+
+    /// Print the least-privilege IAM policy for mounting BUCKET[/PREFIX] in a mode (and,
+    /// with --role-trust, the role trust policy requiring an External ID).
+    Policy(PolicyArgs),
+}
+
+/// `s3mount check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Bucket, optionally with a path inside it.
+    #[arg(value_name = "BUCKET[/PREFIX]")]
+    pub target: String,
+
+    /// What the mount will need to do.
+    #[arg(long, value_enum, default_value = "read-write")]
+    pub mode: crate::policy::Mode,
+
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+
+    /// How to reach and authenticate to S3.
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+
+    /// Logging.
+    #[command(flatten)]
+    pub logging: LoggingArgs,
+}
+
+/// `s3mount policy`.
+#[derive(Debug, Args)]
+pub struct PolicyArgs {
+    /// Bucket, optionally with a path inside it.
+    #[arg(value_name = "BUCKET[/PREFIX]")]
+    pub target: String,
+
+    /// What the mount will need to do.
+    #[arg(long, value_enum, default_value = "read-write")]
+    pub mode: crate::policy::Mode,
+
+    /// Also print the trust policy letting this principal ARN assume the role.
+    #[arg(long, value_name = "PRINCIPAL_ARN", requires = "external_id")]
+    pub role_trust: Option<String>,
+
+    /// External ID the trust policy requires.
+    #[arg(long, value_name = "ID", requires = "role_trust")]
+    pub external_id: Option<String>,
+
+    /// Uploads will carry a canned ACL (adds s3:PutObjectAcl).
+    #[arg(long)]
+    pub acl: bool,
+
+    /// Uploads will be encrypted with this KMS key ARN (adds kms:GenerateDataKey and
+    /// kms:Decrypt on it; pass "*" for the bucket's default key).
+    #[arg(long, value_name = "KEY_ARN")]
+    pub sse_kms_key_id: Option<String>,
 }
 
 /// `s3mount mount`.

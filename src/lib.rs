@@ -4,10 +4,12 @@
 //! client) → [`fs`] (the filesystem core, which knows nothing of FUSE or HTTP) → [`fuse`]
 //! (the kernel adapter). [`mount`] wires them together for the `mount` subcommand.
 
+pub mod check;
 pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod fs;
 pub mod fuse;
 pub mod mount;
+pub mod policy;
 pub mod s3;

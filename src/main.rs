@@ -4,7 +4,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use s3mount::cli::{Cli, Command};
-use s3mount::config::MountConfig;
+use s3mount::config::{self, MountConfig};
+use s3mount::policy;
 use s3mount::{daemon, mount};
 use tracing_subscriber::EnvFilter;
 
@@ -21,6 +22,12 @@ fn init_logging(level: &str) {
         .with_writer(std::io::stderr)
         .with_ansi(false)
         .init();
+}
+
+/// Write to stdout; a closed pipe (`| head`) is not an error worth a panic.
+fn print_out(text: &str) {
+    use std::io::Write;
+    let _ = std::io::stdout().write_all(text.as_bytes());
 }
 
 /// Errors are printed on one line: SDK error chains can span several.
@@ -48,6 +55,68 @@ fn main() -> ExitCode {
     tune_allocator();
     let cli = Cli::parse();
     match cli.command {
+        Command::Policy(args) => {
+            let target = match config::parse_target(&args.target) {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("s3mount: error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let extras = policy::Extras {
+                acl: args.acl,
+                kms_key: args
+                    .sse_kms_key_id
+                    .map(|k| if k == "*" { String::new() } else { k }),
+            };
+            let perms =
+                policy::permissions_policy(&target.bucket, &target.prefix, args.mode, &extras);
+            let doc = match (&args.role_trust, &args.external_id) {
+                (Some(p), Some(id)) => serde_json::json!({
+                    "PermissionsPolicy": perms,
+                    "TrustPolicy": policy::trust_policy(p, id),
+                }),
+                _ => perms,
+            };
+            print_out(&format!(
+                "{}\n",
+                serde_json::to_string_pretty(&doc).expect("JSON")
+            ));
+            ExitCode::SUCCESS
+        }
+        Command::Check(args) => {
+            let parsed = config::parse_target(&args.target)
+                .and_then(|t| Ok((t, config::connection_from_args(&args.connection)?)));
+            let (target, conn) = match parsed {
+                Ok(v) => v,
+                Err(e) => {
+                    eprintln!("s3mount: error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            init_logging(&args.logging.log_level);
+            let rt = match tokio::runtime::Runtime::new() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("s3mount: error: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let report = rt.block_on(s3mount::check::run(&target, &conn, args.mode));
+            if args.json {
+                print_out(&format!(
+                    "{}\n",
+                    serde_json::to_string_pretty(&report.to_json()).expect("JSON")
+                ));
+            } else {
+                print_out(&report.to_text());
+            }
+            if report.ok() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
         Command::Mount(args) => {
             let cfg = match MountConfig::from_args(&args) {
                 Ok(c) => c,

@@ -1,0 +1,362 @@
+//! `s3mount check`: the connection test integration platforms call "Test connection".
+//!
+//! It resolves the credentials (saying where they come from and, through STS
+//! GetCallerIdentity, whose they are), finds the region, then probes each permission the
+//! chosen mode needs under the mounted path only, with a uniquely named test object that is
+//! always removed again. Every probe reports the IAM action and resource it exercised and,
+//! when refused, the AWS error code — so a user knows exactly which statement to add.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use serde_json::json;
+
+use crate::config::{Connection, Target};
+use crate::policy::Mode;
+use crate::s3::client::AwsStore;
+use crate::s3::connect::explain;
+use crate::s3::{ErrorKind, ObjectStore, PutOptions, StoreError, auth, region};
+
+/// One probed permission.
+#[derive(Clone, Debug)]
+pub struct Probe {
+    /// What a mount uses it for.
+    pub permission: &'static str,
+    /// IAM action.
+    pub action: &'static str,
+    /// Resource ARN.
+    pub resource: String,
+    /// Granted?
+    pub granted: bool,
+    /// AWS error code (or error kind) when refused.
+    pub code: Option<String>,
+    /// Details when refused.
+    pub detail: Option<String>,
+}
+
+/// The outcome of a check.
+#[derive(Clone, Debug)]
+pub struct Report {
+    /// Bucket and path checked.
+    pub target: String,
+    /// Mode checked.
+    pub mode: Mode,
+    /// Where the credentials come from.
+    pub credentials: String,
+    /// Caller identity ARN, when STS answered.
+    pub identity: Option<String>,
+    /// Region in use.
+    pub region: String,
+    /// Probes run.
+    pub probes: Vec<Probe>,
+    /// Problems that stopped the check before the probes (worded for the user).
+    pub fatal: Option<String>,
+    /// A note to the user (e.g. a test object that could not be removed).
+    pub notes: Vec<String>,
+}
+
+impl Report {
+    /// Everything the mode needs is granted.
+    pub fn ok(&self) -> bool {
+        self.fatal.is_none() && self.probes.iter().all(|p| p.granted)
+    }
+
+    /// Machine-readable form.
+    pub fn to_json(&self) -> serde_json::Value {
+        json!({
+            "target": self.target,
+            "mode": self.mode.name(),
+            "ok": self.ok(),
+            "credentials": self.credentials,
+            "identity": self.identity,
+            "region": self.region,
+            "fatal": self.fatal,
+            "notes": self.notes,
+            "probes": self.probes.iter().map(|p| json!({
+                "permission": p.permission,
+                "action": p.action,
+                "resource": p.resource,
+                "granted": p.granted,
+                "code": p.code,
+                "detail": p.detail,
+            })).collect::<Vec<_>>(),
+        })
+    }
+
+    /// Human-readable table.
+    pub fn to_text(&self) -> String {
+        let mut out = format!(
+            "s3mount check {} (mode {})\n",
+            self.target,
+            self.mode.name()
+        );
+        out += &format!("  credentials: {}\n", self.credentials);
+        out += &format!(
+            "  identity:    {}\n",
+            self.identity
+                .as_deref()
+                .unwrap_or("unknown (STS GetCallerIdentity not answered)")
+        );
+        out += &format!("  region:      {}\n", self.region);
+        if let Some(f) = &self.fatal {
+            out += &format!("\n✗ {f}\n");
+        }
+        if !self.probes.is_empty() {
+            out += &format!(
+                "\n  {:<38} {:<24} {:<40} RESULT\n",
+                "PERMISSION", "IAM ACTION", "RESOURCE"
+            );
+            for p in &self.probes {
+                let result = if p.granted {
+                    "✔".to_owned()
+                } else {
+                    format!("✗ {}", p.code.as_deref().unwrap_or("denied"))
+                };
+                out += &format!(
+                    "  {:<38} {:<24} {:<40} {result}\n",
+                    p.permission, p.action, p.resource
+                );
+            }
+        }
+        for n in &self.notes {
+            out += &format!("\nnote: {n}\n");
+        }
+        out += if self.ok() {
+            "\nOK: every permission this mode needs is granted.\n"
+        } else {
+            "\nFAILED: see the ✗ lines (`s3mount policy` prints the policy to attach).\n"
+        };
+        out
+    }
+}
+
+fn probe(
+    permission: &'static str,
+    action: &'static str,
+    resource: String,
+    r: Result<(), StoreError>,
+) -> Probe {
+    let (granted, code, detail) = match r {
+        Ok(()) => (true, None, None),
+        Err(e) => (
+            false,
+            Some(e.code.clone().unwrap_or_else(|| e.kind.to_string())),
+            Some(e.to_string()),
+        ),
+    };
+    Probe {
+        permission,
+        action,
+        resource,
+        granted,
+        code,
+        detail,
+    }
+}
+
+async fn caller_identity(sdk: &aws_config::SdkConfig, conn: &Connection) -> Option<String> {
+    let mut b = aws_sdk_sts::config::Builder::from(sdk);
+    if let Some(url) = conn.role.as_ref().and_then(|r| r.sts_endpoint_url.clone()) {
+        b = b.endpoint_url(url);
+    }
+    if sdk.region().is_none() {
+        b = b.region(aws_config::Region::new(auth::FALLBACK_REGION));
+    }
+    let sts = aws_sdk_sts::Client::from_conf(b.build());
+    let out = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        sts.get_caller_identity().send(),
+    )
+    .await
+    .ok()?
+    .ok()?;
+    out.arn().map(str::to_owned)
+}
+
+/// Run the check.
+pub async fn run(target: &Target, conn: &Connection, mode: Mode) -> Report {
+    let mut report = Report {
+        target: format!("s3://{}/{}", target.bucket, target.prefix),
+        mode,
+        credentials: "not resolved".into(),
+        identity: None,
+        region: conn.region.clone().unwrap_or_else(|| "not detected".into()),
+        probes: Vec::new(),
+        fatal: None,
+        notes: Vec::new(),
+    };
+    let identity = match auth::resolve(conn).await {
+        Ok(i) => i,
+        Err(e) => {
+            report.fatal = Some(e.to_string());
+            return report;
+        }
+    };
+    report.credentials = identity.source.clone();
+    if !conn.no_sign_request {
+        report.identity = caller_identity(&identity.sdk_config, conn).await;
+    }
+    let region = match region::detect(&identity.sdk_config, conn, &target.bucket).await {
+        Ok(r) => r,
+        Err(e) => {
+            report.fatal = Some(explain(&e, target, conn, None));
+            return report;
+        }
+    };
+    report.region = if conn.region.is_some() {
+        region.clone()
+    } else {
+        format!("{region} (detected)")
+    };
+    let store = AwsStore::new(
+        region::s3_client(&identity.sdk_config, conn, &region),
+        &target.bucket,
+    );
+    let bucket_arn = format!("arn:aws:s3:::{}", target.bucket);
+    let objects_arn = format!("arn:aws:s3:::{}/{}*", target.bucket, target.prefix);
+
+    let list = store
+        .list(&target.prefix, true, None, Some(1))
+        .await
+        .map(|_| ());
+    if let Err(e) = &list
+        && matches!(
+            e.kind,
+            ErrorKind::NoSuchBucket
+                | ErrorKind::InvalidCredentials
+                | ErrorKind::Unreachable
+                | ErrorKind::Timeout
+                | ErrorKind::ClockSkew
+        )
+    {
+        report.fatal = Some(explain(e, target, conn, Some(&region)));
+        return report;
+    }
+    if let Err(e) = &list
+        && e.kind == ErrorKind::InvalidRequest
+        && conn.region.is_some()
+    {
+        // A wrong --region: ask the bucket where it lives.
+        let mut auto = conn.clone();
+        auto.region = None;
+        if let Ok(actual) = region::detect(&identity.sdk_config, &auto, &target.bucket).await
+            && actual != region
+        {
+            report.fatal = Some(format!(
+                "wrong region: bucket '{}' is in {actual}, not {region} (use --region {actual})",
+                target.bucket
+            ));
+            return report;
+        }
+    }
+    report.probes.push(probe(
+        "list objects under the path",
+        "s3:ListBucket",
+        bucket_arn,
+        list,
+    ));
+
+    let nonce = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    let test_key = format!(
+        "{}.s3mount-check-{}-{nonce:x}",
+        target.prefix,
+        std::process::id()
+    );
+    let mut created = false;
+    if mode == Mode::ReadWrite {
+        let put = store
+            .put(
+                &test_key,
+                Bytes::from_static(b"s3mount connection check\n"),
+                &PutOptions::default(),
+            )
+            .await
+            .map(|_| ());
+        created = put.is_ok();
+        report.probes.push(probe(
+            "create and replace files",
+            "s3:PutObject",
+            objects_arn.clone(),
+            put,
+        ));
+    }
+    // With the test object: read it. Without (read-only, or PutObject refused): a missing
+    // key answers 404 when reading is allowed and 403 when it is not.
+    let readable = |r: Result<(), StoreError>| match r {
+        Err(e) if e.kind == ErrorKind::NotFound && !created => Ok(()),
+        other => other,
+    };
+    let probe_key = if created {
+        test_key.clone()
+    } else {
+        format!("{test_key}-absent")
+    };
+    let get = store.get_range(&probe_key, 0..1, None).await.map(|_| ());
+    report.probes.push(probe(
+        "read files",
+        "s3:GetObject",
+        objects_arn.clone(),
+        readable(get),
+    ));
+    let head = store.head(&probe_key).await.map(|_| ());
+    report.probes.push(probe(
+        "read attributes (HeadObject)",
+        "s3:GetObject",
+        objects_arn.clone(),
+        readable(head),
+    ));
+    if mode != Mode::ReadOnly {
+        // A multipart upload that is created and aborted leaves nothing behind.
+        let mp = match store
+            .create_multipart(&test_key, &PutOptions::default())
+            .await
+        {
+            Ok(id) => {
+                let abort = store.abort_multipart(&test_key, &id).await;
+                if mode == Mode::AppendOnly {
+                    report.probes.push(probe(
+                        "create files",
+                        "s3:PutObject",
+                        objects_arn.clone(),
+                        Ok(()),
+                    ));
+                }
+                report.probes.push(probe(
+                    "abort failed large uploads",
+                    "s3:AbortMultipartUpload",
+                    objects_arn.clone(),
+                    abort,
+                ));
+                Ok(())
+            }
+            Err(e) => Err(e),
+        };
+        if let Err(e) = mp {
+            report.probes.push(probe(
+                "upload large files (multipart)",
+                "s3:PutObject",
+                objects_arn.clone(),
+                Err(e),
+            ));
+        }
+    }
+    if created {
+        let del = store.delete(&test_key).await;
+        if del.is_err() {
+            report.notes.push(format!(
+                "the test object s3://{}/{test_key} could not be deleted; remove it by hand",
+                target.bucket
+            ));
+        }
+        report.probes.push(probe(
+            "delete files (and clean up this test)",
+            "s3:DeleteObject",
+            objects_arn,
+            del,
+        ));
+    }
+    report
+}

@@ -1,0 +1,166 @@
+//! The least-privilege IAM policy a mount needs, and the role trust policy that lets a
+//! given principal assume the role only with an External ID.
+//!
+//! Which actions each mode needs, and why:
+//! - `s3:ListBucket` on the bucket — every directory listing and every lookup (a lookup
+//!   lists `name/` to tell directories from files); limited by an `s3:prefix` condition to
+//!   the mounted path.
+//! - `s3:GetObject` — reads, and HeadObject (which S3 authorizes as GetObject).
+//! - `s3:PutObject` — new files, overwrites, metadata changes (a copy onto itself), mkdir
+//!   markers, symlinks, and the multipart uploads of large files.
+//! - `s3:AbortMultipartUpload` — cleaning up an upload that failed half-way.
+//! - `s3:DeleteObject` — rm, rmdir, and the source side of a rename.
+//! - `s3:PutObjectAcl` — only with `--acl`; `kms:GenerateDataKey`/`kms:Decrypt` — only with
+//!   `--sse aws:kms`.
+
+use serde_json::{Value, json};
+
+/// What the mount will be allowed to do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// List and read.
+    ReadOnly,
+    /// List, read, create and change, but never delete (pair with --no-delete).
+    AppendOnly,
+    /// Everything.
+    ReadWrite,
+}
+
+impl Mode {
+    /// The name used on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::ReadOnly => "read-only",
+            Mode::AppendOnly => "append-only",
+            Mode::ReadWrite => "read-write",
+        }
+    }
+}
+
+/// Options that add permissions.
+#[derive(Clone, Debug, Default)]
+pub struct Extras {
+    /// Uploads carry a canned ACL.
+    pub acl: bool,
+    /// Uploads are encrypted with this KMS key (`Some("")`: the bucket's default key).
+    pub kms_key: Option<String>,
+}
+
+/// The object-level actions `mode` needs.
+pub fn object_actions(mode: Mode, extras: &Extras) -> Vec<&'static str> {
+    let mut a = vec!["s3:GetObject"];
+    if mode != Mode::ReadOnly {
+        a.extend(["s3:PutObject", "s3:AbortMultipartUpload"]);
+    }
+    if mode == Mode::ReadWrite {
+        a.push("s3:DeleteObject");
+    }
+    if extras.acl && mode != Mode::ReadOnly {
+        a.push("s3:PutObjectAcl");
+    }
+    a.sort_unstable();
+    a
+}
+
+/// The permissions policy for mounting `bucket`/`prefix` (prefix `""` or ending in `/`).
+pub fn permissions_policy(bucket: &str, prefix: &str, mode: Mode, extras: &Extras) -> Value {
+    let mut list = json!({
+        "Sid": "ListTheMountedPath",
+        "Effect": "Allow",
+        "Action": "s3:ListBucket",
+        "Resource": format!("arn:aws:s3:::{bucket}"),
+    });
+    if !prefix.is_empty() {
+        list["Condition"] =
+            json!({ "StringLike": { "s3:prefix": [prefix, format!("{prefix}*")] } });
+    }
+    let mut statements = vec![
+        list,
+        json!({
+            "Sid": "ObjectsUnderTheMountedPath",
+            "Effect": "Allow",
+            "Action": object_actions(mode, extras),
+            "Resource": format!("arn:aws:s3:::{bucket}/{prefix}*"),
+        }),
+    ];
+    if let Some(key) = &extras.kms_key {
+        let mut actions = vec!["kms:Decrypt"];
+        if mode != Mode::ReadOnly {
+            actions.push("kms:GenerateDataKey");
+        }
+        statements.push(json!({
+            "Sid": "UseTheKmsKey",
+            "Effect": "Allow",
+            "Action": actions,
+            "Resource": if key.is_empty() { "*".to_owned() } else { key.clone() },
+        }));
+    }
+    json!({ "Version": "2012-10-17", "Statement": statements })
+}
+
+/// The role trust policy: `principal` may assume the role only with `external_id`.
+pub fn trust_policy(principal: &str, external_id: &str) -> Value {
+    json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Sid": "AssumeWithExternalId",
+            "Effect": "Allow",
+            "Principal": { "AWS": principal },
+            "Action": "sts:AssumeRole",
+            "Condition": { "StringEquals": { "sts:ExternalId": external_id } },
+        }],
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_write_policy_is_scoped_to_the_prefix() {
+        let p = permissions_policy("b", "team-a/", Mode::ReadWrite, &Extras::default());
+        let s = &p["Statement"];
+        assert_eq!(s[0]["Resource"], "arn:aws:s3:::b");
+        assert_eq!(s[0]["Condition"]["StringLike"]["s3:prefix"][1], "team-a/*");
+        assert_eq!(s[1]["Resource"], "arn:aws:s3:::b/team-a/*");
+        assert_eq!(
+            s[1]["Action"],
+            json!([
+                "s3:AbortMultipartUpload",
+                "s3:DeleteObject",
+                "s3:GetObject",
+                "s3:PutObject"
+            ])
+        );
+        assert_eq!(s.as_array().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn modes_and_extras() {
+        let ro = permissions_policy("b", "", Mode::ReadOnly, &Extras::default());
+        assert_eq!(ro["Statement"][1]["Action"], json!(["s3:GetObject"]));
+        assert!(ro["Statement"][0].get("Condition").is_none());
+        let ao = object_actions(Mode::AppendOnly, &Extras::default());
+        assert!(!ao.contains(&"s3:DeleteObject") && ao.contains(&"s3:PutObject"));
+        let extras = Extras {
+            acl: true,
+            kms_key: Some("arn:aws:kms:eu-west-1:123456789012:key/k".into()),
+        };
+        let p = permissions_policy("b", "", Mode::ReadWrite, &extras);
+        assert!(
+            p["Statement"][1]["Action"]
+                .as_array()
+                .unwrap()
+                .contains(&json!("s3:PutObjectAcl"))
+        );
+        assert_eq!(
+            p["Statement"][2]["Resource"],
+            "arn:aws:kms:eu-west-1:123456789012:key/k"
+        );
+        let t = trust_policy("arn:aws:iam::123456789012:user/u", "x-1");
+        assert_eq!(
+            t["Statement"][0]["Condition"]["StringEquals"]["sts:ExternalId"],
+            "x-1"
+        );
+    }
+}
