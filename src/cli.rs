@@ -22,7 +22,7 @@ pub enum Command {
     /// Only keys under PREFIX are ever listed, read, written or deleted. By default the
     /// command returns once the mount is live (the file system keeps running in the
     /// background); unmount with `fusermount3 -u MOUNTPOINT`.
-    Mount(MountArgs),
+    Mount(Box<MountArgs>),
 
     /// Test a connection: resolve credentials, find the region, and probe every permission
     /// the mode needs under the path, with a test object that is always removed again.
