@@ -27,7 +27,7 @@ pub enum Command {
     /// Test a connection: resolve credentials, find the region, and probe every permission
     /// the mode needs under the path, with a test object that is always removed again.
     /// Exits 0 only when everything is granted.
-    Check(CheckArgs),
+    Check(Box<CheckArgs>),
 
     /// Print the least-privilege IAM policy for mounting BUCKET[/PREFIX] in a mode (and,
     /// with --role-trust, the role trust policy requiring an External ID).
