@@ -211,7 +211,8 @@ pub async fn run(target: &Target, conn: &Connection, mode: Mode) -> Report {
     let store = AwsStore::new(
         region::s3_client(&identity.sdk_config, conn, &region),
         &target.bucket,
-    );
+    )
+    .with_settings(conn.request_settings());
     let bucket_arn = format!("arn:aws:s3:::{}", target.bucket);
     let objects_arn = format!("arn:aws:s3:::{}/{}*", target.bucket, target.prefix);
 

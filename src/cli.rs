@@ -111,9 +111,43 @@ pub struct MountArgs {
     #[command(flatten)]
     pub tuning: TuningArgs,
 
+    /// What every object written gets.
+    #[command(flatten)]
+    pub uploads: UploadArgs,
+
     /// Logging.
     #[command(flatten)]
     pub logging: LoggingArgs,
+}
+
+/// Upload options, applied to every object the mount writes.
+#[derive(Debug, Args, Clone)]
+#[command(next_help_heading = "Uploads")]
+pub struct UploadArgs {
+    /// Canned ACL for new objects, e.g. bucket-owner-full-control (writing into another
+    /// account's bucket), private, public-read.
+    #[arg(long, value_name = "ACL")]
+    pub acl: Option<String>,
+
+    /// Server-side encryption: AES256 or aws:kms.
+    #[arg(long, value_name = "ALGORITHM", value_parser = ["AES256", "aws:kms"])]
+    pub sse: Option<String>,
+
+    /// KMS key (id or ARN) for --sse aws:kms (default: the bucket's / account's key).
+    #[arg(long, value_name = "KEY", requires = "sse")]
+    pub sse_kms_key_id: Option<String>,
+
+    /// Storage class for new objects (STANDARD, STANDARD_IA, INTELLIGENT_TIERING, ...).
+    #[arg(long, value_name = "CLASS")]
+    pub storage_class: Option<String>,
+
+    /// Content-Type of new objects whose extension says nothing.
+    #[arg(long, value_name = "TYPE", default_value = "application/octet-stream")]
+    pub content_type_default: String,
+
+    /// Validity of the URL in the user.s3.presigned_url extended attribute.
+    #[arg(long, value_name = "DURATION", default_value = "1h")]
+    pub presign_expiry: String,
 }
 
 /// Connection options, shared by every subcommand.
@@ -177,6 +211,14 @@ pub struct ConnectionArgs {
     /// Send unsigned requests (public buckets); no credentials are looked up.
     #[arg(long, conflicts_with_all = ["access_key_id", "profile", "role_arn"])]
     pub no_sign_request: bool,
+
+    /// Refuse to use the bucket unless it belongs to this AWS account id.
+    #[arg(long, value_name = "ACCOUNT_ID")]
+    pub expected_bucket_owner: Option<String>,
+
+    /// Accept the charges of a requester-pays bucket.
+    #[arg(long)]
+    pub requester_pays: bool,
 }
 
 /// Mount behaviour options.

@@ -56,6 +56,21 @@ pub struct Connection {
     pub role: Option<RoleConfig>,
     /// Anonymous requests.
     pub no_sign_request: bool,
+    /// Expected bucket owner account id.
+    pub expected_bucket_owner: Option<String>,
+    /// Requester pays.
+    pub requester_pays: bool,
+}
+
+impl Connection {
+    /// Settings every request carries (bucket owner, requester pays).
+    pub fn request_settings(&self) -> crate::s3::client::StoreSettings {
+        crate::s3::client::StoreSettings {
+            expected_bucket_owner: self.expected_bucket_owner.clone(),
+            requester_pays: self.requester_pays,
+            ..Default::default()
+        }
+    }
 }
 
 /// Bucket and prefix: the only part of S3 a mount may touch.
@@ -65,6 +80,19 @@ pub struct Target {
     pub bucket: String,
     /// Key prefix: empty, or ending in `/`, with no empty, `.` or `..` components.
     pub prefix: String,
+}
+
+/// What every object the mount writes carries.
+#[derive(Clone, Debug, Default)]
+pub struct UploadSettings {
+    /// Canned ACL.
+    pub acl: Option<String>,
+    /// SSE algorithm.
+    pub sse: Option<String>,
+    /// KMS key.
+    pub sse_kms_key_id: Option<String>,
+    /// Storage class.
+    pub storage_class: Option<String>,
 }
 
 /// Everything the filesystem core needs to know.
@@ -100,6 +128,10 @@ pub struct FsConfig {
     pub no_overwrite: bool,
     /// Where staging files of files changed in place live.
     pub cache_dir: PathBuf,
+    /// Content-Type when the extension says nothing.
+    pub content_type_default: String,
+    /// Validity of presigned URLs.
+    pub presign_expiry: std::time::Duration,
 }
 
 impl Default for FsConfig {
@@ -120,6 +152,8 @@ impl Default for FsConfig {
             no_delete: false,
             no_overwrite: false,
             cache_dir: std::env::temp_dir().join("s3mount-staging"),
+            content_type_default: "application/octet-stream".into(),
+            presign_expiry: std::time::Duration::from_secs(3600),
         }
     }
 }
@@ -150,6 +184,8 @@ pub struct MountConfig {
     pub connection: Connection,
     /// Filesystem behaviour.
     pub fs: FsConfig,
+    /// What every upload carries.
+    pub uploads: UploadSettings,
     /// Mount behaviour.
     pub mount: MountSettings,
 }
@@ -208,12 +244,25 @@ impl MountConfig {
             no_delete: m.no_delete,
             no_overwrite: m.no_overwrite,
             cache_dir: m.cache_dir.clone().unwrap_or_else(default_cache_dir),
+            content_type_default: args.uploads.content_type_default.clone(),
+            presign_expiry: parse_duration(&args.uploads.presign_expiry, "--presign-expiry")?,
+        };
+        if fs.presign_expiry.as_secs() > 7 * 86_400 || fs.presign_expiry.is_zero() {
+            return err("--presign-expiry must be between 1s and 7 days (SigV4 limit)");
+        }
+        let u = &args.uploads;
+        let uploads = UploadSettings {
+            acl: u.acl.clone(),
+            sse: u.sse.clone(),
+            sse_kms_key_id: u.sse_kms_key_id.clone(),
+            storage_class: u.storage_class.clone(),
         };
         let mountpoint = check_mountpoint(&args.mountpoint)?;
         Ok(MountConfig {
             target,
             connection,
             fs,
+            uploads,
             mount: MountSettings {
                 mountpoint,
                 foreground: m.foreground,
@@ -298,6 +347,8 @@ pub fn connection_from_args(a: &ConnectionArgs) -> Result<Connection, ConfigErro
         static_keys,
         role,
         no_sign_request: a.no_sign_request,
+        expected_bucket_owner: a.expected_bucket_owner.clone(),
+        requester_pays: a.requester_pays,
     })
 }
 

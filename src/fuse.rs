@@ -47,6 +47,7 @@ pub fn errno(e: &FsError) -> Errno {
         FsError::PartialRename(_) => Errno::EIO,
         FsError::NoAttr => Errno::from_i32(libc::ENODATA),
         FsError::NoSpaceForAttr => Errno::ENOSPC,
+        FsError::ReadOnlyAttr => Errno::EPERM,
         FsError::Store(s) => match s.kind {
             ErrorKind::NotFound => Errno::ENOENT,
             ErrorKind::AccessDenied | ErrorKind::InvalidCredentials => Errno::EACCES,

@@ -28,8 +28,13 @@ pub fn run(cfg: MountConfig, ready: Option<Ready>) -> Result<()> {
         credentials = %connected.credentials,
         "connected"
     );
+    let mut settings = cfg.connection.request_settings();
+    settings.acl = cfg.uploads.acl.clone();
+    settings.sse = cfg.uploads.sse.clone();
+    settings.sse_kms_key_id = cfg.uploads.sse_kms_key_id.clone();
+    settings.storage_class = cfg.uploads.storage_class.clone();
     let fs = Arc::new(Fs::new(
-        Arc::new(connected.store),
+        Arc::new(connected.store.with_settings(settings)),
         &cfg.target.prefix,
         cfg.fs.clone(),
     ));

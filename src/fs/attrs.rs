@@ -9,7 +9,18 @@ use bytes::Bytes;
 use super::inode::Residence;
 use super::meta::{self, Posix};
 use super::{Attr, Body, DIR_CONTENT_TYPE, Fs, FsError, Handle, Ino, Kind, Result, SetAttr};
-use crate::s3::PutOptions;
+
+/// Read-only attributes computed from S3 (`user.s3.tags` can also be set).
+const S3_XATTRS: [&str; 7] = [
+    "user.s3.content_type",
+    "user.s3.etag",
+    "user.s3.presigned_url",
+    "user.s3.storage_class",
+    "user.s3.tags",
+    "user.s3.url",
+    "user.s3.version_id",
+];
+const S3_PREFIX: &str = "user.s3.";
 
 /// Only the `user.` namespace is stored; others (security, system, trusted) are refused.
 const XATTR_NAMESPACE: &str = "user.";
@@ -80,8 +91,7 @@ impl Fs {
         let node = self.with_posix(ino).await?;
         let mut posix = node.stat.posix.clone().unwrap_or_default();
         f(&mut posix, node.kind)?;
-        let mut opts = PutOptions::default();
-        posix.to_meta(&mut opts.meta);
+        let mut opts = self.put_options(&self.prefix.key(&node.path), &posix);
         let etag = match node.residence {
             Residence::Writing(fh) => {
                 let Ok(Handle::Write(wh)) = self.handle(fh) else {
@@ -130,6 +140,9 @@ impl Fs {
 
     /// Value of extended attribute `name`.
     pub async fn getxattr(&self, ino: Ino, name: &str) -> Result<Vec<u8>> {
+        if name.starts_with(S3_PREFIX) {
+            return self.s3_xattr(ino, name).await;
+        }
         let node = self.with_posix(ino).await?;
         node.stat
             .posix
@@ -138,14 +151,51 @@ impl Fs {
             .ok_or(FsError::NoAttr)
     }
 
-    /// Names of the extended attributes.
+    /// Names of the extended attributes (stored ones, then the `user.s3.*` ones of files).
     pub async fn listxattr(&self, ino: Ino) -> Result<Vec<String>> {
         let node = self.with_posix(ino).await?;
-        Ok(node
+        let mut names: Vec<String> = node
             .stat
             .posix
             .map(|p| p.xattrs.into_keys().collect())
-            .unwrap_or_default())
+            .unwrap_or_default();
+        if node.kind != Kind::Dir && node.residence == Residence::Remote {
+            names.extend(S3_XATTRS.iter().map(|s| s.to_string()));
+        }
+        Ok(names)
+    }
+
+    /// The `user.s3.*` attributes: what S3 knows of the object.
+    async fn s3_xattr(&self, ino: Ino, name: &str) -> Result<Vec<u8>> {
+        let node = self.fresh(ino).await?;
+        if node.kind == Kind::Dir || node.residence != Residence::Remote {
+            return Err(FsError::NoAttr);
+        }
+        let key = self.prefix.key(&node.path);
+        let value = match name {
+            "user.s3.url" => format!("s3://{}/{key}", self.store.bucket()),
+            "user.s3.presigned_url" => {
+                self.store
+                    .presign_get(&key, self.cfg.presign_expiry)
+                    .await?
+            }
+            "user.s3.tags" => encode_tags(&self.store.get_tags(&key).await?),
+            "user.s3.etag"
+            | "user.s3.version_id"
+            | "user.s3.storage_class"
+            | "user.s3.content_type" => {
+                let d = self.store.details(&key).await?;
+                let v = match name {
+                    "user.s3.etag" => d.etag,
+                    "user.s3.version_id" => d.version_id,
+                    "user.s3.storage_class" => d.storage_class,
+                    _ => d.content_type,
+                };
+                v.ok_or(FsError::NoAttr)?
+            }
+            _ => return Err(FsError::NoAttr),
+        };
+        Ok(value.into_bytes())
     }
 
     /// Set extended attribute `name` (`create`: must not exist; `replace`: must exist).
@@ -159,6 +209,9 @@ impl Fs {
     ) -> Result<()> {
         if !name.starts_with(XATTR_NAMESPACE) {
             return Err(FsError::NotSupported("extended attributes outside user.*"));
+        }
+        if name.starts_with(S3_PREFIX) {
+            return self.set_s3_xattr(ino, name, value).await;
         }
         if value.len() > XATTR_MAX {
             return Err(FsError::NoSpaceForAttr);
@@ -177,11 +230,108 @@ impl Fs {
         .await
     }
 
+    /// `user.s3.tags` is written with PutObjectTagging; the other `user.s3.*` are read-only.
+    async fn set_s3_xattr(&self, ino: Ino, name: &str, value: &[u8]) -> Result<()> {
+        if name != "user.s3.tags" {
+            return Err(FsError::ReadOnlyAttr);
+        }
+        self.check_overwrite()?;
+        let node = self.fresh(ino).await?;
+        if node.kind == Kind::Dir || node.residence != Residence::Remote {
+            return Err(FsError::NotSupported(
+                "tags on directories or files being written",
+            ));
+        }
+        let text = std::str::from_utf8(value)
+            .map_err(|_| FsError::InvalidName("tags must be UTF-8 k=v&k2=v2".into()))?;
+        let tags = decode_tags(text)?;
+        self.store
+            .put_tags(&self.prefix.key(&node.path), &tags)
+            .await?;
+        Ok(())
+    }
+
     /// Remove extended attribute `name`.
     pub async fn removexattr(&self, ino: Ino, name: &str) -> Result<()> {
+        if name == "user.s3.tags" {
+            return self.set_s3_xattr(ino, name, b"").await;
+        }
+        if name.starts_with(S3_PREFIX) {
+            return Err(FsError::ReadOnlyAttr);
+        }
         self.update_posix(ino, |p, _| {
             p.xattrs.remove(name).map(|_| ()).ok_or(FsError::NoAttr)
         })
         .await
+    }
+}
+
+/// Tags as `k=v&k2=v2`, each part percent-encoded (as in a URL query).
+fn encode_tags(tags: &[(String, String)]) -> String {
+    let enc = |s: &str| {
+        let mut out = String::new();
+        for b in s.bytes() {
+            if b.is_ascii_alphanumeric() || b"-_.~ /:+@".contains(&b) {
+                out.push(b as char);
+            } else {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        }
+        out
+    };
+    tags.iter()
+        .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+fn decode_tags(text: &str) -> Result<Vec<(String, String)>> {
+    let dec = |s: &str| -> Result<String> {
+        let b = s.as_bytes();
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < b.len() {
+            if b[i] == b'%' {
+                let v = s
+                    .get(i + 1..i + 3)
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                    .ok_or_else(|| FsError::InvalidName(format!("bad escape in tags '{s}'")))?;
+                out.push(v);
+                i += 3;
+            } else {
+                out.push(b[i]);
+                i += 1;
+            }
+        }
+        String::from_utf8(out).map_err(|_| FsError::InvalidName("tags must be UTF-8".into()))
+    };
+    text.trim_end_matches('\n')
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            Ok((dec(k)?, dec(v)?))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_round_trip() {
+        let tags = vec![
+            ("team".to_owned(), "a&b=c".to_owned()),
+            ("x".to_owned(), String::new()),
+        ];
+        let text = encode_tags(&tags);
+        assert_eq!(text, "team=a%26b%3Dc&x=");
+        assert_eq!(decode_tags(&text).unwrap(), tags);
+        assert_eq!(
+            decode_tags("k=v\n").unwrap(),
+            vec![("k".to_owned(), "v".to_owned())]
+        );
+        assert!(decode_tags("").unwrap().is_empty());
     }
 }

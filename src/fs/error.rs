@@ -67,6 +67,9 @@ pub enum FsError {
     /// The extended attribute value is too large to store.
     #[error("extended attribute too large for object metadata")]
     NoSpaceForAttr,
+    /// A read-only extended attribute (`user.s3.*` but tags).
+    #[error("read-only extended attribute")]
+    ReadOnlyAttr,
     /// The object-store call failed.
     #[error("{0}")]
     Store(#[from] StoreError),

@@ -32,8 +32,15 @@ impl Fs {
         }
     }
 
-    fn put_options(posix: &Posix) -> PutOptions {
-        let mut opts = PutOptions::default();
+    /// Metadata and Content-Type (from the key's extension) for writing `key`.
+    pub(super) fn put_options(&self, key: &str, posix: &Posix) -> PutOptions {
+        let mut opts = PutOptions {
+            content_type: mime_guess::from_path(key)
+                .first_raw()
+                .unwrap_or(&self.cfg.content_type_default)
+                .to_owned(),
+            ..PutOptions::default()
+        };
         posix.to_meta(&mut opts.meta);
         opts
     }
@@ -74,12 +81,13 @@ impl Fs {
             .unwrap()
             .upsert(parent, name, Kind::File, stat, 1);
         let key = self.prefix.key(&node.path);
+        let opts = self.put_options(&key, &posix);
         let upload = Upload::new(
             self.store.clone(),
             key,
             self.write_config(),
             self.read_shared.budget.clone(),
-            Self::put_options(&posix),
+            opts,
         );
         let fh = self.start_write(&node, caller.pid, true, Body::Stream(upload), 0);
         let node = self.node(node.ino)?;
@@ -142,8 +150,8 @@ impl Fs {
             let node = self.with_posix(ino).await?;
             let mut posix = node.stat.posix.clone().unwrap_or_default();
             posix.mtime = Some(SystemTime::now());
-            let opts = Self::put_options(&posix);
             let key = self.prefix.key(&node.path);
+            let opts = self.put_options(&key, &posix);
             let (body, size) = if mode.truncate {
                 let up = Upload::new(
                     self.store.clone(),
@@ -314,8 +322,8 @@ impl Fs {
     pub(super) async fn truncate_closed(&self, node: &Node, size: u64) -> Result<()> {
         self.check_overwrite()?;
         let node = self.with_posix(node.ino).await?;
-        let opts = Self::put_options(&node.stat.posix.clone().unwrap_or_default());
         let key = self.prefix.key(&node.path);
+        let opts = self.put_options(&key, &node.stat.posix.clone().unwrap_or_default());
         let committed = if size == 0 {
             let put = self.store.put(&key, Bytes::new(), &opts).await?;
             super::write::Committed {
@@ -421,7 +429,7 @@ impl Fs {
         // Metadata that changed after a multipart upload had started: one self-copy.
         let result = match (result, st.meta_pending.take()) {
             (Ok((c, _)), Some(posix)) => {
-                let opts = Self::put_options(&posix);
+                let opts = self.put_options(&wh.key, &posix);
                 match self
                     .copy_object(&wh.key, &wh.key, c.size, Some(&opts))
                     .await

@@ -253,7 +253,32 @@ async fn symlinks_and_xattrs_round_trip() {
     ));
     let f2 = fs2.lookup(ROOT_INO, "target.txt").await.unwrap();
     assert_eq!(fs2.getxattr(f2.ino, "user.color").await.unwrap(), b"blue");
-    assert_eq!(fs2.listxattr(f2.ino).await.unwrap(), vec!["user.color"]);
+    let names = fs2.listxattr(f2.ino).await.unwrap();
+    assert_eq!(names[0], "user.color");
+    assert!(names.contains(&"user.s3.tags".to_owned()));
+    // S3 facts as read-only attributes; tags can be set.
+    assert_eq!(
+        fs2.getxattr(f2.ino, "user.s3.url").await.unwrap(),
+        b"s3://b/p/target.txt"
+    );
+    assert!(
+        !fs2.getxattr(f2.ino, "user.s3.etag")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    fs2.setxattr(f2.ino, "user.s3.tags", b"team=a&env=prod", false, false)
+        .await
+        .unwrap();
+    assert_eq!(
+        fs2.getxattr(f2.ino, "user.s3.tags").await.unwrap(),
+        b"team=a&env=prod"
+    );
+    assert!(matches!(
+        fs2.setxattr(f2.ino, "user.s3.etag", b"x", false, false)
+            .await,
+        Err(FsError::ReadOnlyAttr)
+    ));
     fs.removexattr(f.ino, "user.color").await.unwrap();
     assert!(matches!(
         fs.getxattr(f.ino, "user.color").await,

@@ -9,12 +9,34 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart as SdkPart};
 use bytes::{Bytes, BytesMut};
 
-use aws_sdk_s3::types::MetadataDirective;
+use aws_sdk_s3::presigning::PresigningConfig;
+use aws_sdk_s3::types::{
+    MetadataDirective, ObjectCannedAcl, RequestPayer, ServerSideEncryption, StorageClass, Tag,
+    Tagging,
+};
 
 use super::{
-    CompletedPart, ErrorKind, ListPage, ObjectInfo, ObjectStore, PutOptions, PutResult, StoreError,
-    UserMeta,
+    CompletedPart, ErrorKind, ListPage, ObjectDetails, ObjectInfo, ObjectStore, PutOptions,
+    PutResult, StoreError, UserMeta,
 };
+
+/// Settings applied to every request (bucket owner, requester pays) or every upload (ACL,
+/// encryption, storage class) of a mount.
+#[derive(Clone, Debug, Default)]
+pub struct StoreSettings {
+    /// Canned ACL for new objects (e.g. `bucket-owner-full-control`).
+    pub acl: Option<String>,
+    /// Server-side encryption: `AES256` or `aws:kms`.
+    pub sse: Option<String>,
+    /// KMS key for `aws:kms`.
+    pub sse_kms_key_id: Option<String>,
+    /// Storage class for new objects.
+    pub storage_class: Option<String>,
+    /// Fail unless the bucket belongs to this account.
+    pub expected_bucket_owner: Option<String>,
+    /// Accept requester-pays charges.
+    pub requester_pays: bool,
+}
 
 /// An S3 bucket reached through aws-sdk-s3.
 ///
@@ -26,6 +48,7 @@ use super::{
 pub struct AwsStore {
     client: Client,
     bucket: String,
+    settings: StoreSettings,
 }
 
 impl AwsStore {
@@ -34,7 +57,39 @@ impl AwsStore {
         AwsStore {
             client,
             bucket: bucket.into(),
+            settings: StoreSettings::default(),
         }
+    }
+
+    /// Apply `settings` to every request from now on.
+    pub fn with_settings(mut self, settings: StoreSettings) -> Self {
+        self.settings = settings;
+        self
+    }
+
+    fn payer(&self) -> Option<RequestPayer> {
+        self.settings
+            .requester_pays
+            .then_some(RequestPayer::Requester)
+    }
+
+    fn owner(&self) -> Option<String> {
+        self.settings.expected_bucket_owner.clone()
+    }
+
+    fn acl(&self) -> Option<ObjectCannedAcl> {
+        self.settings.acl.as_deref().map(ObjectCannedAcl::from)
+    }
+
+    fn sse(&self) -> Option<ServerSideEncryption> {
+        self.settings.sse.as_deref().map(ServerSideEncryption::from)
+    }
+
+    fn storage_class(&self) -> Option<StorageClass> {
+        self.settings
+            .storage_class
+            .as_deref()
+            .map(StorageClass::from)
     }
 
     /// The underlying client, for connection checks.
@@ -86,6 +141,8 @@ impl ObjectStore for AwsStore {
             .client
             .list_objects_v2()
             .bucket(&self.bucket)
+            .set_expected_bucket_owner(self.owner())
+            .set_request_payer(self.payer())
             .prefix(prefix)
             .set_delimiter(delimited.then(|| "/".to_owned()))
             .set_continuation_token(continuation)
@@ -128,6 +185,8 @@ impl ObjectStore for AwsStore {
             .client
             .head_object()
             .bucket(&self.bucket)
+            .set_expected_bucket_owner(self.owner())
+            .set_request_payer(self.payer())
             .key(key)
             .send()
             .await
@@ -162,6 +221,8 @@ impl ObjectStore for AwsStore {
             .client
             .get_object()
             .bucket(&self.bucket)
+            .set_expected_bucket_owner(self.owner())
+            .set_request_payer(self.payer())
             .key(key)
             .range(format!("bytes={}-{}", range.start, range.end - 1))
             .set_if_match(if_match.map(str::to_owned))
@@ -200,9 +261,15 @@ impl ObjectStore for AwsStore {
             .client
             .put_object()
             .bucket(&self.bucket)
+            .set_expected_bucket_owner(self.owner())
+            .set_request_payer(self.payer())
             .key(key)
             .content_type(content_type(opts))
             .set_metadata((!opts.meta.is_empty()).then(|| opts.meta.clone().into_iter().collect()))
+            .set_acl(self.acl())
+            .set_server_side_encryption(self.sse())
+            .set_ssekms_key_id(self.settings.sse_kms_key_id.clone())
+            .set_storage_class(self.storage_class())
             .body(ByteStream::from(body))
             .customize()
             .disable_payload_signing()
@@ -219,9 +286,15 @@ impl ObjectStore for AwsStore {
             .client
             .create_multipart_upload()
             .bucket(&self.bucket)
+            .set_expected_bucket_owner(self.owner())
+            .set_request_payer(self.payer())
             .key(key)
             .content_type(content_type(opts))
             .set_metadata((!opts.meta.is_empty()).then(|| opts.meta.clone().into_iter().collect()))
+            .set_acl(self.acl())
+            .set_server_side_encryption(self.sse())
+            .set_ssekms_key_id(self.settings.sse_kms_key_id.clone())
+            .set_storage_class(self.storage_class())
             .send()
             .await
             .map_err(|e| StoreError::from_sdk("CreateMultipartUpload", key, e))?;
@@ -247,6 +320,8 @@ impl ObjectStore for AwsStore {
             .client
             .upload_part()
             .bucket(&self.bucket)
+            .set_expected_bucket_owner(self.owner())
+            .set_request_payer(self.payer())
             .key(key)
             .upload_id(upload_id)
             .part_number(number)
@@ -278,6 +353,8 @@ impl ObjectStore for AwsStore {
             .client
             .upload_part_copy()
             .bucket(&self.bucket)
+            .set_expected_bucket_owner(self.owner())
+            .set_request_payer(self.payer())
             .key(key)
             .upload_id(upload_id)
             .part_number(number)
@@ -309,8 +386,14 @@ impl ObjectStore for AwsStore {
             .client
             .copy_object()
             .bucket(&self.bucket)
+            .set_expected_bucket_owner(self.owner())
+            .set_request_payer(self.payer())
             .key(dst)
-            .copy_source(copy_source(&self.bucket, src));
+            .copy_source(copy_source(&self.bucket, src))
+            .set_acl(self.acl())
+            .set_server_side_encryption(self.sse())
+            .set_ssekms_key_id(self.settings.sse_kms_key_id.clone())
+            .set_storage_class(self.storage_class());
         req = match opts {
             Some(o) => req
                 .metadata_directive(MetadataDirective::Replace)
@@ -349,6 +432,8 @@ impl ObjectStore for AwsStore {
             .client
             .complete_multipart_upload()
             .bucket(&self.bucket)
+            .set_expected_bucket_owner(self.owner())
+            .set_request_payer(self.payer())
             .key(key)
             .upload_id(upload_id)
             .multipart_upload(
@@ -368,6 +453,8 @@ impl ObjectStore for AwsStore {
         self.client
             .abort_multipart_upload()
             .bucket(&self.bucket)
+            .set_expected_bucket_owner(self.owner())
+            .set_request_payer(self.payer())
             .key(key)
             .upload_id(upload_id)
             .send()
@@ -380,11 +467,113 @@ impl ObjectStore for AwsStore {
         self.client
             .delete_object()
             .bucket(&self.bucket)
+            .set_expected_bucket_owner(self.owner())
+            .set_request_payer(self.payer())
             .key(key)
             .send()
             .await
             .map_err(|e| StoreError::from_sdk("DeleteObject", key, e))?;
         Ok(())
+    }
+    async fn details(&self, key: &str) -> Result<ObjectDetails, StoreError> {
+        let out = self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .set_expected_bucket_owner(self.owner())
+            .set_request_payer(self.payer())
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| StoreError::from_sdk("HeadObject", key, e))?;
+        Ok(ObjectDetails {
+            etag: out.e_tag().map(str::to_owned),
+            version_id: out.version_id().map(str::to_owned),
+            storage_class: Some(
+                out.storage_class()
+                    .map(|c| c.as_str().to_owned())
+                    .unwrap_or_else(|| "STANDARD".to_owned()),
+            ),
+            content_type: out.content_type().map(str::to_owned),
+        })
+    }
+
+    async fn get_tags(&self, key: &str) -> Result<Vec<(String, String)>, StoreError> {
+        let out = self
+            .client
+            .get_object_tagging()
+            .bucket(&self.bucket)
+            .set_expected_bucket_owner(self.owner())
+            .set_request_payer(self.payer())
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| StoreError::from_sdk("GetObjectTagging", key, e))?;
+        Ok(out
+            .tag_set()
+            .iter()
+            .map(|t| (t.key().to_owned(), t.value().to_owned()))
+            .collect())
+    }
+
+    async fn put_tags(&self, key: &str, tags: &[(String, String)]) -> Result<(), StoreError> {
+        let tag_set = tags
+            .iter()
+            .map(|(k, v)| Tag::builder().key(k).value(v).build())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| StoreError {
+                op: "PutObjectTagging",
+                key: key.to_owned(),
+                kind: ErrorKind::InvalidRequest,
+                code: None,
+                message: Some(e.to_string()),
+            })?;
+        let tagging = Tagging::builder()
+            .set_tag_set(Some(tag_set))
+            .build()
+            .map_err(|e| StoreError {
+                op: "PutObjectTagging",
+                key: key.to_owned(),
+                kind: ErrorKind::InvalidRequest,
+                code: None,
+                message: Some(e.to_string()),
+            })?;
+        self.client
+            .put_object_tagging()
+            .bucket(&self.bucket)
+            .set_expected_bucket_owner(self.owner())
+            .set_request_payer(self.payer())
+            .key(key)
+            .tagging(tagging)
+            .send()
+            .await
+            .map_err(|e| StoreError::from_sdk("PutObjectTagging", key, e))?;
+        Ok(())
+    }
+
+    async fn presign_get(
+        &self,
+        key: &str,
+        expires: std::time::Duration,
+    ) -> Result<String, StoreError> {
+        let fail = |m: String| StoreError {
+            op: "presign GetObject",
+            key: key.to_owned(),
+            kind: ErrorKind::InvalidRequest,
+            code: None,
+            message: Some(m),
+        };
+        let config = PresigningConfig::expires_in(expires).map_err(|e| fail(e.to_string()))?;
+        let req = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .set_request_payer(self.payer())
+            .key(key)
+            .presigned(config)
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        Ok(req.uri().to_owned())
     }
 }
 

@@ -30,7 +30,7 @@ pub async fn connect(target: &Target, conn: &Connection) -> Result<Connected, Co
         .await
         .map_err(|e| ConnectError(explain(&e, target, conn, None)))?;
     let client = region::s3_client(&identity.sdk_config, conn, &region);
-    let store = AwsStore::new(client, &target.bucket);
+    let store = AwsStore::new(client, &target.bucket).with_settings(conn.request_settings());
     if let Err(e) = store.list(&target.prefix, true, None, Some(1)).await {
         return Err(ConnectError(explain(&e, target, conn, Some(&region))));
     }

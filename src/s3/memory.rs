@@ -28,6 +28,7 @@ struct Object {
 struct State {
     objects: BTreeMap<String, Object>,
     uploads: HashMap<String, (String, UserMeta, BTreeMap<i32, Bytes>)>,
+    tags: HashMap<String, Vec<(String, String)>>,
     counts: HashMap<&'static str, u64>,
 }
 
@@ -364,7 +365,59 @@ impl ObjectStore for MemoryStore {
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         let mut st = self.tick("DeleteObject");
         st.objects.remove(key);
+        st.tags.remove(key);
         Ok(())
+    }
+
+    async fn details(&self, key: &str) -> Result<super::ObjectDetails, StoreError> {
+        let st = self.tick("HeadObject");
+        let o = st
+            .objects
+            .get(key)
+            .ok_or_else(|| StoreError::new("HeadObject", key, ErrorKind::NotFound))?;
+        Ok(super::ObjectDetails {
+            etag: Some(o.etag.clone()),
+            version_id: None,
+            storage_class: Some("STANDARD".into()),
+            content_type: Some("application/octet-stream".into()),
+        })
+    }
+
+    async fn get_tags(&self, key: &str) -> Result<Vec<(String, String)>, StoreError> {
+        let st = self.tick("GetObjectTagging");
+        if !st.objects.contains_key(key) {
+            return Err(StoreError::new(
+                "GetObjectTagging",
+                key,
+                ErrorKind::NotFound,
+            ));
+        }
+        Ok(st.tags.get(key).cloned().unwrap_or_default())
+    }
+
+    async fn put_tags(&self, key: &str, tags: &[(String, String)]) -> Result<(), StoreError> {
+        let mut st = self.tick("PutObjectTagging");
+        if !st.objects.contains_key(key) {
+            return Err(StoreError::new(
+                "PutObjectTagging",
+                key,
+                ErrorKind::NotFound,
+            ));
+        }
+        st.tags.insert(key.to_owned(), tags.to_vec());
+        Ok(())
+    }
+
+    async fn presign_get(
+        &self,
+        key: &str,
+        expires: std::time::Duration,
+    ) -> Result<String, StoreError> {
+        Ok(format!(
+            "memory://{}/{key}?expires={}",
+            self.bucket,
+            expires.as_secs()
+        ))
     }
 }
 

@@ -37,6 +37,19 @@ pub struct ObjectInfo {
     pub meta: Option<UserMeta>,
 }
 
+/// What HeadObject says beyond [`ObjectInfo`] (for the `user.s3.*` extended attributes).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ObjectDetails {
+    /// ETag.
+    pub etag: Option<String>,
+    /// Version id (versioned buckets).
+    pub version_id: Option<String>,
+    /// Storage class (`STANDARD` when the server omits it).
+    pub storage_class: Option<String>,
+    /// Content-Type.
+    pub content_type: Option<String>,
+}
+
 /// User metadata of an object: `x-amz-meta-NAME: value`, keyed by NAME in lowercase.
 pub type UserMeta = BTreeMap<String, String>;
 
@@ -160,4 +173,20 @@ pub trait ObjectStore: Send + Sync + 'static {
 
     /// DeleteObject (succeeds when the key does not exist, as S3 does).
     async fn delete(&self, key: &str) -> Result<(), StoreError>;
+
+    /// HeadObject details: version, storage class, content type.
+    async fn details(&self, key: &str) -> Result<ObjectDetails, StoreError>;
+
+    /// GetObjectTagging, in order.
+    async fn get_tags(&self, key: &str) -> Result<Vec<(String, String)>, StoreError>;
+
+    /// PutObjectTagging (replaces all tags).
+    async fn put_tags(&self, key: &str, tags: &[(String, String)]) -> Result<(), StoreError>;
+
+    /// A presigned GET URL valid for `expires`.
+    async fn presign_get(
+        &self,
+        key: &str,
+        expires: std::time::Duration,
+    ) -> Result<String, StoreError>;
 }

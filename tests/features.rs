@@ -1,0 +1,190 @@
+//! S3 features through the file system, against moto: upload options applied to every
+//! object the mount writes (ACL, SSE, storage class, Content-Type by extension) and the
+//! `user.s3.*` extended attributes (ETag, storage class, content type, URLs, tags).
+
+mod common;
+
+use std::fs;
+use std::process::Command;
+
+use common::{Conn, Mount, S3, repo, rt, sh};
+use serde_json::json;
+
+const BUCKET: &str = "s3mount-features";
+const PREFIX: &str = "f";
+
+#[test]
+fn upload_options_and_s3_xattrs() {
+    let m = common::moto();
+    let policy = json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Effect": "Allow",
+            "Action": "s3:*",
+            "Resource": [format!("arn:aws:s3:::{BUCKET}"), format!("arn:aws:s3:::{BUCKET}/*")],
+        }],
+    });
+    let file = tempfile::NamedTempFile::new().unwrap();
+    fs::write(file.path(), policy.to_string()).unwrap();
+    let out = Command::new("bash")
+        .current_dir(repo())
+        .args([
+            "scripts/moto.sh",
+            "setup",
+            "--bucket",
+            BUCKET,
+            "--prefix",
+            PREFIX,
+        ])
+        .args(["--external-id", "ext-f", "--policy-file"])
+        .arg(file.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let s = |k: &str| v[k].as_str().unwrap().to_owned();
+    let conn = Conn {
+        env: vec![
+            ("AWS_ACCESS_KEY_ID".into(), s("user_access_key_id")),
+            ("AWS_SECRET_ACCESS_KEY".into(), s("user_secret_access_key")),
+        ],
+        args: vec![],
+    }
+    .with_args(&[
+        "--endpoint-url",
+        &m.endpoint,
+        "--sts-endpoint-url",
+        &m.endpoint,
+    ])
+    .with_args(&[
+        "--region",
+        "us-east-1",
+        "--role-arn",
+        &s("role_arn"),
+        "--external-id",
+        "ext-f",
+    ]);
+    let mount = Mount::with(
+        &conn,
+        &format!("{BUCKET}/{PREFIX}"),
+        &[
+            "--acl",
+            "bucket-owner-full-control",
+            "--sse",
+            "AES256",
+            "--storage-class",
+            "STANDARD_IA",
+        ],
+    );
+    fs::write(mount.path("notes.txt"), b"hello").unwrap();
+    fs::write(mount.path("data.json"), b"{}").unwrap();
+    fs::write(mount.path("blob"), b"\x00\x01").unwrap();
+    // Rename keeps the options (a copy must restate them).
+    fs::rename(mount.path("blob"), mount.path("blob2")).unwrap();
+
+    let get = |name: &str, attr: &str| {
+        sh(
+            &mount.dir,
+            &format!("getfattr -n {attr} --only-values {name}"),
+        )
+    };
+    assert_eq!(get("notes.txt", "user.s3.content_type"), "text/plain");
+    assert_eq!(get("data.json", "user.s3.content_type"), "application/json");
+    assert_eq!(
+        get("blob2", "user.s3.content_type"),
+        "application/octet-stream"
+    );
+    assert_eq!(get("notes.txt", "user.s3.storage_class"), "STANDARD_IA");
+    assert_eq!(
+        get("notes.txt", "user.s3.url"),
+        format!("s3://{BUCKET}/{PREFIX}/notes.txt")
+    );
+    assert!(get("notes.txt", "user.s3.etag").starts_with('"'));
+    let url = get("notes.txt", "user.s3.presigned_url");
+    assert!(
+        url.starts_with(&m.endpoint) && url.contains("X-Amz-Signature="),
+        "{url}"
+    );
+    assert!(url.contains("X-Amz-Expires=3600"), "{url}");
+    sh(
+        &mount.dir,
+        "setfattr -n user.s3.tags -v 'team=data&env=prod' notes.txt",
+    );
+    assert_eq!(get("notes.txt", "user.s3.tags"), "team=data&env=prod");
+    let ro = Command::new("setfattr")
+        .args(["-n", "user.s3.etag", "-v", "x"])
+        .arg(mount.path("notes.txt"))
+        .output()
+        .unwrap();
+    assert!(!ro.status.success(), "user.s3.etag is read-only");
+    drop(mount);
+
+    // Check on the server side, with auth switched off.
+    let off = Command::new("curl")
+        .args([
+            "-sf",
+            "-X",
+            "POST",
+            "-H",
+            "Content-Type: text/plain",
+            "--data",
+            "inf",
+        ])
+        .arg(format!("{}/moto-api/reset-auth", m.endpoint))
+        .output()
+        .unwrap();
+    assert!(off.status.success());
+    let s3 = S3::new(&m.endpoint, "test", "test", BUCKET);
+    for name in ["notes.txt", "blob2"] {
+        let key = format!("{PREFIX}/{name}");
+        let head = rt()
+            .block_on(s3.client.head_object().bucket(BUCKET).key(&key).send())
+            .unwrap();
+        assert_eq!(
+            head.server_side_encryption().map(|e| e.as_str()),
+            Some("AES256"),
+            "{name}"
+        );
+        assert_eq!(
+            head.storage_class().map(|c| c.as_str()),
+            Some("STANDARD_IA"),
+            "{name}"
+        );
+    }
+    let tags = rt()
+        .block_on(
+            s3.client
+                .get_object_tagging()
+                .bucket(BUCKET)
+                .key(format!("{PREFIX}/notes.txt"))
+                .send(),
+        )
+        .unwrap();
+    let mut got: Vec<(String, String)> = tags
+        .tag_set()
+        .iter()
+        .map(|t| (t.key().to_owned(), t.value().to_owned()))
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        vec![
+            ("env".into(), "prod".into()),
+            ("team".into(), "data".into())
+        ]
+    );
+    let acl = rt()
+        .block_on(
+            s3.client
+                .get_object_acl()
+                .bucket(BUCKET)
+                .key(format!("{PREFIX}/notes.txt"))
+                .send(),
+        )
+        .unwrap();
+    assert!(!acl.grants().is_empty());
+}
