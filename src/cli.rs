@@ -32,6 +32,18 @@ pub enum Command {
     /// Print the least-privilege IAM policy for mounting BUCKET[/PREFIX] in a mode (and,
     /// with --role-trust, the role trust policy requiring an External ID).
     Policy(PolicyArgs),
+
+    /// Print a presigned GET URL for a file on a mounted s3mount file system (valid for the
+    /// mount's --presign-expiry).
+    Presign(PresignArgs),
+}
+
+/// `s3mount presign`.
+#[derive(Debug, Args)]
+pub struct PresignArgs {
+    /// A file inside an s3mount mount.
+    #[arg(value_name = "PATH")]
+    pub path: PathBuf,
 }
 
 /// `s3mount check`.

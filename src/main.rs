@@ -30,6 +30,34 @@ fn print_out(text: &str) {
     let _ = std::io::stdout().write_all(text.as_bytes());
 }
 
+/// The mount computes presigned URLs as the `user.s3.presigned_url` extended attribute.
+fn presign(path: &std::path::Path) -> std::io::Result<String> {
+    use std::os::unix::ffi::OsStrExt;
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())?;
+    let name = c"user.s3.presigned_url";
+    let mut buf = vec![0u8; 8192];
+    // SAFETY: valid NUL-terminated strings and a buffer of the length passed.
+    let n = unsafe {
+        libc::getxattr(
+            c_path.as_ptr(),
+            name.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    if n < 0 {
+        let e = std::io::Error::last_os_error();
+        return Err(match e.raw_os_error() {
+            Some(libc::ENODATA) | Some(libc::ENOTSUP) => std::io::Error::other(
+                "not a file on an s3mount mount (no user.s3.presigned_url attribute)",
+            ),
+            _ => e,
+        });
+    }
+    buf.truncate(n as usize);
+    String::from_utf8(buf).map_err(std::io::Error::other)
+}
+
 /// Errors are printed on one line: SDK error chains can span several.
 fn one_line(msg: &str) -> String {
     msg.split_whitespace().collect::<Vec<_>>().join(" ")
@@ -55,6 +83,16 @@ fn main() -> ExitCode {
     tune_allocator();
     let cli = Cli::parse();
     match cli.command {
+        Command::Presign(args) => match presign(&args.path) {
+            Ok(url) => {
+                print_out(&format!("{url}\n"));
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("s3mount: error: {}: {e}", args.path.display());
+                ExitCode::FAILURE
+            }
+        },
         Command::Policy(args) => {
             let target = match config::parse_target(&args.target) {
                 Ok(t) => t,
