@@ -656,6 +656,16 @@ class Bench:
         shutil.copy2(src, dst)
         self.s3mount_bin = dst
         self.s3mount_sha = hashlib.sha256(dst.read_bytes()).hexdigest()[:16]
+        self.s3mount_built = datetime.datetime.fromtimestamp(src.stat().st_mtime).astimezone()
+
+    def repo_state(self):
+        try:
+            head = run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], 20).stdout.strip()
+            dirty = run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no", "--", "src",
+                         "Cargo.toml", "Cargo.lock"], 20).stdout.strip()
+            return f"{head}{' + uncommitted changes in src/Cargo' if dirty else ''}"
+        except BenchError as e:
+            return f"unknown ({e})"
 
     def mount_for(self, tool):
         mnt = (self.work / "mnt" / tool).resolve()
@@ -1080,13 +1090,10 @@ class Bench:
                 return f"unavailable ({e})"
         v = {}
         if "s3mount" in self.tools:
-            v["s3mount"] = f"{first_line([str(self.s3mount_bin), '--version'])} (binary sha256 {self.s3mount_sha}...)"
-        try:
-            head = run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], 20).stdout.strip()
-            dirty = run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"], 20).stdout.strip()
-            v["repo"] = f"{head}{' + uncommitted changes' if dirty else ''}"
-        except BenchError:
-            pass
+            v["s3mount"] = (f"{first_line([str(self.s3mount_bin), '--version'])}: {self.args.s3mount_bin} built "
+                            f"{self.s3mount_built:%H:%M:%S}, sha256 {self.s3mount_sha}..., copied to "
+                            "target/bench/s3mount at the start so that a rebuild cannot change it mid-run")
+        v["repo at the start"] = self.repo_state_start
         if "s3fs" in self.tools:
             v["s3fs"] = first_line(["s3fs", "--version"])
         if "rclone" in self.tools:
@@ -1212,6 +1219,7 @@ class Bench:
         if os.geteuid() != 0:
             log("warning: not root: page cache is not dropped between runs")
         self.cleanup_stale()
+        self.repo_state_start = self.repo_state()
         self.setup_env()
         if "s3mount" in self.tools:
             self.snapshot_s3mount()

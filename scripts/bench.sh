@@ -4,11 +4,17 @@
 # Garage, builds s3mount (release), then runs scripts/bench.py with the given arguments.
 #
 #   scripts/bench.sh [--tools raw,s3mount,s3fs,rclone] [--runs N] [--quick] [--out FILE]
-#                    [--budget-minutes M]
+#                    [--budget-minutes M] [--wait-idle SECONDS] [--server-cache warm|cold]
+#
+#   --quick            1 run, no 1 GiB dd for the peers (smoke test, ~1.5 min)
+#   --wait-idle S      before each measurement wait up to S s for the CPUs to be < 25% busy
+#                      (useful while something else, e.g. cargo, runs now and then)
+#   --server-cache     after dropping the page cache, read Garage's files back in (warm,
+#                      default) or leave Garage to read from disk (cold)
 #
 # Results: a markdown table on stdout and bench/results-YYYY-MM-DD.md (see bench.py --help).
-# Needs root (drop_caches between runs, FUSE mounts). A default run takes ~10 minutes on
-# 2 cores; --quick (1 run, no 1 GiB dd for the peers) about 3.
+# Needs root (drop_caches between runs, FUSE mounts). A default run takes ~5 minutes on
+# 2 cores (bounded by --budget-minutes, default 20); --quick about 1.5.
 #
 # Environment:
 #   S3MOUNT_BENCH_ARGS        extra arguments for `s3mount mount`

@@ -18,7 +18,7 @@ use fuser::{
 use tokio::runtime::Handle;
 use tracing::{debug, error, warn};
 
-use crate::fs::{Attr, Caller, Fs, FsError, Kind, OpenMode, SetAttr};
+use crate::fs::{Attr, Caller, FsError, Kind, OpenMode, SetAttr, Tree};
 use crate::s3::ErrorKind;
 
 /// Largest write the kernel may send in one request.
@@ -48,6 +48,7 @@ pub fn errno(e: &FsError) -> Errno {
         FsError::NoAttr => Errno::from_i32(libc::ENODATA),
         FsError::NoSpaceForAttr => Errno::ENOSPC,
         FsError::ReadOnlyAttr => Errno::EPERM,
+        FsError::CrossDevice => Errno::EXDEV,
         FsError::Store(s) => match s.kind {
             ErrorKind::NotFound => Errno::ENOENT,
             ErrorKind::AccessDenied | ErrorKind::InvalidCredentials => Errno::EACCES,
@@ -149,13 +150,13 @@ error_reply!(
 
 /// The `fuser::Filesystem` over our core.
 pub struct FuseAdapter {
-    fs: Arc<Fs>,
+    fs: Arc<Tree>,
     rt: Handle,
 }
 
 impl FuseAdapter {
     /// Serve `fs` with tasks spawned on `rt`.
-    pub fn new(fs: Arc<Fs>, rt: Handle) -> Self {
+    pub fn new(fs: Arc<Tree>, rt: Handle) -> Self {
         FuseAdapter { fs, rt }
     }
 
@@ -170,7 +171,7 @@ impl FuseAdapter {
         R: ErrorReply,
         T: Send + 'static,
         F: Future<Output = Result<T, FsError>> + Send + 'static,
-        W: FnOnce(Arc<Fs>) -> F,
+        W: FnOnce(Arc<Tree>) -> F,
     {
         let fut = work(self.fs.clone());
         self.rt.spawn(async move {
@@ -186,7 +187,7 @@ impl FuseAdapter {
 }
 
 /// Pair a result with the TTL the kernel may cache it for.
-fn with_ttl<T>(fs: &Fs, r: Result<T, FsError>) -> Result<(T, Duration), FsError> {
+fn with_ttl<T>(fs: &Tree, r: Result<T, FsError>) -> Result<(T, Duration), FsError> {
     r.map(|v| (v, fs.ttl()))
 }
 
@@ -510,13 +511,12 @@ impl Filesystem for FuseAdapter {
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        match self.fs.opendir(ino.0) {
-            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
-            Err(e) => {
-                log_failure("opendir", &e);
-                reply.error(errno(&e));
-            }
-        }
+        self.spawn(
+            "opendir",
+            reply,
+            |fs| async move { fs.opendir(ino.0).await },
+            |r, fh| r.opened(FileHandle(fh), FopenFlags::empty()),
+        );
     }
 
     fn readdir(
@@ -531,7 +531,7 @@ impl Filesystem for FuseAdapter {
             "readdir",
             reply,
             |fs| async move {
-                let entries = fs.readdir(fh.0, offset).await?;
+                let entries = fs.readdir(ino.0, fh.0, offset).await?;
                 Ok((fs, entries))
             },
             move |mut r, (fs, entries)| {
@@ -543,7 +543,9 @@ impl Filesystem for FuseAdapter {
                         1 => r.add(INodeNo(parent), 2, FileType::Directory, ".."),
                         _ => {
                             let e = &entries[(i - 2) as usize];
-                            let a = fs.entry(ino.0, e, 0);
+                            let Ok(a) = fs.entry(ino.0, e, 0) else {
+                                continue;
+                            };
                             r.add(INodeNo(a.ino), i + 1, file_type(e.kind), &e.name)
                         }
                     };
@@ -568,7 +570,7 @@ impl Filesystem for FuseAdapter {
             "readdirplus",
             reply,
             |fs| async move {
-                let entries = fs.readdir(fh.0, offset).await?;
+                let entries = fs.readdir(ino.0, fh.0, offset).await?;
                 Ok((fs, entries))
             },
             move |mut r, (fs, entries)| {
@@ -580,7 +582,7 @@ impl Filesystem for FuseAdapter {
                         1 => (fs.cached_attr(fs.parent_of(ino.0)), "..", false),
                         _ => {
                             let e = &entries[(i - 2) as usize];
-                            (Ok(fs.entry(ino.0, e, 1)), e.name.as_str(), true)
+                            (fs.entry(ino.0, e, 1), e.name.as_str(), true)
                         }
                     };
                     let Ok(attr) = attr else { continue };
@@ -608,13 +610,17 @@ impl Filesystem for FuseAdapter {
     fn releasedir(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         _flags: OpenFlags,
         reply: ReplyEmpty,
     ) {
-        self.fs.releasedir(fh.0);
-        reply.ok();
+        self.spawn(
+            "releasedir",
+            reply,
+            |fs| async move { fs.releasedir(ino.0, fh.0).await },
+            |r, ()| r.ok(),
+        );
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {

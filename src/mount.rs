@@ -8,7 +8,7 @@ use tracing::{info, warn};
 
 use crate::config::MountConfig;
 use crate::daemon::{self, Ready};
-use crate::fs::Fs;
+use crate::fs::{Fs, Tree};
 use crate::fuse::{FuseAdapter, KernelInvalidator};
 use crate::s3::connect::connect;
 
@@ -33,11 +33,11 @@ pub fn run(cfg: MountConfig, ready: Option<Ready>) -> Result<()> {
     settings.sse = cfg.uploads.sse.clone();
     settings.sse_kms_key_id = cfg.uploads.sse_kms_key_id.clone();
     settings.storage_class = cfg.uploads.storage_class.clone();
-    let fs = Arc::new(Fs::new(
+    let fs = Arc::new(Tree::One(Arc::new(Fs::new(
         Arc::new(connected.store.with_settings(settings)),
         &cfg.target.prefix,
         cfg.fs.clone(),
-    ));
+    ))));
     let adapter = FuseAdapter::new(fs.clone(), rt.handle().clone());
 
     let mut options = vec![
@@ -69,7 +69,7 @@ pub fn run(cfg: MountConfig, ready: Option<Ready>) -> Result<()> {
     let mut session = fuser::Session::new(adapter, mountpoint, &fuse_config)
         .with_context(|| format!("mounting at {}", mountpoint.display()))?;
 
-    fs.set_invalidator(Box::new(KernelInvalidator(session.notifier())));
+    fs.set_invalidator(Arc::new(KernelInvalidator(session.notifier())));
     let mut unmounter = session.unmount_callable();
     let mp = mountpoint.clone();
     rt.spawn(async move {

@@ -92,7 +92,12 @@ impl Fs {
         let mut posix = node.stat.posix.clone().unwrap_or_default();
         f(&mut posix, node.kind)?;
         let mut opts = self.put_options(&self.prefix.key(&node.path), &posix);
-        let etag = match node.residence {
+        let residence = match node.residence {
+            // Everything is in S3 already and only the release is to come: change the object.
+            Residence::Writing(fh) if self.writer_is_clean(fh).await => Residence::Remote,
+            r => r,
+        };
+        let etag = match residence {
             Residence::Writing(fh) => {
                 let Ok(Handle::Write(wh)) = self.handle(fh) else {
                     return Err(FsError::BadHandle);
@@ -129,7 +134,7 @@ impl Fs {
         let mut t = self.inodes.lock().unwrap();
         if let Some(n) = t.get_mut(ino) {
             n.stat.posix = Some(posix);
-            if n.residence == Residence::Remote {
+            if residence == Residence::Remote {
                 n.stat.etag = etag;
                 n.stat.mtime = SystemTime::now();
                 n.validated = Some(Instant::now());

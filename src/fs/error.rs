@@ -70,6 +70,9 @@ pub enum FsError {
     /// A read-only extended attribute (`user.s3.*` but tags).
     #[error("read-only extended attribute")]
     ReadOnlyAttr,
+    /// A rename between two buckets.
+    #[error("cannot rename across buckets")]
+    CrossDevice,
     /// The object-store call failed.
     #[error("{0}")]
     Store(#[from] StoreError),

@@ -56,12 +56,17 @@ impl Fs {
         self.check_writable()?;
         self.dir_node(parent)?;
         check_name(name)?;
-        if self
+        let writer = self
             .inodes
             .lock()
             .unwrap()
             .child(parent, name)
-            .is_some_and(|n| matches!(n.residence, Residence::Writing(_)))
+            .and_then(|n| match n.residence {
+                Residence::Writing(fh) => Some(fh),
+                Residence::Remote => None,
+            });
+        if let Some(fh) = writer
+            && !self.writer_is_clean(fh).await
         {
             return Err(FsError::Busy("the file is already being written"));
         }
@@ -142,7 +147,9 @@ impl Fs {
         if node.kind == Kind::Dir {
             return Err(FsError::IsDir);
         }
-        if matches!(node.residence, Residence::Writing(_)) {
+        if let Residence::Writing(wfh) = node.residence
+            && !self.writer_is_clean(wfh).await
+        {
             return Err(FsError::Busy("the file is being written"));
         }
         if mode.write {
@@ -210,6 +217,21 @@ impl Fs {
             fh: self.add_handle(Handle::Read(Arc::new(reader))),
             keep_cache,
         })
+    }
+
+    /// Whether the handle writing a file has nothing uncommitted: its last close (flush)
+    /// already put everything in S3 and only the kernel's release is still to come. Such a
+    /// file may be opened again at once (`echo a > f; cat f`).
+    pub(super) async fn writer_is_clean(&self, fh: u64) -> bool {
+        let Ok(Handle::Write(wh)) = self.handle(fh) else {
+            return true;
+        };
+        let st = wh.body.lock().await;
+        st.cancelled
+            || match &st.body {
+                Body::Stream(up) => up.is_committed(),
+                Body::Staged(s) => !s.is_changed(),
+            }
     }
 
     /// Switch a streamed body to a staged one (see the module doc).

@@ -18,6 +18,7 @@ mod namespace;
 pub mod ranges;
 pub mod read;
 pub mod stage;
+pub mod tree;
 pub mod write;
 
 use std::collections::HashMap;
@@ -28,6 +29,7 @@ use std::time::{Duration, Instant, SystemTime};
 pub use dir::Listed;
 pub use error::{FsError, Result};
 pub use inode::{Ino, Kind, ROOT_INO};
+pub use tree::{BucketService, Buckets, Tree};
 
 use crate::config::FsConfig;
 use crate::s3::{ErrorKind, ObjectStore};

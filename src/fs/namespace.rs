@@ -181,7 +181,7 @@ impl Fs {
         let node = self.resolve(parent, name, 0).await?;
         match (node.kind, node.residence) {
             (Kind::Dir, _) => Err(FsError::IsDir),
-            (_, Residence::Writing(fh)) => {
+            (_, Residence::Writing(fh)) if !self.writer_is_clean(fh).await => {
                 if let Ok(Handle::Write(wh)) = self.handle(fh) {
                     let mut st = wh.body.lock().await;
                     if let Body::Stream(up) = &mut st.body {
@@ -196,7 +196,13 @@ impl Fs {
                 t.detach(parent, name);
                 Ok(())
             }
-            (_, Residence::Remote) => {
+            (_, residence) => {
+                if let Residence::Writing(fh) = residence
+                    && let Ok(Handle::Write(wh)) = self.handle(fh)
+                {
+                    // Committed already: delete the object, and let the handle upload nothing.
+                    wh.body.lock().await.cancelled = true;
+                }
                 self.store.delete(&self.prefix.key(&node.path)).await?;
                 self.inodes.lock().unwrap().detach(parent, name);
                 self.remember_absent(parent, name);
