@@ -340,6 +340,8 @@ ensure_dev_key() {
         log "importing development key $DEV_KEY_NAME ($DEV_KEY_ID)"
         g key import --yes -n "$DEV_KEY_NAME" "$DEV_KEY_ID" "$DEV_SECRET" >/dev/null
     fi
+    # The buckets view (s3mount mount MOUNTPOINT) creates buckets with mkdir.
+    g key allow --create-bucket "$DEV_KEY_ID" >/dev/null
 }
 
 # ---------------------------------------------------------------- loopback quickack

@@ -361,3 +361,51 @@ pub async fn run(target: &Target, conn: &Connection, mode: Mode) -> Report {
     }
     report
 }
+
+/// Check for the buckets view: credentials and ListBuckets (s3:ListAllMyBuckets).
+pub async fn run_all_buckets(conn: &Connection) -> Report {
+    let mut report = Report {
+        target: "s3:// (every bucket)".into(),
+        mode: Mode::ReadOnly,
+        credentials: "not resolved".into(),
+        identity: None,
+        region: conn
+            .region
+            .clone()
+            .unwrap_or_else(|| auth::FALLBACK_REGION.into()),
+        probes: Vec::new(),
+        fatal: None,
+        notes: Vec::new(),
+    };
+    let identity = match auth::resolve(conn).await {
+        Ok(i) => i,
+        Err(e) => {
+            report.fatal = Some(e.to_string());
+            return report;
+        }
+    };
+    report.credentials = identity.source.clone();
+    if !conn.no_sign_request {
+        report.identity = caller_identity(&identity.sdk_config, conn).await;
+    }
+    let region = conn
+        .region
+        .clone()
+        .or_else(|| identity.sdk_config.region().map(|r| r.as_ref().to_owned()))
+        .unwrap_or_else(|| auth::FALLBACK_REGION.to_owned());
+    let client = region::s3_client(&identity.sdk_config, conn, &region);
+    let r = client
+        .list_buckets()
+        .send()
+        .await
+        .map(|_| ())
+        .map_err(|e| StoreError::from_sdk("ListBuckets", "", e));
+    report.region = region;
+    report.probes.push(probe(
+        "list the buckets",
+        "s3:ListAllMyBuckets",
+        "*".into(),
+        r,
+    ));
+    report
+}

@@ -49,9 +49,10 @@ pub struct PresignArgs {
 /// `s3mount check`.
 #[derive(Debug, Args)]
 pub struct CheckArgs {
-    /// Bucket, optionally with a path inside it.
+    /// Bucket, optionally with a path inside it; without one, checks that the buckets
+    /// can be listed (s3:ListAllMyBuckets), as the buckets view needs.
     #[arg(value_name = "BUCKET[/PREFIX]")]
-    pub target: String,
+    pub target: Option<String>,
 
     /// What the mount will need to do.
     #[arg(long, value_enum, default_value = "read-write")]
@@ -73,9 +74,10 @@ pub struct CheckArgs {
 /// `s3mount policy`.
 #[derive(Debug, Args)]
 pub struct PolicyArgs {
-    /// Bucket, optionally with a path inside it.
+    /// Bucket, optionally with a path inside it; without one, the policy of the buckets
+    /// view (every bucket as a folder).
     #[arg(value_name = "BUCKET[/PREFIX]")]
-    pub target: String,
+    pub target: Option<String>,
 
     /// What the mount will need to do.
     #[arg(long, value_enum, default_value = "read-write")]
@@ -102,14 +104,16 @@ pub struct PolicyArgs {
 /// `s3mount mount`.
 #[derive(Debug, Args)]
 pub struct MountArgs {
-    /// Bucket, optionally with a path inside it: `bucket`, `bucket/some/prefix`,
-    /// or `s3://bucket/some/prefix/`.
-    #[arg(value_name = "BUCKET[/PREFIX]")]
-    pub target: String,
+    /// `[BUCKET[/PREFIX]] MOUNTPOINT`: the bucket, optionally with a path inside it
+    /// (`bucket`, `bucket/some/prefix`, `s3://bucket/some/prefix/`), and the empty
+    /// directory to mount on. Without a bucket every bucket the credentials can see is a
+    /// folder (mkdir there creates a bucket in --region, rmdir deletes an empty one).
+    #[arg(value_name = "[BUCKET[/PREFIX]] MOUNTPOINT", num_args = 1..=2, required = true)]
+    pub paths: Vec<String>,
 
-    /// Empty directory to mount on.
-    #[arg(value_name = "MOUNTPOINT")]
-    pub mountpoint: PathBuf,
+    /// Mount every bucket as a folder (the same as giving no bucket).
+    #[arg(long)]
+    pub all_buckets: bool,
 
     /// How to reach and authenticate to S3.
     #[command(flatten)]

@@ -178,8 +178,8 @@ pub struct MountSettings {
 /// The whole validated `mount` command.
 #[derive(Clone, Debug)]
 pub struct MountConfig {
-    /// What to mount.
-    pub target: Target,
+    /// What to mount; `None`: every bucket as a folder.
+    pub target: Option<Target>,
     /// How to connect.
     pub connection: Connection,
     /// Filesystem behaviour.
@@ -194,7 +194,14 @@ impl MountConfig {
     /// Validate the parsed command line. Does not touch the network; does look at the
     /// mount point.
     pub fn from_args(args: &MountArgs) -> Result<Self, ConfigError> {
-        let target = parse_target(&args.target)?;
+        let (target, mountpoint) = match (args.paths.as_slice(), args.all_buckets) {
+            ([mp], _) => (None, PathBuf::from(mp)),
+            ([_, _], true) => {
+                return err("--all-buckets mounts every bucket: give only the mount point");
+            }
+            ([t, mp], false) => (Some(parse_target(t)?), PathBuf::from(mp)),
+            _ => return err("expected [BUCKET[/PREFIX]] MOUNTPOINT"),
+        };
         let connection = connection_from_args(&args.connection)?;
         let m = &args.mount;
         if m.auto_unmount && !(m.allow_other || m.allow_root) {
@@ -257,7 +264,7 @@ impl MountConfig {
             sse_kms_key_id: u.sse_kms_key_id.clone(),
             storage_class: u.storage_class.clone(),
         };
-        let mountpoint = check_mountpoint(&args.mountpoint)?;
+        let mountpoint = check_mountpoint(&mountpoint)?;
         Ok(MountConfig {
             target,
             connection,

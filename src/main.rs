@@ -94,7 +94,7 @@ fn main() -> ExitCode {
             }
         },
         Command::Policy(args) => {
-            let target = match config::parse_target(&args.target) {
+            let target = match args.target.as_deref().map(config::parse_target).transpose() {
                 Ok(t) => t,
                 Err(e) => {
                     eprintln!("s3mount: error: {e}");
@@ -107,8 +107,10 @@ fn main() -> ExitCode {
                     .sse_kms_key_id
                     .map(|k| if k == "*" { String::new() } else { k }),
             };
-            let perms =
-                policy::permissions_policy(&target.bucket, &target.prefix, args.mode, &extras);
+            let perms = match &target {
+                Some(t) => policy::permissions_policy(&t.bucket, &t.prefix, args.mode, &extras),
+                None => policy::all_buckets_policy(args.mode, &extras),
+            };
             let doc = match (&args.role_trust, &args.external_id) {
                 (Some(p), Some(id)) => serde_json::json!({
                     "PermissionsPolicy": perms,
@@ -123,7 +125,11 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Check(args) => {
-            let parsed = config::parse_target(&args.target)
+            let parsed = args
+                .target
+                .as_deref()
+                .map(config::parse_target)
+                .transpose()
                 .and_then(|t| Ok((t, config::connection_from_args(&args.connection)?)));
             let (target, conn) = match parsed {
                 Ok(v) => v,
@@ -140,7 +146,10 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            let report = rt.block_on(s3mount::check::run(&target, &conn, args.mode));
+            let report = match &target {
+                Some(t) => rt.block_on(s3mount::check::run(t, &conn, args.mode)),
+                None => rt.block_on(s3mount::check::run_all_buckets(&conn)),
+            };
             if args.json {
                 print_out(&format!(
                     "{}\n",

@@ -8,7 +8,7 @@ use tracing::{info, warn};
 
 use crate::config::MountConfig;
 use crate::daemon::{self, Ready};
-use crate::fs::{Fs, Tree};
+use crate::fs::{Buckets, Fs, Tree};
 use crate::fuse::{FuseAdapter, KernelInvalidator};
 use crate::s3::connect::connect;
 
@@ -20,24 +20,36 @@ pub fn run(cfg: MountConfig, ready: Option<Ready>) -> Result<()> {
         .thread_name("s3mount")
         .build()
         .context("starting the async runtime")?;
-    let connected = rt.block_on(connect(&cfg.target, &cfg.connection))?;
-    let target = format!("s3://{}/{}", cfg.target.bucket, cfg.target.prefix);
-    info!(
-        target = %target,
-        region = %connected.region,
-        credentials = %connected.credentials,
-        "connected"
-    );
     let mut settings = cfg.connection.request_settings();
     settings.acl = cfg.uploads.acl.clone();
     settings.sse = cfg.uploads.sse.clone();
     settings.sse_kms_key_id = cfg.uploads.sse_kms_key_id.clone();
     settings.storage_class = cfg.uploads.storage_class.clone();
-    let fs = Arc::new(Tree::One(Arc::new(Fs::new(
-        Arc::new(connected.store.with_settings(settings)),
-        &cfg.target.prefix,
-        cfg.fs.clone(),
-    ))));
+    let (fs, target, region, credentials) = match &cfg.target {
+        Some(t) => {
+            let connected = rt.block_on(connect(t, &cfg.connection))?;
+            let fs = Fs::new(
+                Arc::new(connected.store.with_settings(settings)),
+                &t.prefix,
+                cfg.fs.clone(),
+            );
+            (
+                Tree::One(Arc::new(fs)),
+                format!("s3://{}/{}", t.bucket, t.prefix),
+                connected.region,
+                connected.credentials,
+            )
+        }
+        None => {
+            let (service, credentials) =
+                rt.block_on(crate::s3::buckets::connect(&cfg.connection, settings))?;
+            let region = format!("{} for new buckets; each bucket in its own", service.home());
+            let tree = Tree::Buckets(Box::new(Buckets::new(Arc::new(service), cfg.fs.clone())));
+            (tree, "s3://".to_owned(), region, credentials)
+        }
+    };
+    let fs = Arc::new(fs);
+    info!(target = %target, region = %region, credentials = %credentials, "connected");
     let adapter = FuseAdapter::new(fs.clone(), rt.handle().clone());
 
     let mut options = vec![
@@ -101,8 +113,8 @@ pub fn run(cfg: MountConfig, ready: Option<Ready>) -> Result<()> {
     eprintln!(
         "s3mount: mounted {target} at {} (region {}, credentials: {}){}",
         mountpoint.display(),
-        connected.region,
-        connected.credentials,
+        region,
+        credentials,
         if ready.is_some() {
             format!("; logs: {}", log_file.display())
         } else {

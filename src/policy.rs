@@ -98,6 +98,33 @@ pub fn permissions_policy(bucket: &str, prefix: &str, mode: Mode, extras: &Extra
     json!({ "Version": "2012-10-17", "Statement": statements })
 }
 
+/// The permissions policy of the buckets view: listing the buckets, and the mode's actions
+/// on every bucket (plus CreateBucket/DeleteBucket for mkdir/rmdir at the root).
+pub fn all_buckets_policy(mode: Mode, extras: &Extras) -> Value {
+    let mut bucket_actions = vec!["s3:ListBucket"];
+    if mode != Mode::ReadOnly {
+        bucket_actions.push("s3:CreateBucket");
+    }
+    if mode == Mode::ReadWrite {
+        bucket_actions.push("s3:DeleteBucket");
+    }
+    bucket_actions.sort_unstable();
+    let mut p = permissions_policy("*", "", mode, extras);
+    let statements = p["Statement"].as_array_mut().expect("statements");
+    statements[0]["Action"] = json!(bucket_actions);
+    statements[0]["Sid"] = json!("ListAndManageBuckets");
+    statements.insert(
+        0,
+        json!({
+            "Sid": "ListAllBuckets",
+            "Effect": "Allow",
+            "Action": "s3:ListAllMyBuckets",
+            "Resource": "*",
+        }),
+    );
+    p
+}
+
 /// The role trust policy: `principal` may assume the role only with `external_id`.
 pub fn trust_policy(principal: &str, external_id: &str) -> Value {
     json!({
@@ -157,6 +184,10 @@ mod tests {
             p["Statement"][2]["Resource"],
             "arn:aws:kms:eu-west-1:123456789012:key/k"
         );
+        let all = all_buckets_policy(Mode::ReadWrite, &Extras::default());
+        assert_eq!(all["Statement"][0]["Action"], "s3:ListAllMyBuckets");
+        assert_eq!(all["Statement"][1]["Resource"], "arn:aws:s3:::*");
+        assert_eq!(all["Statement"][2]["Resource"], "arn:aws:s3:::*/*");
         let t = trust_policy("arn:aws:iam::123456789012:user/u", "x-1");
         assert_eq!(
             t["Statement"][0]["Condition"]["StringEquals"]["sts:ExternalId"],

@@ -6,6 +6,7 @@
 //! bucket's region ([`region`]). Nothing here knows about inodes or FUSE.
 
 pub mod auth;
+pub mod buckets;
 pub mod client;
 pub mod connect;
 pub mod error;

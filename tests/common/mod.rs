@@ -460,6 +460,17 @@ impl Mount {
         }
     }
 
+    /// Wrap a mount made by hand at `dir` (inside `tmp`, whose `log` is the log file).
+    pub fn adopt(tmp: tempfile::TempDir, dir: PathBuf) -> Mount {
+        assert!(is_mounted(&dir), "{dir:?} is not mounted");
+        Mount {
+            log: tmp.path().join("log"),
+            dir,
+            stderr: String::new(),
+            _tmp: tmp,
+        }
+    }
+
     /// Path inside the mount.
     pub fn path(&self, rel: &str) -> PathBuf {
         self.dir.join(rel)

@@ -1,0 +1,138 @@
+//! Account-level operations for the buckets view: ListBuckets, CreateBucket, DeleteBucket,
+//! and a store per bucket in the bucket's own region.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use aws_config::SdkConfig;
+use aws_sdk_s3::types::{BucketLocationConstraint, CreateBucketConfiguration};
+
+use super::auth::{self, FALLBACK_REGION};
+use super::client::{AwsStore, StoreSettings};
+use super::connect::ConnectError;
+use super::{ObjectStore, StoreError, region};
+use crate::config::Connection;
+use crate::fs::BucketService;
+
+/// Every bucket the credentials can see.
+pub struct AwsBuckets {
+    sdk: SdkConfig,
+    conn: Connection,
+    /// Region for ListBuckets and CreateBucket (`--region`, else the environment's).
+    home: String,
+    settings: StoreSettings,
+    clients: Mutex<HashMap<String, aws_sdk_s3::Client>>,
+}
+
+impl AwsBuckets {
+    fn client(&self, region: &str) -> aws_sdk_s3::Client {
+        self.clients
+            .lock()
+            .unwrap()
+            .entry(region.to_owned())
+            .or_insert_with(|| region::s3_client(&self.sdk, &self.conn, region))
+            .clone()
+    }
+
+    async fn bucket_region(&self, bucket: &str) -> Result<String, StoreError> {
+        let mut auto = self.conn.clone();
+        auto.region = None;
+        region::detect(&self.sdk, &auto, bucket).await
+    }
+
+    /// The home region.
+    pub fn home(&self) -> &str {
+        &self.home
+    }
+}
+
+/// Resolve credentials and prove ListBuckets works (the buckets view needs
+/// s3:ListAllMyBuckets).
+pub async fn connect(
+    conn: &Connection,
+    settings: StoreSettings,
+) -> Result<(AwsBuckets, String), ConnectError> {
+    let identity = auth::resolve(conn)
+        .await
+        .map_err(|e| ConnectError(e.to_string()))?;
+    let home = conn
+        .region
+        .clone()
+        .or_else(|| identity.sdk_config.region().map(|r| r.as_ref().to_owned()))
+        .unwrap_or_else(|| FALLBACK_REGION.to_owned());
+    let b = AwsBuckets {
+        sdk: identity.sdk_config,
+        conn: conn.clone(),
+        home,
+        settings,
+        clients: Mutex::new(HashMap::new()),
+    };
+    if let Err(e) = b.list_buckets().await {
+        let why = match e.kind {
+            super::ErrorKind::AccessDenied => format!(
+                "listing the buckets was refused: the buckets view needs s3:ListAllMyBuckets on * ({e})"
+            ),
+            _ => format!("cannot list the buckets: {e}"),
+        };
+        return Err(ConnectError(why));
+    }
+    Ok((b, identity.source))
+}
+
+#[async_trait]
+impl BucketService for AwsBuckets {
+    async fn list_buckets(&self) -> Result<Vec<(String, SystemTime)>, StoreError> {
+        let out = self
+            .client(&self.home)
+            .list_buckets()
+            .send()
+            .await
+            .map_err(|e| StoreError::from_sdk("ListBuckets", "", e))?;
+        Ok(out
+            .buckets()
+            .iter()
+            .filter_map(|b| {
+                let created = b
+                    .creation_date()
+                    .and_then(|t| SystemTime::try_from(*t).ok())
+                    .unwrap_or(SystemTime::UNIX_EPOCH);
+                Some((b.name()?.to_owned(), created))
+            })
+            .collect())
+    }
+
+    async fn open_bucket(&self, bucket: &str) -> Result<Arc<dyn ObjectStore>, StoreError> {
+        let region = self.bucket_region(bucket).await?;
+        let store =
+            AwsStore::new(self.client(&region), bucket).with_settings(self.settings.clone());
+        Ok(Arc::new(store))
+    }
+
+    async fn create_bucket(&self, bucket: &str) -> Result<(), StoreError> {
+        let mut req = self.client(&self.home).create_bucket().bucket(bucket);
+        if self.home != "us-east-1" {
+            req = req.create_bucket_configuration(
+                CreateBucketConfiguration::builder()
+                    .location_constraint(BucketLocationConstraint::from(self.home.as_str()))
+                    .build(),
+            );
+        }
+        req.send()
+            .await
+            .map_err(|e| StoreError::from_sdk("CreateBucket", bucket, e))?;
+        Ok(())
+    }
+
+    async fn delete_bucket(&self, bucket: &str) -> Result<(), StoreError> {
+        let region = self.bucket_region(bucket).await?;
+        self.client(&region)
+            .delete_bucket()
+            .bucket(bucket)
+            .send()
+            .await
+            .map_err(|e| StoreError::from_sdk("DeleteBucket", bucket, e))?;
+        Ok(())
+    }
+}
