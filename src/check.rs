@@ -14,7 +14,7 @@ use serde_json::json;
 use crate::config::{Connection, Target};
 use crate::policy::Mode;
 use crate::s3::client::AwsStore;
-use crate::s3::connect::explain;
+use crate::s3::connect::{explain, is_credential_problem};
 use crate::s3::{ErrorKind, ObjectStore, PutOptions, StoreError, auth, region};
 
 /// One probed permission.
@@ -173,8 +173,19 @@ async fn caller_identity(sdk: &aws_config::SdkConfig, conn: &Connection) -> Opti
     out.arn().map(str::to_owned)
 }
 
+/// Upload options whose permissions are checked too.
+#[derive(Clone, Debug, Default)]
+pub struct UploadChecks {
+    /// Canned ACL (needs s3:PutObjectAcl).
+    pub acl: Option<String>,
+    /// SSE algorithm (aws:kms needs kms:GenerateDataKey and kms:Decrypt).
+    pub sse: Option<String>,
+    /// KMS key.
+    pub sse_kms_key_id: Option<String>,
+}
+
 /// Run the check.
-pub async fn run(target: &Target, conn: &Connection, mode: Mode) -> Report {
+pub async fn run(target: &Target, conn: &Connection, mode: Mode, uploads: &UploadChecks) -> Report {
     let mut report = Report {
         target: format!("s3://{}/{}", target.bucket, target.prefix),
         mode,
@@ -208,11 +219,14 @@ pub async fn run(target: &Target, conn: &Connection, mode: Mode) -> Report {
     } else {
         format!("{region} (detected)")
     };
+    let mut settings = conn.request_settings();
+    settings.sse = uploads.sse.clone();
+    settings.sse_kms_key_id = uploads.sse_kms_key_id.clone();
     let store = AwsStore::new(
         region::s3_client(&identity.sdk_config, conn, &region),
         &target.bucket,
     )
-    .with_settings(conn.request_settings());
+    .with_settings(settings);
     let bucket_arn = format!("arn:aws:s3:::{}", target.bucket);
     let objects_arn = format!("arn:aws:s3:::{}/{}*", target.bucket, target.prefix);
 
@@ -221,14 +235,14 @@ pub async fn run(target: &Target, conn: &Connection, mode: Mode) -> Report {
         .await
         .map(|_| ());
     if let Err(e) = &list
-        && matches!(
-            e.kind,
-            ErrorKind::NoSuchBucket
-                | ErrorKind::InvalidCredentials
-                | ErrorKind::Unreachable
-                | ErrorKind::Timeout
-                | ErrorKind::ClockSkew
-        )
+        && (is_credential_problem(e)
+            || matches!(
+                e.kind,
+                ErrorKind::NoSuchBucket
+                    | ErrorKind::Unreachable
+                    | ErrorKind::Timeout
+                    | ErrorKind::ClockSkew
+            ))
     {
         report.fatal = Some(explain(e, target, conn, Some(&region)));
         return report;
@@ -277,12 +291,48 @@ pub async fn run(target: &Target, conn: &Connection, mode: Mode) -> Report {
             .await
             .map(|_| ());
         created = put.is_ok();
-        report.probes.push(probe(
-            "create and replace files",
-            "s3:PutObject",
-            objects_arn.clone(),
-            put,
-        ));
+        let kms_refused = put.as_ref().is_err_and(|e| {
+            e.code.as_deref().is_some_and(|c| c.starts_with("KMS"))
+                || e.message.as_deref().is_some_and(|m| m.contains("kms:"))
+        });
+        if kms_refused {
+            report.probes.push(probe(
+                "encrypt uploads with the KMS key",
+                "kms:GenerateDataKey",
+                uploads
+                    .sse_kms_key_id
+                    .clone()
+                    .unwrap_or_else(|| "the bucket's KMS key".into()),
+                put,
+            ));
+        } else {
+            report.probes.push(probe(
+                "create and replace files",
+                "s3:PutObject",
+                objects_arn.clone(),
+                put,
+            ));
+        }
+        if let Some(acl) = &uploads.acl
+            && created
+        {
+            let r = store
+                .client()
+                .put_object_acl()
+                .bucket(&target.bucket)
+                .key(&test_key)
+                .acl(aws_sdk_s3::types::ObjectCannedAcl::from(acl.as_str()))
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| StoreError::from_sdk("PutObjectAcl", &test_key, e));
+            report.probes.push(probe(
+                "set the ACL of new files",
+                "s3:PutObjectAcl",
+                objects_arn.clone(),
+                r,
+            ));
+        }
     }
     // With the test object: read it. Without (read-only, or PutObject refused): a missing
     // key answers 404 when reading is allowed and 403 when it is not.

@@ -62,6 +62,18 @@ pub struct CheckArgs {
     #[arg(long)]
     pub json: bool,
 
+    /// Also check that uploads may carry this canned ACL (s3:PutObjectAcl).
+    #[arg(long, value_name = "ACL")]
+    pub acl: Option<String>,
+
+    /// Also check server-side encryption of uploads (aws:kms needs kms:GenerateDataKey).
+    #[arg(long, value_name = "ALGORITHM", value_parser = ["AES256", "aws:kms"])]
+    pub sse: Option<String>,
+
+    /// KMS key for --sse aws:kms.
+    #[arg(long, value_name = "KEY", requires = "sse")]
+    pub sse_kms_key_id: Option<String>,
+
     /// How to reach and authenticate to S3.
     #[command(flatten)]
     pub connection: ConnectionArgs,

@@ -147,7 +147,14 @@ fn main() -> ExitCode {
                 }
             };
             let report = match &target {
-                Some(t) => rt.block_on(s3mount::check::run(t, &conn, args.mode)),
+                Some(t) => {
+                    let uploads = s3mount::check::UploadChecks {
+                        acl: args.acl.clone(),
+                        sse: args.sse.clone(),
+                        sse_kms_key_id: args.sse_kms_key_id.clone(),
+                    };
+                    rt.block_on(s3mount::check::run(t, &conn, args.mode, &uploads))
+                }
                 None => rt.block_on(s3mount::check::run_all_buckets(&conn)),
             };
             if args.json {

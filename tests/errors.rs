@@ -144,3 +144,46 @@ fn path_escape_in_prefix_is_refused() {
     );
     assert!(e.contains("'..'"), "{e}");
 }
+
+/// `s3mount check` says what is wrong, one reason per case, and exits 1.
+#[test]
+fn check_distinguishes_failures() {
+    let run = |conn: &Conn, target: &str| {
+        let mut c = common::s3mount_cmd();
+        c.envs(conn.env.iter().map(|(k, v)| (k, v)));
+        c.arg("check").arg(target).args(&conn.args);
+        let out = c.output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let g = garage();
+    let out = run(&Conn::garage(), "no-such-bucket-s3mount");
+    assert!(
+        out.contains("bucket 'no-such-bucket-s3mount' does not exist"),
+        "{out}"
+    );
+    let out = run(
+        &Conn::garage().with_env("AWS_SECRET_ACCESS_KEY", &"1".repeat(64)),
+        &g.bucket,
+    );
+    assert!(out.contains("secret access key is wrong"), "{out}");
+    let mut unreachable = Conn::garage();
+    unreachable.args = vec!["--endpoint-url".into(), "http://127.0.0.1:9".into()];
+    let out = run(&unreachable, &g.bucket);
+    assert!(out.contains("cannot reach the S3 endpoint"), "{out}");
+    // A read-only key: reading passes, writing is refused with the action named.
+    let (id, secret) = common::garage_key("s3mount-test-ro", &g.bucket, "ro");
+    let mut ro = Conn::garage();
+    ro.env = vec![
+        ("AWS_ACCESS_KEY_ID".into(), id),
+        ("AWS_SECRET_ACCESS_KEY".into(), secret),
+    ];
+    let out = run(&ro, &format!("{}/{}", g.bucket, unique("chk")));
+    assert!(out.contains("s3:PutObject") && out.contains("✗"), "{out}");
+    assert!(out.contains("s3:ListBucket") && out.contains("✔"), "{out}");
+}

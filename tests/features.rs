@@ -68,6 +68,25 @@ fn upload_options_and_s3_xattrs() {
         "--external-id",
         "ext-f",
     ]);
+    // The connection test covers the ACL too.
+    let mut check = common::s3mount_cmd();
+    check.envs(conn.env.iter().map(|(k, v)| (k, v)));
+    check
+        .args([
+            "check",
+            &format!("{BUCKET}/{PREFIX}"),
+            "--acl",
+            "bucket-owner-full-control",
+        ])
+        .args(&conn.args);
+    let out = check.output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("s3:PutObjectAcl"), "{text}");
+    assert!(
+        text.contains("assumed-role"),
+        "caller identity from STS: {text}"
+    );
     let mount = Mount::with(
         &conn,
         &format!("{BUCKET}/{PREFIX}"),

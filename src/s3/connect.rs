@@ -94,6 +94,13 @@ pub fn explain(e: &StoreError, target: &Target, conn: &Connection, region: Optio
     }
 }
 
+/// Whether `e` says the credentials themselves are bad (not merely lacking a permission).
+pub fn is_credential_problem(e: &StoreError) -> bool {
+    e.kind == ErrorKind::InvalidCredentials
+        || (e.kind == ErrorKind::AccessDenied
+            && (message_has(e, "signature") || message_has(e, "no such key")))
+}
+
 /// Some servers (Garage among them) answer a wrong secret or an unknown access key with a
 /// plain 403 AccessDenied whose message says which ("Invalid signature", "No such key").
 fn message_has(e: &StoreError, needle: &str) -> bool {
