@@ -97,6 +97,9 @@ fn upload_options_and_s3_xattrs() {
             "AES256",
             "--storage-class",
             "STANDARD_IA",
+            "--expected-bucket-owner",
+            "123456789012",
+            "--requester-pays",
         ],
     );
     fs::write(mount.path("notes.txt"), b"hello").unwrap();

@@ -1,0 +1,112 @@
+//! What goes on the wire: the per-mount request options (`--expected-bucket-owner`,
+//! `--requester-pays`) and upload options (`--acl`, `--sse`, `--storage-class`), checked on
+//! the raw HTTP requests the client sends to a recording server on loopback — the local S3
+//! servers accept these headers but do not enforce them.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use s3mount::s3::client::{AwsStore, StoreSettings};
+use s3mount::s3::{ObjectStore, PutOptions};
+
+/// A server that records each request's head and answers 200 with `body`.
+fn recorder() -> (String, Arc<Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { break };
+            let log = log.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut stream = stream;
+                loop {
+                    let mut head = String::new();
+                    loop {
+                        let mut line = String::new();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                        head.push_str(&line.to_ascii_lowercase());
+                    }
+                    let len = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse::<usize>().ok())
+                        .unwrap_or(0);
+                    let mut body = vec![0u8; len];
+                    reader.read_exact(&mut body).unwrap();
+                    let reply = if head.starts_with("get") {
+                        "<?xml version=\"1.0\"?><ListBucketResult><Name>b</Name><KeyCount>0</KeyCount><IsTruncated>false</IsTruncated></ListBucketResult>"
+                    } else {
+                        ""
+                    };
+                    log.lock().unwrap().push(head);
+                    let resp = format!(
+                        "HTTP/1.1 200 OK\r\nETag: \"e\"\r\nContent-Length: {}\r\n\r\n{reply}",
+                        reply.len()
+                    );
+                    stream.write_all(resp.as_bytes()).unwrap();
+                }
+            });
+        }
+    });
+    (url, seen)
+}
+
+#[test]
+fn request_and_upload_options_are_sent() {
+    let (url, seen) = recorder();
+    let s3 = common::S3::new(&url, "AKIDEXAMPLE", "secret", "b");
+    let store = AwsStore::new(s3.client.clone(), "b").with_settings(StoreSettings {
+        acl: Some("bucket-owner-full-control".into()),
+        sse: Some("AES256".into()),
+        sse_kms_key_id: None,
+        storage_class: Some("STANDARD_IA".into()),
+        expected_bucket_owner: Some("123456789012".into()),
+        requester_pays: true,
+    });
+    common::rt().block_on(async {
+        store.list("p/", true, None, Some(1)).await.unwrap();
+        let opts = PutOptions {
+            content_type: "text/plain".into(),
+            ..PutOptions::default()
+        };
+        store
+            .put("p/a.txt", Bytes::from_static(b"x"), &opts)
+            .await
+            .unwrap();
+    });
+    let seen = seen.lock().unwrap();
+    let (list, put) = (&seen[0], &seen[1]);
+    for req in [list, put] {
+        assert!(
+            req.contains("x-amz-expected-bucket-owner: 123456789012"),
+            "{req}"
+        );
+        assert!(req.contains("x-amz-request-payer: requester"), "{req}");
+    }
+    assert!(
+        put.contains("x-amz-acl: bucket-owner-full-control"),
+        "{put}"
+    );
+    assert!(
+        put.contains("x-amz-server-side-encryption: aes256"),
+        "{put}"
+    );
+    assert!(put.contains("x-amz-storage-class: standard_ia"), "{put}");
+    assert!(put.contains("content-type: text/plain"), "{put}");
+    assert!(
+        put.contains("x-amz-content-sha256: unsigned-payload"),
+        "{put}"
+    );
+}
