@@ -1152,7 +1152,8 @@ class Bench:
                   "per GiB served in the raw runs, " if self.garage_cpu else "Garage itself needs about "
                   "2 CPU-seconds per GiB it serves, ")
                + "so on 2 cores the server, not the client, caps every throughput row (roughly "
-               "500–650 MiB/s here), and 8 parallel ranged GETs are hardly faster than one stream. "
+               "450–700 MiB/s here, varying from run to run), and parallel ranged GETs gain little "
+               "over one stream. "
                "The per-run FUSE daemon CPU time in the next section is a steadier signal of client "
                "efficiency than MiB/s.", ""]
         md += ["## All runs", "", self.details(), ""]

@@ -173,6 +173,37 @@ async fn caller_identity(sdk: &aws_config::SdkConfig, conn: &Connection) -> Opti
     out.arn().map(str::to_owned)
 }
 
+/// A report with the credentials resolved (and whose they are), or the report of why not.
+async fn start(
+    target: String,
+    mode: Mode,
+    conn: &Connection,
+    region: String,
+) -> std::result::Result<(Report, auth::Identity), Report> {
+    let mut report = Report {
+        target,
+        mode,
+        credentials: "not resolved".into(),
+        identity: None,
+        region,
+        probes: Vec::new(),
+        fatal: None,
+        notes: Vec::new(),
+    };
+    let identity = match auth::resolve(conn).await {
+        Ok(i) => i,
+        Err(e) => {
+            report.fatal = Some(e.to_string());
+            return Err(report);
+        }
+    };
+    report.credentials = identity.source.clone();
+    if !conn.no_sign_request {
+        report.identity = caller_identity(&identity.sdk_config, conn).await;
+    }
+    Ok((report, identity))
+}
+
 /// Upload options whose permissions are checked too.
 #[derive(Clone, Debug, Default)]
 pub struct UploadChecks {
@@ -186,27 +217,17 @@ pub struct UploadChecks {
 
 /// Run the check.
 pub async fn run(target: &Target, conn: &Connection, mode: Mode, uploads: &UploadChecks) -> Report {
-    let mut report = Report {
-        target: format!("s3://{}/{}", target.bucket, target.prefix),
+    let (mut report, identity) = match start(
+        format!("s3://{}/{}", target.bucket, target.prefix),
         mode,
-        credentials: "not resolved".into(),
-        identity: None,
-        region: conn.region.clone().unwrap_or_else(|| "not detected".into()),
-        probes: Vec::new(),
-        fatal: None,
-        notes: Vec::new(),
+        conn,
+        conn.region.clone().unwrap_or_else(|| "not detected".into()),
+    )
+    .await
+    {
+        Ok(v) => v,
+        Err(report) => return report,
     };
-    let identity = match auth::resolve(conn).await {
-        Ok(i) => i,
-        Err(e) => {
-            report.fatal = Some(e.to_string());
-            return report;
-        }
-    };
-    report.credentials = identity.source.clone();
-    if !conn.no_sign_request {
-        report.identity = caller_identity(&identity.sdk_config, conn).await;
-    }
     let region = match region::detect(&identity.sdk_config, conn, &target.bucket).await {
         Ok(r) => r,
         Err(e) => {
@@ -414,30 +435,19 @@ pub async fn run(target: &Target, conn: &Connection, mode: Mode, uploads: &Uploa
 
 /// Check for the buckets view: credentials and ListBuckets (s3:ListAllMyBuckets).
 pub async fn run_all_buckets(conn: &Connection) -> Report {
-    let mut report = Report {
-        target: "s3:// (every bucket)".into(),
-        mode: Mode::ReadOnly,
-        credentials: "not resolved".into(),
-        identity: None,
-        region: conn
-            .region
+    let (mut report, identity) = match start(
+        "s3:// (every bucket)".into(),
+        Mode::ReadOnly,
+        conn,
+        conn.region
             .clone()
             .unwrap_or_else(|| auth::FALLBACK_REGION.into()),
-        probes: Vec::new(),
-        fatal: None,
-        notes: Vec::new(),
+    )
+    .await
+    {
+        Ok(v) => v,
+        Err(report) => return report,
     };
-    let identity = match auth::resolve(conn).await {
-        Ok(i) => i,
-        Err(e) => {
-            report.fatal = Some(e.to_string());
-            return report;
-        }
-    };
-    report.credentials = identity.source.clone();
-    if !conn.no_sign_request {
-        report.identity = caller_identity(&identity.sdk_config, conn).await;
-    }
     let region = conn
         .region
         .clone()

@@ -218,6 +218,11 @@ fn utf8_name<R: ErrorReply>(name: &OsStr, reply: R) -> Option<(String, R)> {
     }
 }
 
+/// Answer with an entry (lookup, mkdir, symlink): attributes and TTL.
+fn reply_entry(r: ReplyEntry, (a, ttl): (Attr, Duration)) {
+    r.entry(&ttl, &file_attr(&a), Generation(0));
+}
+
 /// Answer a getxattr/listxattr: the size when asked for it, ERANGE when the buffer is small.
 fn xattr_reply(r: ReplyXattr, size: u32, value: &[u8]) {
     if size == 0 {
@@ -258,7 +263,7 @@ impl Filesystem for FuseAdapter {
             "lookup",
             reply,
             |fs| async move { with_ttl(&fs, fs.lookup(parent.0, &name).await) },
-            |r, (a, ttl)| r.entry(&ttl, &file_attr(&a), Generation(0)),
+            reply_entry,
         );
     }
 
@@ -328,7 +333,7 @@ impl Filesystem for FuseAdapter {
             "mkdir",
             reply,
             |fs| async move { with_ttl(&fs, fs.mkdir(parent.0, &name, mode & !umask, who).await) },
-            |r, (a, ttl)| r.entry(&ttl, &file_attr(&a), Generation(0)),
+            reply_entry,
         );
     }
 
@@ -751,7 +756,7 @@ impl Filesystem for FuseAdapter {
             "symlink",
             reply,
             |fs| async move { with_ttl(&fs, fs.symlink(parent.0, &name, &target, who).await) },
-            |r, (a, ttl)| r.entry(&ttl, &file_attr(&a), Generation(0)),
+            reply_entry,
         );
     }
 

@@ -8,6 +8,7 @@ pub mod check;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod escape;
 pub mod fs;
 pub mod fuse;
 pub mod mount;

@@ -273,17 +273,7 @@ impl Fs {
 
 /// Tags as `k=v&k2=v2`, each part percent-encoded (as in a URL query).
 fn encode_tags(tags: &[(String, String)]) -> String {
-    let enc = |s: &str| {
-        let mut out = String::new();
-        for b in s.bytes() {
-            if b.is_ascii_alphanumeric() || b"-_.~ /:+@".contains(&b) {
-                out.push(b as char);
-            } else {
-                out.push_str(&format!("%{b:02X}"));
-            }
-        }
-        out
-    };
+    let enc = |s: &str| crate::escape::percent_encode(s, b"-_.~ /:+@");
     tags.iter()
         .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
         .collect::<Vec<_>>()
@@ -291,33 +281,16 @@ fn encode_tags(tags: &[(String, String)]) -> String {
 }
 
 fn decode_tags(text: &str) -> Result<Vec<(String, String)>> {
-    let dec = |s: &str| -> Result<String> {
-        let b = s.as_bytes();
-        let mut out = Vec::new();
-        let mut i = 0;
-        while i < b.len() {
-            if b[i] == b'%' {
-                let v = s
-                    .get(i + 1..i + 3)
-                    .and_then(|h| u8::from_str_radix(h, 16).ok())
-                    .ok_or_else(|| FsError::InvalidName(format!("bad escape in tags '{s}'")))?;
-                out.push(v);
-                i += 3;
-            } else {
-                out.push(b[i]);
-                i += 1;
-            }
-        }
-        String::from_utf8(out).map_err(|_| FsError::InvalidName("tags must be UTF-8".into()))
-    };
-    text.trim_end_matches('\n')
+    let dec = crate::escape::percent_decode;
+    Ok(text
+        .trim_end_matches('\n')
         .split('&')
         .filter(|p| !p.is_empty())
         .map(|p| {
             let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            Ok((dec(k)?, dec(v)?))
+            (dec(k), dec(v))
         })
-        .collect()
+        .collect())
 }
 
 #[cfg(test)]

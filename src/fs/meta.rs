@@ -108,48 +108,17 @@ pub fn format_time(t: SystemTime) -> String {
 fn encode_xattrs(x: &BTreeMap<String, Vec<u8>>) -> String {
     let json: BTreeMap<&str, String> = x.iter().map(|(k, v)| (k.as_str(), B64.encode(v))).collect();
     let text = serde_json::to_string(&json).expect("string map serializes");
-    percent_encode(&text)
+    crate::escape::percent_encode(&text, b"-_.~")
 }
 
 fn decode_xattrs(v: &str) -> BTreeMap<String, Vec<u8>> {
-    let text = percent_decode(v);
+    let text = crate::escape::percent_decode(v);
     let Ok(map) = serde_json::from_str::<BTreeMap<String, String>>(&text) else {
         return BTreeMap::new();
     };
     map.into_iter()
         .filter_map(|(k, v)| Some((k, B64.decode(v).ok()?)))
         .collect()
-}
-
-fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%'
-            && i + 2 < b.len()
-            && let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16)
-        {
-            out.push(v);
-            i += 3;
-            continue;
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]

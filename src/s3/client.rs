@@ -20,6 +20,29 @@ use super::{
     PutResult, StoreError, UserMeta,
 };
 
+/// `bucket`, expected owner and requester-pays on an object request, then the key. The
+/// SDK's request builders share no trait, hence macros.
+macro_rules! on_object {
+    ($s:ident, $op:ident, $key:expr) => {
+        $s.client
+            .$op()
+            .bucket(&$s.bucket)
+            .set_expected_bucket_owner($s.owner())
+            .set_request_payer($s.payer())
+            .key($key)
+    };
+}
+
+/// What every upload carries: ACL, server-side encryption, storage class.
+macro_rules! with_upload_settings {
+    ($s:ident, $req:expr) => {
+        $req.set_acl($s.acl())
+            .set_server_side_encryption($s.sse())
+            .set_ssekms_key_id($s.settings.sse_kms_key_id.clone())
+            .set_storage_class($s.storage_class())
+    };
+}
+
 /// Settings applied to every request (bucket owner, requester pays) or every upload (ACL,
 /// encryption, storage class) of a mount.
 #[derive(Clone, Debug, Default)]
@@ -67,6 +90,16 @@ impl AwsStore {
         self
     }
 
+    async fn head_object(
+        &self,
+        key: &str,
+    ) -> Result<aws_sdk_s3::operation::head_object::HeadObjectOutput, StoreError> {
+        on_object!(self, head_object, key)
+            .send()
+            .await
+            .map_err(|e| StoreError::from_sdk("HeadObject", key, e))
+    }
+
     fn payer(&self) -> Option<RequestPayer> {
         self.settings
             .requester_pays
@@ -98,6 +131,10 @@ impl AwsStore {
     }
 }
 
+fn user_meta(opts: &PutOptions) -> Option<std::collections::HashMap<String, String>> {
+    (!opts.meta.is_empty()).then(|| opts.meta.clone().into_iter().collect())
+}
+
 fn content_type(opts: &PutOptions) -> &str {
     if opts.content_type.is_empty() {
         "application/octet-stream"
@@ -108,15 +145,7 @@ fn content_type(opts: &PutOptions) -> &str {
 
 /// `x-amz-copy-source` is `bucket/key` URL-encoded (slashes kept).
 fn copy_source(bucket: &str, key: &str) -> String {
-    let mut out = format!("{bucket}/");
-    for b in key.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~/".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    format!("{bucket}/{}", crate::escape::percent_encode(key, b"-_.~/"))
 }
 
 fn to_system_time(t: Option<&aws_smithy_types::DateTime>) -> SystemTime {
@@ -181,16 +210,7 @@ impl ObjectStore for AwsStore {
     }
 
     async fn head(&self, key: &str) -> Result<ObjectInfo, StoreError> {
-        let out = self
-            .client
-            .head_object()
-            .bucket(&self.bucket)
-            .set_expected_bucket_owner(self.owner())
-            .set_request_payer(self.payer())
-            .key(key)
-            .send()
-            .await
-            .map_err(|e| StoreError::from_sdk("HeadObject", key, e))?;
+        let out = self.head_object(key).await?;
         Ok(ObjectInfo {
             key: key.to_owned(),
             size: out.content_length().unwrap_or(0).max(0) as u64,
@@ -217,13 +237,7 @@ impl ObjectStore for AwsStore {
         if range.is_empty() {
             return Ok(Bytes::new());
         }
-        let out = self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .set_expected_bucket_owner(self.owner())
-            .set_request_payer(self.payer())
-            .key(key)
+        let out = on_object!(self, get_object, key)
             .range(format!("bytes={}-{}", range.start, range.end - 1))
             .set_if_match(if_match.map(str::to_owned))
             .send()
@@ -257,47 +271,33 @@ impl ObjectStore for AwsStore {
         body: Bytes,
         opts: &PutOptions,
     ) -> Result<PutResult, StoreError> {
-        let out = self
-            .client
-            .put_object()
-            .bucket(&self.bucket)
-            .set_expected_bucket_owner(self.owner())
-            .set_request_payer(self.payer())
-            .key(key)
-            .content_type(content_type(opts))
-            .set_metadata((!opts.meta.is_empty()).then(|| opts.meta.clone().into_iter().collect()))
-            .set_acl(self.acl())
-            .set_server_side_encryption(self.sse())
-            .set_ssekms_key_id(self.settings.sse_kms_key_id.clone())
-            .set_storage_class(self.storage_class())
-            .body(ByteStream::from(body))
-            .customize()
-            .disable_payload_signing()
-            .send()
-            .await
-            .map_err(|e| StoreError::from_sdk("PutObject", key, e))?;
+        let out = with_upload_settings!(
+            self,
+            on_object!(self, put_object, key)
+                .content_type(content_type(opts))
+                .set_metadata(user_meta(opts))
+        )
+        .body(ByteStream::from(body))
+        .customize()
+        .disable_payload_signing()
+        .send()
+        .await
+        .map_err(|e| StoreError::from_sdk("PutObject", key, e))?;
         Ok(PutResult {
             etag: out.e_tag().map(str::to_owned),
         })
     }
 
     async fn create_multipart(&self, key: &str, opts: &PutOptions) -> Result<String, StoreError> {
-        let out = self
-            .client
-            .create_multipart_upload()
-            .bucket(&self.bucket)
-            .set_expected_bucket_owner(self.owner())
-            .set_request_payer(self.payer())
-            .key(key)
-            .content_type(content_type(opts))
-            .set_metadata((!opts.meta.is_empty()).then(|| opts.meta.clone().into_iter().collect()))
-            .set_acl(self.acl())
-            .set_server_side_encryption(self.sse())
-            .set_ssekms_key_id(self.settings.sse_kms_key_id.clone())
-            .set_storage_class(self.storage_class())
-            .send()
-            .await
-            .map_err(|e| StoreError::from_sdk("CreateMultipartUpload", key, e))?;
+        let out = with_upload_settings!(
+            self,
+            on_object!(self, create_multipart_upload, key)
+                .content_type(content_type(opts))
+                .set_metadata(user_meta(opts))
+        )
+        .send()
+        .await
+        .map_err(|e| StoreError::from_sdk("CreateMultipartUpload", key, e))?;
         out.upload_id()
             .map(str::to_owned)
             .ok_or_else(|| StoreError {
@@ -316,13 +316,7 @@ impl ObjectStore for AwsStore {
         number: i32,
         body: Bytes,
     ) -> Result<String, StoreError> {
-        let out = self
-            .client
-            .upload_part()
-            .bucket(&self.bucket)
-            .set_expected_bucket_owner(self.owner())
-            .set_request_payer(self.payer())
-            .key(key)
+        let out = on_object!(self, upload_part, key)
             .upload_id(upload_id)
             .part_number(number)
             .body(ByteStream::from(body))
@@ -349,13 +343,7 @@ impl ObjectStore for AwsStore {
         range: Range<u64>,
         src_etag: Option<&str>,
     ) -> Result<String, StoreError> {
-        let out = self
-            .client
-            .upload_part_copy()
-            .bucket(&self.bucket)
-            .set_expected_bucket_owner(self.owner())
-            .set_request_payer(self.payer())
-            .key(key)
+        let out = on_object!(self, upload_part_copy, key)
             .upload_id(upload_id)
             .part_number(number)
             .copy_source(copy_source(&self.bucket, src))
@@ -382,18 +370,10 @@ impl ObjectStore for AwsStore {
         dst: &str,
         opts: Option<&PutOptions>,
     ) -> Result<PutResult, StoreError> {
-        let mut req = self
-            .client
-            .copy_object()
-            .bucket(&self.bucket)
-            .set_expected_bucket_owner(self.owner())
-            .set_request_payer(self.payer())
-            .key(dst)
-            .copy_source(copy_source(&self.bucket, src))
-            .set_acl(self.acl())
-            .set_server_side_encryption(self.sse())
-            .set_ssekms_key_id(self.settings.sse_kms_key_id.clone())
-            .set_storage_class(self.storage_class());
+        let mut req = with_upload_settings!(
+            self,
+            on_object!(self, copy_object, dst).copy_source(copy_source(&self.bucket, src))
+        );
         req = match opts {
             Some(o) => req
                 .metadata_directive(MetadataDirective::Replace)
@@ -428,13 +408,7 @@ impl ObjectStore for AwsStore {
                     .build()
             })
             .collect();
-        let out = self
-            .client
-            .complete_multipart_upload()
-            .bucket(&self.bucket)
-            .set_expected_bucket_owner(self.owner())
-            .set_request_payer(self.payer())
-            .key(key)
+        let out = on_object!(self, complete_multipart_upload, key)
             .upload_id(upload_id)
             .multipart_upload(
                 CompletedMultipartUpload::builder()
@@ -450,12 +424,7 @@ impl ObjectStore for AwsStore {
     }
 
     async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<(), StoreError> {
-        self.client
-            .abort_multipart_upload()
-            .bucket(&self.bucket)
-            .set_expected_bucket_owner(self.owner())
-            .set_request_payer(self.payer())
-            .key(key)
+        on_object!(self, abort_multipart_upload, key)
             .upload_id(upload_id)
             .send()
             .await
@@ -464,28 +433,14 @@ impl ObjectStore for AwsStore {
     }
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
-        self.client
-            .delete_object()
-            .bucket(&self.bucket)
-            .set_expected_bucket_owner(self.owner())
-            .set_request_payer(self.payer())
-            .key(key)
+        on_object!(self, delete_object, key)
             .send()
             .await
             .map_err(|e| StoreError::from_sdk("DeleteObject", key, e))?;
         Ok(())
     }
     async fn details(&self, key: &str) -> Result<ObjectDetails, StoreError> {
-        let out = self
-            .client
-            .head_object()
-            .bucket(&self.bucket)
-            .set_expected_bucket_owner(self.owner())
-            .set_request_payer(self.payer())
-            .key(key)
-            .send()
-            .await
-            .map_err(|e| StoreError::from_sdk("HeadObject", key, e))?;
+        let out = self.head_object(key).await?;
         Ok(ObjectDetails {
             etag: out.e_tag().map(str::to_owned),
             version_id: out.version_id().map(str::to_owned),
@@ -499,13 +454,7 @@ impl ObjectStore for AwsStore {
     }
 
     async fn get_tags(&self, key: &str) -> Result<Vec<(String, String)>, StoreError> {
-        let out = self
-            .client
-            .get_object_tagging()
-            .bucket(&self.bucket)
-            .set_expected_bucket_owner(self.owner())
-            .set_request_payer(self.payer())
-            .key(key)
+        let out = on_object!(self, get_object_tagging, key)
             .send()
             .await
             .map_err(|e| StoreError::from_sdk("GetObjectTagging", key, e))?;
@@ -538,12 +487,7 @@ impl ObjectStore for AwsStore {
                 code: None,
                 message: Some(e.to_string()),
             })?;
-        self.client
-            .put_object_tagging()
-            .bucket(&self.bucket)
-            .set_expected_bucket_owner(self.owner())
-            .set_request_payer(self.payer())
-            .key(key)
+        on_object!(self, put_object_tagging, key)
             .tagging(tagging)
             .send()
             .await

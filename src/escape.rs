@@ -1,0 +1,58 @@
+//! Byte escapes used by the formats we read and write: `%XX` (URL encoding, in copy
+//! sources, the s3fs xattr header and the tags attribute) and `\ooo` (octal, in
+//! /proc/self/mountinfo).
+
+/// Percent-encode every byte of `s` except ASCII letters, digits and those in `keep`.
+pub fn percent_encode(s: &str, keep: &[u8]) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || keep.contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Replace each `marker` followed by `width` digits in `radix` with that byte; anything
+/// malformed is kept as it is. Invalid UTF-8 in the result is replaced.
+pub fn unescape(s: &str, marker: u8, width: usize, radix: u32) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == marker
+            && let Some(digits) = s.get(i + 1..i + 1 + width)
+            && let Ok(v) = u8::from_str_radix(digits, radix)
+        {
+            out.push(v);
+            i += 1 + width;
+            continue;
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `%XX` decoding.
+pub fn percent_decode(s: &str) -> String {
+    unescape(s, b'%', 2, 16)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_tolerates_junk() {
+        let s = "a b/é&%";
+        let e = percent_encode(s, b"/");
+        assert_eq!(e, "a%20b/%C3%A9%26%25");
+        assert_eq!(percent_decode(&e), s);
+        assert_eq!(percent_decode("100%"), "100%");
+        assert_eq!(percent_decode("%zz"), "%zz");
+        assert_eq!(unescape("/a\\040b", b'\\', 3, 8), "/a b");
+    }
+}
