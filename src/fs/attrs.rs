@@ -145,6 +145,11 @@ impl Fs {
 
     /// Value of extended attribute `name`.
     pub async fn getxattr(&self, ino: Ino, name: &str) -> Result<Vec<u8>> {
+        if !name.starts_with(XATTR_NAMESPACE) {
+            // security.selinux, system.posix_acl_access, ...: `ls -l` asks for these on every
+            // entry; they are never stored, so answer without a request.
+            return Err(FsError::NoAttr);
+        }
         if name.starts_with(S3_PREFIX) {
             return self.s3_xattr(ino, name).await;
         }
@@ -157,8 +162,12 @@ impl Fs {
     }
 
     /// Names of the extended attributes (stored ones, then the `user.s3.*` ones of files).
+    ///
+    /// Without a request: `ls -l` lists the attributes of every entry (to look for ACLs),
+    /// and a HEAD each would make it as slow as s3fs. The stored names are those known from
+    /// the last HeadObject (a lookup, a getattr after the TTL, or a getxattr).
     pub async fn listxattr(&self, ino: Ino) -> Result<Vec<String>> {
-        let node = self.with_posix(ino).await?;
+        let node = self.node(ino)?;
         let mut names: Vec<String> = node
             .stat
             .posix

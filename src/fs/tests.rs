@@ -451,6 +451,16 @@ async fn listing_feeds_the_cache_so_stat_costs_nothing() {
     for i in 0..50 {
         let a = fs.lookup(d.ino, &format!("f{i}")).await.unwrap();
         fs.getattr(a.ino).await.unwrap();
+        // What `ls -l` asks besides: ACL and SELinux attributes.
+        fs.listxattr(a.ino).await.unwrap();
+        assert!(matches!(
+            fs.getxattr(a.ino, "system.posix_acl_access").await,
+            Err(FsError::NoAttr)
+        ));
+        assert!(matches!(
+            fs.getxattr(a.ino, "security.selinux").await,
+            Err(FsError::NoAttr)
+        ));
     }
     assert_eq!(store.count("HeadObject"), heads);
     assert_eq!(store.count("ListObjectsV2"), lists);
