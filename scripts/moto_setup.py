@@ -72,6 +72,7 @@ def main() -> int:
         "--policy-file",
         help="JSON file with the role's permissions policy (default: List/Get/Put/Delete under the prefix)",
     )
+    ap.add_argument("--kms-key", action="store_true", help="also create a KMS key; its ARN is printed as kms_key_arn")
     args = ap.parse_args()
 
     endpoint = args.endpoint.rstrip("/")
@@ -133,6 +134,10 @@ def main() -> int:
             },
         ],
     }
+    kms_key_arn = None
+    if args.kms_key:
+        kms_key_arn = client("kms", endpoint).create_key(Description="s3mount test key")["KeyMetadata"]["Arn"]
+
     if args.policy_file:
         with open(args.policy_file, encoding="utf-8") as f:
             role_policy = json.load(f)
@@ -152,6 +157,7 @@ def main() -> int:
                 "user_access_key_id": key["AccessKeyId"],
                 "user_secret_access_key": key["SecretAccessKey"],
                 "region": REGION,
+                "kms_key_arn": kms_key_arn,
             }
         )
     )

@@ -11,10 +11,14 @@ use common::{Conn, Mount, S3, repo, rt, sh};
 use serde_json::json;
 
 const BUCKET: &str = "s3mount-features";
+
+/// Each test resets moto's state: run them one at a time.
+static MOTO: std::sync::Mutex<()> = std::sync::Mutex::new(());
 const PREFIX: &str = "f";
 
 #[test]
 fn upload_options_and_s3_xattrs() {
+    let _one_at_a_time = MOTO.lock().unwrap_or_else(|e| e.into_inner());
     let m = common::moto();
     let policy = json!({
         "Version": "2012-10-17",
@@ -209,4 +213,117 @@ fn upload_options_and_s3_xattrs() {
         )
         .unwrap();
     assert!(!acl.grants().is_empty());
+}
+
+#[test]
+fn kms_encryption_of_uploads() {
+    let _one_at_a_time = MOTO.lock().unwrap_or_else(|e| e.into_inner());
+    let m = common::moto();
+    let policy = json!({
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Action": "s3:*",
+                "Resource": [format!("arn:aws:s3:::{BUCKET}"), format!("arn:aws:s3:::{BUCKET}/*")],
+            },
+            {"Effect": "Allow", "Action": ["kms:GenerateDataKey", "kms:Decrypt"], "Resource": "*"},
+        ],
+    });
+    let file = tempfile::NamedTempFile::new().unwrap();
+    fs::write(file.path(), policy.to_string()).unwrap();
+    let out = Command::new("bash")
+        .current_dir(repo())
+        .args([
+            "scripts/moto.sh",
+            "setup",
+            "--bucket",
+            BUCKET,
+            "--prefix",
+            PREFIX,
+        ])
+        .args(["--external-id", "ext-k", "--kms-key", "--policy-file"])
+        .arg(file.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let s = |k: &str| v[k].as_str().unwrap().to_owned();
+    let key_arn = s("kms_key_arn");
+    let conn = Conn {
+        env: vec![
+            ("AWS_ACCESS_KEY_ID".into(), s("user_access_key_id")),
+            ("AWS_SECRET_ACCESS_KEY".into(), s("user_secret_access_key")),
+        ],
+        args: vec![],
+    }
+    .with_args(&[
+        "--endpoint-url",
+        &m.endpoint,
+        "--sts-endpoint-url",
+        &m.endpoint,
+    ])
+    .with_args(&[
+        "--region",
+        "us-east-1",
+        "--role-arn",
+        &s("role_arn"),
+        "--external-id",
+        "ext-k",
+    ]);
+    let kms = ["--sse", "aws:kms", "--sse-kms-key-id", key_arn.as_str()];
+
+    let mut check = common::s3mount_cmd();
+    check.envs(conn.env.iter().map(|(k, v)| (k, v)));
+    check
+        .args(["check", &format!("{BUCKET}/{PREFIX}")])
+        .args(kms)
+        .args(&conn.args);
+    let out = check.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    let mount = Mount::with(&conn, &format!("{BUCKET}/{PREFIX}"), &kms);
+    fs::write(mount.path("secret.txt"), b"encrypted at rest").unwrap();
+    assert_eq!(
+        fs::read(mount.path("secret.txt")).unwrap(),
+        b"encrypted at rest"
+    );
+    drop(mount);
+    let off = Command::new("curl")
+        .args([
+            "-sf",
+            "-X",
+            "POST",
+            "-H",
+            "Content-Type: text/plain",
+            "--data",
+            "inf",
+        ])
+        .arg(format!("{}/moto-api/reset-auth", m.endpoint))
+        .output()
+        .unwrap();
+    assert!(off.status.success());
+    let s3 = S3::new(&m.endpoint, "test", "test", BUCKET);
+    let head = rt()
+        .block_on(
+            s3.client
+                .head_object()
+                .bucket(BUCKET)
+                .key(format!("{PREFIX}/secret.txt"))
+                .send(),
+        )
+        .unwrap();
+    assert_eq!(
+        head.server_side_encryption().map(|e| e.as_str()),
+        Some("aws:kms")
+    );
+    assert_eq!(head.ssekms_key_id(), Some(key_arn.as_str()));
 }
