@@ -12,9 +12,17 @@ use tracing_subscriber::EnvFilter;
 fn init_logging(level: &str) {
     let filter = match std::env::var("RUST_LOG") {
         Ok(f) if !f.is_empty() => EnvFilter::new(f),
-        // A bare level applies to s3mount (and fuser); other crates (the AWS SDK) only
-        // report errors unless RUST_LOG or a full filter asks for more.
-        _ if !level.contains('=') => EnvFilter::new(format!("error,s3mount={level},fuser={level}")),
+        // A bare level applies to s3mount; other crates (the AWS SDK, fuser — which warns
+        // on every external unmount) only report errors unless debugging, RUST_LOG or a
+        // full filter asks for more.
+        _ if !level.contains('=') => {
+            let others = if matches!(level, "debug" | "trace") {
+                level
+            } else {
+                "error"
+            };
+            EnvFilter::new(format!("error,s3mount={level},fuser={others}"))
+        }
         _ => EnvFilter::new(level),
     };
     tracing_subscriber::fmt()
