@@ -1,24 +1,34 @@
 #!/usr/bin/env python3
-"""scripts/bench.py - read benchmarks of s3mount against raw S3 (curl), s3fs and rclone mount.
+"""scripts/bench.py - read and write benchmarks of s3mount against raw S3 (curl), s3fs and rclone mount.
 
 Usually run through scripts/bench.sh (installs the peers, starts the benchmark's Garage,
 builds s3mount). Standalone:
 
     python3 scripts/bench.py [--tools raw,s3mount,s3fs,rclone] [--runs N] [--quick]
-                             [--out FILE] [--budget-minutes M] [--s3mount-bin PATH]
+                             [--only reads|writes] [--out FILE] [--budget-minutes M]
+                             [--s3mount-bin PATH]
 
 What it does
-  1. Makes sure bucket s3mount-bench holds the fixed data set (loaded once; objects that
-     are already there with the right size are skipped, checked by listing):
+  1. Makes sure bucket s3mount-bench holds the fixed read data set (loaded once; objects
+     that are already there with the right size are skipped, checked by listing):
        big/1GiB.bin        1 GiB, deterministic pseudo-random bytes
        mid/100MiB.bin      100 MiB, same generator
        small/f0000..f0999  1,000 x 4 KiB
        many/e00000..e09999 10,000 empty objects in one directory
   2. Checks once per tool that the bytes read are right (sha256 of mid/100MiB.bin).
-  3. For every workload, run and tool (tools interleaved inside each run, so that outside
-     noise spreads over all tools alike): drop the page cache, mount afresh, measure,
-     read VmHWM of the FUSE daemon, unmount. Reports medians.
-  4. Prints a markdown table and writes it, with machine info, versions and the exact
+  3. For every read workload, run and tool (tools interleaved inside each run, so that
+     outside noise spreads over all tools alike): drop the page cache, mount afresh,
+     measure, read VmHWM of the FUSE daemon, unmount. Reports medians.
+  4. Write workloads (sources staged in /dev/shm/s3mount-bench: random bytes, stamped
+     per run so that Garage cannot deduplicate them), same scheme, everything under
+     wbench/UNIQUE/ in the bucket:
+       w1  dd 100 MiB, bs=1M conv=fsync      w2  the same with 1 GiB
+       w3  cp -r of 1,000 x 4 KiB files      w4  tar -x of 2,000 files (1-64 KiB, 40 dirs)
+       w5  mv of a directory of 1,000 objects (PUT with curl beforehand)
+     Each run also times until a raw listing shows everything in S3 (rclone uploads after
+     close), checks the content with raw GETs and deletes wbench/ with raw DELETEs.
+     rclone writes with --vfs-cache-mode writes (off cannot do all of them).
+  5. Prints a markdown table and writes it, with machine info, versions and the exact
      commands, to bench/results-YYYY-MM-DD.md (or --out).
 
 Environment
@@ -45,6 +55,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 import xml.etree.ElementTree as ET
@@ -78,8 +89,39 @@ WORKLOADS = {
     "ls": ("`ls -l` of 10,000 entries (s)", "s", False, 300),
     "cat": ("`cat` 1,000 x 4 KiB files (files/s)", "files/s", True, 300),
 }
-WORKLOAD_ORDER = ["seq", "par4", "first4k", "rand", "ls", "cat"]
-RAW_WORKLOADS = ["seq", "par4", "first4k"]  # par4 for raw = 8 ranged GETs, see below
+READ_ORDER = ["seq", "par4", "first4k", "rand", "ls", "cat"]
+RAW_WORKLOADS = ["seq", "par4", "first4k", "w1", "w2", "w3"]  # par4 for raw = 8 ranged GETs, see below
+
+# Write workloads: everything is written under wbench/UNIQUE/ and deleted (raw DELETEs)
+# after each run. Value = until the command returns; "in S3" = until a raw listing shows
+# everything written (the same for tools that upload before close/fsync returns).
+WORKLOADS.update({
+    "w1": ("write 100 MiB + fsync, dd bs=1M conv=fsync (MiB/s)", "MiB/s", True, 300),
+    "w2": ("write 1 GiB + fsync, dd bs=1M conv=fsync (MiB/s)", "MiB/s", True, 600),
+    "w3": ("`cp -r` of 1,000 x 4 KiB files (files/s)", "files/s", True, 600),
+    "w4": ("`tar -x` of 2,000 files of 1-64 KiB in 40 dirs (s)", "s", False, 900),
+    "w5": ("`mv` of a directory of 1,000 x 4 KiB objects (s)", "s", False, 600),
+})
+WRITE_ORDER = ["w1", "w2", "w3", "w4", "w5"]
+WORKLOAD_ORDER = READ_ORDER + WRITE_ORDER
+W1_SIZE = 100 * MiB
+W2_SIZE = GiB
+W3_COUNT = 1000
+W3_SIZE = 4 * KiB
+W4_COUNT = 2000
+W4_DIRS = 40
+W4_SEED = 20261122
+W5_COUNT = 1000
+WPREFIX = "wbench/"
+# Garage keeps a deleted key as a tombstone, and a ListObjectsV2 steps over tombstones until
+# it has found max-keys live keys, wherever they are: a "does name/ exist" listing (max-keys
+# 1, what s3mount and s3fs send to look up a new name) reads on over every tombstone that
+# sorts after it. So each run writes under a prefix that sorts after every earlier run's
+# (wbench/t<nanoseconds>-...), and this small object stays, so that a listing that starts at
+# wbench/ (looking up the directory wbench) stops right there.
+WSENTINEL = "wbench/0-keep"
+DURABLE_TIMEOUT = 300   # seconds to wait, after the command returned, for the data to be in S3
+STAGE = Path("/dev/shm/s3mount-bench")
 
 RAND_COUNT = 200
 RAND_SIZE = 64 * KiB
@@ -95,6 +137,10 @@ class BenchError(Exception):
 
 class Interrupted(BaseException):
     pass
+
+
+class Unsupported(BenchError):
+    """The tool refuses the operation (ENOSYS, ENOTSUP): recorded as n/a, not as a failure."""
 
 
 def log(msg):
@@ -298,7 +344,8 @@ class S3:
         if not pairs:
             return
         with tempfile.NamedTemporaryFile("w", suffix=".curl", dir=self.cfg.parent, delete=False) as f:
-            f.write(f"parallel\nparallel-max = {parallel}\n")
+            if parallel:
+                f.write(f"parallel\nparallel-max = {parallel}\n")
             f.write('write-out = "%{http_code} %{url_effective}\\n"\n')
             for key, path in pairs:
                 f.write(f'upload-file = "{path}"\nurl = "{self.url(key)}"\noutput = "/dev/null"\n')
@@ -312,6 +359,47 @@ class S3:
         if r.returncode != 0 or bad or ok != len(pairs):
             raise BenchError(f"upload failed: exit {r.returncode}, {ok}/{len(pairs)} ok, "
                              f"first errors: {bad[:3]} {r.stderr.strip()[-300:]}")
+
+    def delete_many(self, keys, timeout=600, parallel=16):
+        """DELETE every key (one curl process, `parallel` transfers)."""
+        if not keys:
+            return
+        with tempfile.NamedTemporaryFile("w", suffix=".curl", dir=self.cfg.parent, delete=False) as f:
+            f.write(f"parallel\nparallel-max = {parallel}\n")
+            f.write('request = "DELETE"\n')
+            f.write('write-out = "%{http_code} %{url_effective}\\n"\n')
+            for key in keys:
+                f.write(f'url = "{self.url(key)}"\noutput = "/dev/null"\n')
+            listfile = f.name
+        try:
+            r = run(self.curl("-K", listfile), timeout, check=False, what=f"delete {len(keys)} objects")
+        finally:
+            os.unlink(listfile)
+        lines = r.stdout.splitlines()
+        bad = [ln for ln in lines if not ln.startswith(("204 ", "200 ", "404 "))]
+        if r.returncode != 0 or bad or len(lines) != len(keys):
+            raise BenchError(f"delete failed: exit {r.returncode}, {len(lines) - len(bad)}/{len(keys)} ok, "
+                             f"first errors: {bad[:3]} {r.stderr.strip()[-300:]}")
+
+    def purge(self, prefix, keep=()):
+        """Delete every key under prefix but those in keep; returns how many there were."""
+        keys = [k for k in self.list(prefix) if k not in keep]
+        self.delete_many(keys)
+        left = [k for k in self.list(prefix) if k not in keep]
+        if left:
+            raise BenchError(f"{len(left)} keys still under {prefix} after deleting, e.g. {list(left)[:3]}")
+        return len(keys)
+
+    def get_bytes(self, key, start=None, length=None, timeout=120):
+        """GET key (or a range of it) into memory, through a temporary file."""
+        fd, tmp = tempfile.mkstemp(dir=self.cfg.parent, suffix=".get")
+        os.close(fd)
+        try:
+            rng = ["-r", f"{start}-{start + length - 1}"] if start is not None else []
+            run(self.curl("-f", *rng, "-o", tmp, self.url(key)), timeout, what=f"GET {key}")
+            return Path(tmp).read_bytes()
+        finally:
+            os.unlink(tmp)
 
 
 def ensure_dataset(s3, work):
@@ -463,12 +551,14 @@ class Mount:
         self.tool, self.cmd, self.env, self.mnt, self.display = tool, cmd, env, mnt, display
         self.logfile = logfile
         self.pid = None
+        self.log_start = 0
 
     def start(self):
         if is_mounted(self.mnt):
             log(f"stale mount at {self.mnt}; removing it")
             force_unmount(self.mnt)
         log_size = self.logfile.stat().st_size if self.logfile.exists() else 0
+        self.log_start = log_size
         # Output to a file, not a pipe: a daemon that keeps the inherited stdout/stderr open
         # (rclone --daemon does) would make reading a pipe to EOF hang.
         with tempfile.TemporaryFile("w+") as out:
@@ -509,6 +599,15 @@ class Mount:
             return ("log: " + " | ".join(lines[-5:]))[-800:] if lines else ""
         except OSError:
             return ""
+
+    def log_lines(self, since):
+        """Every non-empty line the tool logged since offset `since`."""
+        try:
+            with open(self.logfile, "rb") as f:
+                f.seek(since)
+                return [ln for ln in f.read().decode(errors="replace").splitlines() if ln.strip()]
+        except OSError:
+            return []
 
     def rss_kib(self):
         return vm_hwm_kib(self.pid) if self.pid else None
@@ -596,6 +695,15 @@ class Bench:
         self.busy = {}            # tool -> workload -> [compiler seen during run i]
         self.cpu = {}             # tool -> workload -> [daemon CPU seconds]
         self.garage_cpu = []      # Garage CPU seconds per raw GET of the 1 GiB object
+        self.garage_cpu_w = []    # Garage CPU seconds per GiB written by raw PUTs (w1, w2)
+        self.durable = {}         # tool -> write workload -> [value until everything is in S3]
+        self.rclone_cache = self.work / "rclone-cache"
+        self.w4_files = {}        # w4: path inside the tar -> size
+        self.w4_offsets = {}      # w4: path inside the tar -> offset of its data in the tar
+        self.src_sha = {}         # w1: sha256 of the source as stamped for the current run
+        self.s3mount_log = []     # what s3mount logged during runs (level warn: any line matters)
+        self.umount_warnings = 0  # fuser's "Failed to umount filesystem" warnings (one per unmount)
+        self.umount_example = ""
         self.idle_waits = 0
         self.commands = {}        # description -> command line
         self.verified = {}        # tool -> message
@@ -655,19 +763,19 @@ class Bench:
         dst = self.work / "s3mount"
         shutil.copy2(src, dst)
         self.s3mount_bin = dst
-        self.s3mount_sha = hashlib.sha256(dst.read_bytes()).hexdigest()[:16]
+        self.s3mount_sha = hashlib.sha256(dst.read_bytes()).hexdigest()
         self.s3mount_built = datetime.datetime.fromtimestamp(src.stat().st_mtime).astimezone()
 
     def repo_state(self):
         try:
-            head = run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], 20).stdout.strip()
+            head = run(["git", "-C", str(REPO), "rev-parse", "HEAD"], 20).stdout.strip()
             dirty = run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no", "--", "src",
                          "Cargo.toml", "Cargo.lock"], 20).stdout.strip()
             return f"{head}{' + uncommitted changes in src/Cargo' if dirty else ''}"
         except BenchError as e:
             return f"unknown ({e})"
 
-    def mount_for(self, tool):
+    def mount_for(self, tool, write=False):
         mnt = (self.work / "mnt" / tool).resolve()
         mnt.mkdir(parents=True, exist_ok=True)
         logs = self.work / "logs"
@@ -692,6 +800,11 @@ class Bench:
         elif tool == "rclone":
             cmd = ["rclone", "mount", f"bench:{BUCKET}", str(mnt), "--daemon",
                    "--log-file", str(logs / "rclone.log")]
+            if write:
+                # rclone's default --vfs-cache-mode off cannot open files read-write or write
+                # after a seek; `writes` stages every file written in --cache-dir and uploads
+                # it after close (after --vfs-write-back, default 5s).
+                cmd += ["--vfs-cache-mode", "writes", "--cache-dir", str(self.rclone_cache)]
             # AWS_CA_BUNDLE (set in some environments, e.g. this sandbox) makes rclone 1.60 fail:
             # "LoadCustomCABundleError: ... unsupported transport"; the endpoint is plain HTTP.
             env = {k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"}
@@ -709,8 +822,19 @@ class Bench:
                      "RCLONE_CONFIG_BENCH_FORCE_PATH_STYLE=true " + " ".join(shlex.quote(c) for c in cmd))
         else:
             raise ValueError(tool)
-        self.commands[f"mount {tool}"] = shown
+        self.commands[f"mount {tool}{' (write workloads)' if write and tool == 'rclone' else ''}"] = shown
         return Mount(tool, cmd, env, mnt, shown, logs / f"{tool}.log")
+
+    def cleanup_writes(self):
+        """Remove the write sources from /dev/shm, rclone's staging directory and, when the S3
+        client is set up, anything left under wbench/ (an interrupted run)."""
+        shutil.rmtree(STAGE, ignore_errors=True)
+        shutil.rmtree(self.rclone_cache, ignore_errors=True)
+        if self.writes and getattr(self, "s3", None) is not None:
+            try:
+                self.s3.purge(WPREFIX, keep=(WSENTINEL,))
+            except BenchError as e:
+                log(f"cleanup of {WPREFIX}: {e}")
 
     def cleanup_stale(self):
         base = (self.work / "mnt").resolve()
@@ -880,6 +1004,9 @@ class Bench:
         if time.time() > self.deadline:
             self.record_error(tool, wl, f"skipped: time budget of {self.args.budget_minutes} min used up")
             return
+        if wl in WRITE_ORDER:
+            self.one_write_run(tool, wl, run_no)
+            return
         self.wait_idle()
         self.reset_caches()
         if tool == "raw":
@@ -933,6 +1060,23 @@ class Bench:
         finally:
             m.stop()
             self.mounts.remove(m)
+            self.collect_log(m, wl, run_no)
+
+    def collect_log(self, m, wl, run_no):
+        """s3mount logs at level warn: keep whatever it logged during a run for the report
+        (the warning fuser prints at every external unmount is only counted)."""
+        if m.tool != "s3mount":
+            return
+        lines = m.log_lines(m.log_start)
+        umount = [ln for ln in lines if "Failed to umount filesystem" in ln]
+        self.umount_warnings += len(umount)
+        if umount and not self.umount_example:
+            self.umount_example = umount[0]
+        other = [ln for ln in lines if ln not in umount]
+        if other:
+            self.s3mount_log.append(f"{wl} run {run_no} ({len(other)} lines): "
+                                    + " | ".join(ln[:300] for ln in other[:8])
+                                    + (" | ..." if len(other) > 8 else ""))
 
     def verify(self, tool):
         """Once per tool: sha256 of mid/100MiB.bin read through the tool."""
@@ -961,18 +1105,315 @@ class Bench:
             self.verified[tool] = f"FAILED: {e}"
             self.record_error(tool, "mount", f"verification failed: {e}")
 
+    # -------------------------------------------------------------- write workloads
+
+    def stage_write_data(self):
+        """Sources of the write workloads, in /dev/shm (tmpfs: reading them costs no disk I/O
+        and drop_caches cannot evict them). Random bytes: Garage compresses (zstd), so zeros
+        would measure the compressor. Each run stamps them (see stamp) so that no run writes
+        blocks Garage already holds (it deduplicates blocks by hash)."""
+        t0 = time.time()
+        shutil.rmtree(STAGE, ignore_errors=True)
+        STAGE.mkdir(parents=True)
+        for name, size in (("f100", W1_SIZE), ("f1g", W2_SIZE)):
+            with open(STAGE / name, "wb") as f:
+                for _ in range(size // MiB):
+                    f.write(os.urandom(MiB))
+        d = STAGE / "w3src"
+        d.mkdir()
+        for i in range(W3_COUNT):
+            (d / f"f{i:04d}").write_bytes(os.urandom(W3_SIZE))
+        rnd = random.Random(W4_SEED)
+        self.w4_files = {}
+        for i in range(W4_COUNT):
+            name = f"w4src/d{i % W4_DIRS:02d}/g{i:04d}.dat"
+            size = rnd.randint(KiB, 64 * KiB)
+            path = STAGE / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(rnd.randbytes(size))
+            self.w4_files[name] = size
+        run(["tar", "-cf", str(STAGE / "w4.tar"), "--owner=0", "--group=0", "--numeric-owner",
+             "-C", str(STAGE), "w4src"], 120, what="tar -c")
+        shutil.rmtree(STAGE / "w4src")
+        with tarfile.open(STAGE / "w4.tar") as tf:
+            self.w4_offsets = {m.name: m.offset_data for m in tf.getmembers() if m.isfile()}
+        if set(self.w4_offsets) != set(self.w4_files):
+            raise BenchError("w4.tar does not hold the files it was made from")
+        log(f"write sources staged in {STAGE} ({time.time() - t0:.1f}s): 100 MiB, 1 GiB, "
+            f"{W3_COUNT} x 4 KiB, w4.tar ({(STAGE / 'w4.tar').stat().st_size / MiB:.0f} MiB, "
+            f"{W4_COUNT} files, {W4_DIRS} dirs)")
+
+    def stamp(self, wl, tag):
+        """Make this run's bytes unique: 32 bytes of sha256(tag) at every MiB of the 1 GiB /
+        100 MiB sources (every Garage block of 1 MiB holds one), at the start of each small file
+        and of each file inside the tar."""
+        t = hashlib.sha256(tag.encode()).digest()
+        if wl in ("w1", "w2"):
+            path, size = (STAGE / "f100", W1_SIZE) if wl == "w1" else (STAGE / "f1g", W2_SIZE)
+            fd = os.open(path, os.O_RDWR)
+            try:
+                for off in range(0, size, MiB):
+                    os.pwrite(fd, t, off)
+                if wl == "w1":
+                    h = hashlib.sha256()
+                    os.lseek(fd, 0, os.SEEK_SET)
+                    while True:
+                        b = os.read(fd, 8 * MiB)
+                        if not b:
+                            break
+                        h.update(b)
+                    self.src_sha["w1"] = h.hexdigest()
+            finally:
+                os.close(fd)
+        elif wl in ("w3", "w5"):
+            for i in range(W3_COUNT):
+                fd = os.open(STAGE / "w3src" / f"f{i:04d}", os.O_WRONLY)
+                os.pwrite(fd, t, 0)
+                os.close(fd)
+        elif wl == "w4":
+            fd = os.open(STAGE / "w4.tar", os.O_WRONLY)
+            for off in self.w4_offsets.values():
+                os.pwrite(fd, t, off)
+            os.close(fd)
+
+    def expected_keys(self, wl, u):
+        """key -> size that must be in S3 after workload wl wrote under prefix u, and a
+        prefix that must then be empty (w5: the source directory), or None."""
+        if wl == "w1":
+            return {u + "f100": W1_SIZE}, None
+        if wl == "w2":
+            return {u + "f1g": W2_SIZE}, None
+        if wl == "w3":
+            return {u + f"w3src/f{i:04d}": W3_SIZE for i in range(W3_COUNT)}, None
+        if wl == "w4":
+            return {u + name: size for name, size in self.w4_files.items()}, None
+        if wl == "w5":
+            return {u + f"d-moved/f{i:04d}": W3_SIZE for i in range(W5_COUNT)}, u + "d/"
+        raise ValueError(wl)
+
+    def check_written(self, wl, u):
+        """(complete?, what is missing) from a raw listing of u."""
+        want, gone = self.expected_keys(wl, u)
+        have = self.s3.list(u)
+        missing = [k for k, v in want.items() if have.get(k) != v]
+        left = [k for k in have if gone and k.startswith(gone)]
+        if not missing and not left:
+            return True, ""
+        why = []
+        if missing:
+            why.append(f"{len(missing)} of {len(want)} objects missing or of the wrong size (e.g. {missing[0]}: "
+                       f"{have.get(missing[0], 'absent')})")
+        if left:
+            why.append(f"{len(left)} keys still under {gone}")
+        return False, "; ".join(why)
+
+    def verify_written(self, wl, u):
+        """After the run: the bytes in S3 are this run's (raw GETs)."""
+        def same(key, local, start=None, length=None):
+            got = self.s3.get_bytes(key, start, length)
+            if got != local:
+                raise BenchError(f"{key}{f' bytes {start}+{length}' if start is not None else ''}: "
+                                 "content differs from what was written")
+        if wl == "w1":
+            data = self.s3.get_bytes(u + "f100")
+            if hashlib.sha256(data).hexdigest() != self.src_sha["w1"]:
+                raise BenchError("f100: sha256 differs from the source's")
+        elif wl == "w2":
+            with open(STAGE / "f1g", "rb") as f:
+                for off in (0, W2_SIZE // 2 - MiB // 2, W2_SIZE - MiB):
+                    f.seek(off)
+                    same(u + "f1g", f.read(MiB), off, MiB)
+        elif wl in ("w3", "w5"):
+            sub = "w3src/" if wl == "w3" else "d-moved/"
+            for i in (0, W3_COUNT // 2, W3_COUNT - 1):
+                same(u + f"{sub}f{i:04d}", (STAGE / "w3src" / f"f{i:04d}").read_bytes())
+        elif wl == "w4":
+            names = sorted(self.w4_files)
+            with open(STAGE / "w4.tar", "rb") as f:
+                for name in (names[0], names[len(names) // 2], names[-1]):
+                    f.seek(self.w4_offsets[name])
+                    same(u + name, f.read(self.w4_files[name]))
+
+    def write_command(self, wl, base):
+        """The timed command of a write workload, with base = MNT/wbench/UNIQUE."""
+        if wl == "w1":
+            self.commands.setdefault("w1", f"dd if={STAGE}/f100 of=MNT/wbench/UNIQUE/f100 bs=1M conv=fsync   "
+                                     "(source: 100 MiB of random bytes on tmpfs)")
+            return ["dd", f"if={STAGE / 'f100'}", f"of={base / 'f100'}", "bs=1M", "conv=fsync"]
+        if wl == "w2":
+            self.commands.setdefault("w2", f"dd if={STAGE}/f1g of=MNT/wbench/UNIQUE/f1g bs=1M conv=fsync   "
+                                     "(source: 1 GiB of random bytes on tmpfs)")
+            return ["dd", f"if={STAGE / 'f1g'}", f"of={base / 'f1g'}", "bs=1M", "conv=fsync"]
+        if wl == "w3":
+            self.commands.setdefault("w3", f"cp -r {STAGE}/w3src MNT/wbench/UNIQUE/   "
+                                     f"(w3src: {W3_COUNT} x 4 KiB random files on tmpfs)")
+            return ["cp", "-r", str(STAGE / "w3src"), str(base) + "/"]
+        if wl == "w4":
+            self.commands.setdefault("w4", f"tar -xf {STAGE}/w4.tar -C MNT/wbench/UNIQUE   (as root, so tar "
+                                     "also sets owner, mode and mtime of every file and directory; "
+                                     f"w4.tar: {W4_COUNT} files of 1-64 KiB in {W4_DIRS} directories, "
+                                     "made once with tar -c --owner=0 --group=0)")
+            return ["tar", "-xf", str(STAGE / "w4.tar"), "-C", str(base)]
+        if wl == "w5":
+            self.commands.setdefault("w5", "mv MNT/wbench/UNIQUE/d MNT/wbench/UNIQUE/d-moved   (d: "
+                                     f"{W5_COUNT} x 4 KiB objects PUT with curl before mounting, no "
+                                     "directory marker)")
+            return ["mv", str(base / "d"), str(base / "d-moved")]
+        raise ValueError(wl)
+
+    def write_value(self, wl, secs):
+        if wl == "w1":
+            return W1_SIZE / MiB / secs
+        if wl == "w2":
+            return W2_SIZE / MiB / secs
+        if wl == "w3":
+            return W3_COUNT / secs
+        return secs
+
+    def timed_write(self, tool, wl, u, cmd, timeout, check_dd=None):
+        """Run cmd; return (seconds until it returned, seconds until a raw listing shows
+        everything written). Unsupported: the tool said ENOSYS/ENOTSUP."""
+        t0 = time.perf_counter()
+        r = run(cmd, timeout, check=False, what=cmd[0])
+        t_cmd = time.perf_counter() - t0
+        if r.returncode != 0:
+            err = (r.stderr or r.stdout).strip()
+            msg = f"{' '.join(cmd[:2])}...: exit {r.returncode}: {err[-500:]}"
+            if re.search(r"Function not implemented|Operation not supported|not supported", err):
+                raise Unsupported(msg)
+            raise BenchError(msg)
+        if check_dd is not None and dd_bytes(r.stderr) != check_dd:
+            raise BenchError(f"dd wrote {dd_bytes(r.stderr)} bytes, expected {check_dd}")
+        first = True
+        deadline = time.perf_counter() + DURABLE_TIMEOUT
+        while True:
+            ok, why = self.check_written(wl, u)
+            now = time.perf_counter()
+            if ok:
+                return t_cmd, (t_cmd if first else now - t0)
+            if now > deadline:
+                raise BenchError(f"the command returned after {t_cmd:.1f}s but {DURABLE_TIMEOUT}s later "
+                                 f"S3 still lacks what it wrote: {why}")
+            first = False
+            time.sleep(0.2)
+
+    def one_write_run(self, tool, wl, run_no):
+        timeout = self.args.workload_timeout or WORKLOADS[wl][3]
+        u = f"{WPREFIX}t{time.time_ns()}-{tool}-{wl}-r{run_no}/"  # sorts after every earlier run's
+        self.wait_idle()
+        drop_caches()  # syncs first, so the previous run's data is not written back meanwhile
+        self.stamp(wl, u)
+        m = None
+        try:
+            if wl == "w5":
+                self.s3.put_many([(u + f"d/f{i:04d}", STAGE / "w3src" / f"f{i:04d}") for i in range(W5_COUNT)],
+                                 timeout=300)
+            busy = self.note_load()
+            if tool == "raw":
+                gpid = self.garage_pid()
+                g0 = cpu_seconds(gpid) if gpid else None
+                if wl in ("w1", "w2"):
+                    src, key = (STAGE / "f100", "f100") if wl == "w1" else (STAGE / "f1g", "f1g")
+                    cmd = self.s3.curl("-f", "-T", str(src), "-o", "/dev/null", self.s3.url(u + key))
+                    self.commands.setdefault(f"raw {wl}", f"curl -K curl.cfg -T {src} -o /dev/null "
+                                             f"{self.endpoint}/{BUCKET}/wbench/UNIQUE/{key}   (one PUT)")
+                    t_cmd, t_dur = self.timed_write(tool, wl, u, cmd, timeout)
+                else:  # w3: one curl process, one connection, PUTs one after the other
+                    self.commands.setdefault("raw w3", f"curl -K curl.cfg -K LIST   (LIST: {W3_COUNT} x "
+                                             "upload-file + url; one process, one connection, sequential PUTs)")
+                    t0 = time.perf_counter()
+                    self.s3.put_many([(u + f"w3src/f{i:04d}", STAGE / "w3src" / f"f{i:04d}")
+                                      for i in range(W3_COUNT)], timeout=timeout, parallel=None)
+                    t_cmd = t_dur = time.perf_counter() - t0
+                    ok, why = self.check_written(wl, u)
+                    if not ok:
+                        raise BenchError(why)
+                g1 = cpu_seconds(gpid) if gpid else None
+                if wl in ("w1", "w2") and g0 is not None and g1 is not None:
+                    self.garage_cpu_w.append((g1 - g0) / ((W1_SIZE if wl == "w1" else W2_SIZE) / GiB))
+                cpu = None
+            else:
+                m = self.mount_for(tool, write=True)
+                self.mounts.append(m)
+                try:
+                    m.start()
+                except BenchError as e:
+                    self.record_error(tool, "mount", str(e))
+                    return
+                base = m.mnt / u.rstrip("/")
+                if wl != "w5":
+                    run(["mkdir", "-p", str(base)], 60, what=f"mkdir -p MNT/{u}")
+                cmd = self.write_command(wl, base)
+                cpu0 = cpu_seconds(m.pid)
+                try:
+                    t_cmd, t_dur = self.timed_write(tool, wl, u, cmd, timeout,
+                                                    check_dd={"w1": W1_SIZE, "w2": W2_SIZE}.get(wl))
+                finally:
+                    cpu1 = cpu_seconds(m.pid)
+                    rss = m.rss_kib()
+                    if rss is not None:
+                        cur = self.rss.setdefault(tool, {})
+                        cur[wl] = max(cur.get(wl, 0), rss)
+                cpu = cpu1 - cpu0 if cpu0 is not None and cpu1 is not None else None
+                if cpu is not None:
+                    self.cpu.setdefault(tool, {}).setdefault(wl, []).append(cpu)
+            v, vd = self.write_value(wl, t_cmd), self.write_value(wl, t_dur)
+            self.record(tool, wl, v)
+            self.durable.setdefault(tool, {}).setdefault(wl, []).append(vd)
+            self.busy.setdefault(tool, {}).setdefault(wl, []).append(busy)
+            u_ = WORKLOADS[wl][1]
+            log(f"  {tool} {wl} run {run_no}: {self.fmt(u_, v)} {u_}"
+                + (f" (in S3: {self.fmt(u_, vd)} {u_})" if t_dur > t_cmd else "")
+                + (f" (daemon CPU {cpu:.2f}s)" if cpu is not None else "")
+                + (" [compiler running]" if busy else ""))
+            if m:
+                m.stop()
+            self.verify_written(wl, u)
+        except Unsupported as e:
+            self.record_error(tool, wl, f"n/a: {tool} cannot do this: {e}")
+        except BenchError as e:
+            extra = ""
+            if m is not None and tool == "s3mount":
+                extra = " " + m.new_log(m.log_start)
+            self.record_error(tool, wl, f"{e}{extra}".rstrip())
+        finally:
+            if m is not None:
+                try:
+                    m.stop()
+                finally:
+                    self.mounts.remove(m)
+                    self.collect_log(m, wl, run_no)
+            if tool == "rclone":
+                shutil.rmtree(self.rclone_cache, ignore_errors=True)
+            try:
+                self.s3.purge(WPREFIX, keep=(WSENTINEL,))
+            except BenchError as e:
+                self.notes.append(f"- cleanup after {tool} {wl} run {run_no}: {e}")
+
     def run_all(self):
         tools = self.tools
-        log("verifying the bytes each tool reads (sha256 of mid/100MiB.bin)")
-        for tool in tools:
-            self.verify(tool)
+        if self.reads:
+            log("verifying the bytes each tool reads (sha256 of mid/100MiB.bin)")
+            for tool in tools:
+                self.verify(tool)
+        if self.writes:
+            self.stage_write_data()
+            n = self.s3.purge(WPREFIX, keep=(WSENTINEL,))
+            if n:
+                log(f"deleted {n} keys left under {WPREFIX} by an earlier run")
+            if WSENTINEL not in self.s3.list(WSENTINEL):
+                keep = self.work / "0-keep"
+                keep.write_text("kept by scripts/bench.py: listings of wbench/ stop here instead of "
+                                "stepping over the tombstones of earlier runs\n")
+                self.s3.put_many([(WSENTINEL, keep)], timeout=60)
+                keep.unlink()
         runs = 1 if self.args.quick else self.args.runs
-        for wl in WORKLOAD_ORDER:
+        for wl in self.order:
             for run_no in range(1, runs + 1):
                 for tool in tools:
                     if tool == "raw" and wl not in RAW_WORKLOADS:
                         continue
-                    if self.args.quick and wl == "seq" and tool in PEERS:
+                    if self.args.quick and wl in ("seq", "w2") and tool in PEERS:
                         continue
                     self.one_run(tool, wl, run_no)
 
@@ -991,21 +1432,52 @@ class Bench:
         vals = self.results.get(tool, {}).get(wl)
         err = self.errors.get(tool, {}).get(wl) or self.errors.get(tool, {}).get("mount")
         if vals:
-            return self.fmt(WORKLOADS[wl][1], statistics.median(vals))
+            c = self.fmt(WORKLOADS[wl][1], statistics.median(vals))
+            d = self.median_durable(tool, wl)
+            m = statistics.median(vals)
+            if d is not None and abs(d - m) > 0.03 * m:
+                c += f" (in S3: {self.fmt(WORKLOADS[wl][1], d)})"
+            return c
         if err:
-            return "FAIL" if not err.startswith("skipped") else "skipped"
+            if err.startswith("skipped"):
+                return "skipped"
+            return "n/a" if err.startswith("n/a") and tool != "s3mount" else "FAIL"
         return "—"
 
     def median(self, tool, wl):
         vals = self.results.get(tool, {}).get(wl)
         return statistics.median(vals) if vals else None
 
+    def median_durable(self, tool, wl):
+        """Write workloads: median of the values until everything was in S3."""
+        vals = self.durable.get(tool, {}).get(wl)
+        return statistics.median(vals) if vals else None
+
+    def rss_row(self, label, wls):
+        row = [label]
+        peak = {}
+        for t in self.tools:
+            if t == "raw":
+                row.append("n/a")
+                continue
+            vals = [v for w, v in self.rss.get(t, {}).items() if w in wls]
+            if vals:
+                peak[t] = max(vals) / 1024
+                row.append(f"{peak[t]:.0f}")
+            else:
+                row.append("—")
+        pp = [peak[p] for p in PEERS if p in peak]
+        row.append(f"{peak['s3mount'] / min(pp):.2f}" if "s3mount" in peak and pp else "—")
+        row.append("")
+        return "| " + " | ".join(row) + " |"
+
     def table(self):
         tools = self.tools
-        cols = tools + ["s3mount / best peer", "s3mount / raw 8-range"]
+        cols = tools + ["s3mount / best peer", "s3mount / raw"]
         lines = ["| workload | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
-        for wl in WORKLOAD_ORDER:
+        for wl in self.order:
             label, unit, higher, _ = WORKLOADS[wl]
+            write = wl in WRITE_ORDER
             row = [label + (" ↑" if higher else " ↓")]
             for t in tools:
                 if t == "raw":
@@ -1017,12 +1489,17 @@ class Bench:
                         row.append(c if one or eight else self.cell("raw", "seq"))
                     elif wl == "first4k":
                         row.append(self.cell("raw", wl) + " (ranged GET)")
+                    elif wl in ("w1", "w2"):
+                        row.append(self.cell("raw", wl) + " (one PUT)")
+                    elif wl == "w3":
+                        row.append(self.cell("raw", wl) + " (PUTs in turn)")
                     else:
                         row.append("n/a")
                 else:
                     row.append(self.cell(t, wl))
-            s = self.median("s3mount", wl)
-            peers = [self.median(p, wl) for p in PEERS if p in tools]
+            get = self.median_durable if write else self.median
+            s = get("s3mount", wl)
+            peers = [get(p, wl) for p in PEERS if p in tools]
             peers = [p for p in peers if p is not None]
             if s is not None and peers:
                 best = max(peers) if higher else min(peers)
@@ -1031,26 +1508,19 @@ class Bench:
                 row.append("—")
             if wl == "seq" and s is not None and self.raw8:
                 row.append(f"{s / statistics.median(self.raw8):.2f}")
+            elif write and s is not None and self.median_durable("raw", wl):
+                row.append(f"{s / self.median_durable('raw', wl):.2f}")
             else:
                 row.append("")
             lines.append("| " + " | ".join(row) + " |")
-        # peak RSS
-        row = ["peak RSS of the FUSE daemon, max VmHWM over all runs (MiB) ↓"]
-        peak = {}
-        for t in tools:
-            vals = self.rss.get(t)
-            if t == "raw":
-                row.append("n/a")
-                continue
-            if vals:
-                peak[t] = max(vals.values()) / 1024
-                row.append(f"{peak[t]:.0f}")
-            else:
-                row.append("—")
-        pp = [peak[p] for p in PEERS if p in peak]
-        row.append(f"{peak['s3mount'] / min(pp):.2f}" if "s3mount" in peak and pp else "—")
-        row.append("")
-        lines.append("| " + " | ".join(row) + " |")
+            if wl == READ_ORDER[-1]:
+                lines.append(self.rss_row("peak RSS of the FUSE daemon, max VmHWM over all read runs (MiB) ↓",
+                                          READ_ORDER))
+        if self.writes:
+            lines.append(self.rss_row("peak RSS of the FUSE daemon while writing 1 GiB, max VmHWM over its "
+                                      "runs (MiB; s3mount's target: ≤ 256) ↓", ["w2"]))
+            lines.append(self.rss_row("peak RSS of the FUSE daemon, max VmHWM over the other write runs "
+                                      "(MiB) ↓", ["w1", "w3", "w4", "w5"]))
         return "\n".join(lines)
 
     def runs_str(self, tool, key, unit, vals):
@@ -1058,11 +1528,13 @@ class Bench:
         return ", ".join(self.fmt(unit, v) + ("*" if i < len(busy) and busy[i] else "") for i, v in enumerate(vals))
 
     def details(self):
-        out = ["`*`: a compiler (rustc/cargo/cc/ld) was running when that run started.", "",
+        out = ["`*`: a compiler (rustc/cargo/cc/ld) was running when that run started. Write workloads: "
+               "the value until the command returned, and a second row \"in S3\" where the data reached "
+               "S3 later than that (FUSE daemon CPU is counted until then).", "",
                "| tool | workload | runs (in order) | min | max | FUSE daemon CPU s per run (median) |",
                "|---|---|---|---|---|---|"]
         for t in self.tools:
-            for wl in WORKLOAD_ORDER:
+            for wl in self.order:
                 vals = self.results.get(t, {}).get(wl)
                 if vals:
                     u = WORKLOADS[wl][1]
@@ -1070,15 +1542,19 @@ class Bench:
                     out.append(f"| {t} | {wl} ({u}) | {self.runs_str(t, wl, u, vals)} | "
                                f"{self.fmt(u, min(vals))} | {self.fmt(u, max(vals))} | "
                                f"{f'{statistics.median(cpu):.2f}' if cpu else 'n/a'} |")
-            if t == "raw" and self.raw8:
-                out.append(f"| raw | 8 ranged GETs (MiB/s) | {self.runs_str('raw', 'raw8', 'MiB/s', self.raw8)} | "
-                           f"{min(self.raw8):.0f} | {max(self.raw8):.0f} | n/a |")
+                    dur = self.durable.get(t, {}).get(wl)
+                    if dur and any(abs(a - b) > 0.03 * a for a, b in zip(vals, dur)):
+                        out.append(f"| {t} | {wl} in S3 ({u}) | {self.runs_str(t, wl, u, dur)} | "
+                                   f"{self.fmt(u, min(dur))} | {self.fmt(u, max(dur))} | |")
+                if t == "raw" and wl == "par4" and self.raw8:
+                    out.append(f"| raw | 8 ranged GETs (MiB/s) | {self.runs_str('raw', 'raw8', 'MiB/s', self.raw8)} | "
+                               f"{min(self.raw8):.0f} | {max(self.raw8):.0f} | n/a |")
         rss = ["", "Peak RSS (VmHWM, MiB) per workload, max over runs:", "",
-               "| tool | " + " | ".join(WORKLOAD_ORDER) + " |", "|---" * (len(WORKLOAD_ORDER) + 1) + "|"]
+               "| tool | " + " | ".join(self.order) + " |", "|---" * (len(self.order) + 1) + "|"]
         for t in self.tools:
             if t in self.rss:
                 rss.append(f"| {t} | " + " | ".join(
-                    f"{self.rss[t][w] / 1024:.0f}" if w in self.rss[t] else "—" for w in WORKLOAD_ORDER) + " |")
+                    f"{self.rss[t][w] / 1024:.0f}" if w in self.rss[t] else "—" for w in self.order) + " |")
         return "\n".join(out + rss)
 
     def versions(self):
@@ -1091,7 +1567,7 @@ class Bench:
         v = {}
         if "s3mount" in self.tools:
             v["s3mount"] = (f"{first_line([str(self.s3mount_bin), '--version'])}: {self.args.s3mount_bin} built "
-                            f"{self.s3mount_built:%H:%M:%S}, sha256 {self.s3mount_sha}..., copied to "
+                            f"{self.s3mount_built:%Y-%m-%d %H:%M:%S}, sha256 {self.s3mount_sha}, copied to "
                             "target/bench/s3mount at the start so that a rebuild cannot change it mid-run")
         v["repo at the start"] = self.repo_state_start
         if "s3fs" in self.tools:
@@ -1122,20 +1598,50 @@ class Bench:
         loads = [l for l, _ in self.loads]
         busy = sum(1 for _, c in self.loads if c)
         runs = 1 if self.args.quick else self.args.runs
-        quick = " (--quick: 1 run, no 1 GiB dd for the peers)" if self.args.quick else ""
-        md = [f"# s3mount read benchmark — {started:%Y-%m-%d %H:%M} {quick}".rstrip(), ""]
+        quick = " (--quick: 1 run, no 1 GiB dd (read or write) for the peers)" if self.args.quick else ""
+        what = {"all": "read and write", "reads": "read", "writes": "write"}[self.args.only]
+        md = [f"# s3mount {what} benchmark — {started:%Y-%m-%d %H:%M} {quick}".rstrip(), ""]
         argv = " ".join(["scripts/bench.sh"] + [shlex.quote(a) for a in sys.argv[1:]])
         md += [f"Generated by `{argv}` (scripts/bench.py).", ""]
-        md += ["## Results", "",
-               f"Median of {runs} run(s) per cell; every run on a fresh mount after `echo 3 > "
-               f"/proc/sys/vm/drop_caches`{'' if self.cache_dropped else ' (NOT done: not root)'}"
-               + (", after which Garage's data files are read back into the page cache (`--server-cache "
-                  "warm`: the server serves from memory, as a real S3 endpoint is not limited by this "
-                  "machine's disk)" if self.args.server_cache == "warm" and self.garage_dir else
-                  " (`--server-cache cold`: Garage reads from disk, ~600 MiB/s here)") + ". "
-               "↑ higher is better, ↓ lower is better. The ratio columns divide s3mount's value by the best "
-               "peer's (s3fs, rclone) or by raw curl with 8 ranged GETs: for ↑ rows > 1 means s3mount is "
-               "better, for ↓ rows < 1 means s3mount is better. FAIL/skipped: see Problems.", "", table, ""]
+        if "s3mount" in self.tools:
+            md += [f"s3mount: commit {self.repo_state_start}; binary sha256 {self.s3mount_sha}.", ""]
+        intro = f"Median of {runs} run(s) per cell; every run on a fresh mount. "
+        if self.reads:
+            intro += ("Read runs start after `echo 3 > /proc/sys/vm/drop_caches`"
+                      + ("" if self.cache_dropped else " (NOT done: not root)")
+                      + (", after which Garage's data files are read back into the page cache (`--server-cache "
+                         "warm`: the server serves from memory, as a real S3 endpoint is not limited by this "
+                         "machine's disk)" if self.args.server_cache == "warm" and self.garage_dir else
+                         " (`--server-cache cold`: Garage reads from disk, ~600 MiB/s here)") + ". ")
+        if self.writes:
+            intro += ("Write runs start after `sync` and dropping the page cache, write random bytes (made "
+                      "unique per run, so Garage cannot deduplicate them) from tmpfs under "
+                      "`wbench/UNIQUE/`, are checked with raw GETs/listings and deleted afterwards. A write "
+                      "cell is the value until the command returned; \"(in S3: …)\" follows where a raw "
+                      "listing showed everything written only later (rclone uploads after close). ")
+        intro += ("↑ higher is better, ↓ lower is better. The ratio columns divide s3mount's value by the "
+                  "best peer's (s3fs, rclone) or by raw curl's (8 ranged GETs for the 1 GiB read; the PUTs "
+                  "for writes): for ↑ rows > 1 means s3mount is better, for ↓ rows < 1 means s3mount is "
+                  "better. Write ratios use the values until the data was in S3. n/a/FAIL/skipped: see "
+                  "Problems.")
+        md += ["## Results", "", intro, "", table, ""]
+        noise = ("The benchmark, Garage and the FUSE daemons share the 2 cores; anything else running "
+                 "(a concurrent `cargo build`) shows up directly in these numbers. Tools are interleaved "
+                 "within each run (raw, s3mount, s3fs, rclone, then the next run) so that such noise "
+                 "spreads over all tools instead of hitting one. ")
+        if self.reads:
+            noise += ((f"Garage itself used {statistics.median(self.garage_cpu):.1f} CPU-seconds (median) "
+                       "per GiB served in the raw runs, " if self.garage_cpu else "Garage itself needs about "
+                       "2 CPU-seconds per GiB it serves, ")
+                      + "so on 2 cores the server, not the client, caps every read throughput row (roughly "
+                      "450–700 MiB/s here, varying from run to run), and parallel ranged GETs gain little "
+                      "over one stream. ")
+        if self.writes and self.garage_cpu_w:
+            noise += (f"Writing, Garage used {statistics.median(self.garage_cpu_w):.1f} CPU-seconds (median) "
+                      "per GiB received in the raw PUT runs (hashing, a compression attempt, writing its "
+                      "files), which likewise bounds every write throughput row. ")
+        noise += ("The per-run FUSE daemon CPU time in the next section is a steadier signal of client "
+                  "efficiency than MiB/s.")
         md += ["## Noise", "",
                f"{ncpu} cores. 1-min load average during the measurements: "
                f"{min(loads):.2f}–{max(loads):.2f} (median {statistics.median(loads):.2f}); "
@@ -1143,53 +1649,83 @@ class Bench:
                "measurements."
                + (f" `--wait-idle {self.args.wait_idle:g}`: waited for a quiet machine before "
                   f"{self.idle_waits} measurements." if self.args.wait_idle else "")
-               if loads else "no measurements", "",
-               "The benchmark, Garage and the FUSE daemons share the 2 cores; anything else running "
-               "(a concurrent `cargo build`) shows up directly in these numbers. Tools are interleaved "
-               "within each run (raw, s3mount, s3fs, rclone, then the next run) so that such noise "
-               "spreads over all tools instead of hitting one. "
-               + (f"Garage itself used {statistics.median(self.garage_cpu):.1f} CPU-seconds (median) "
-                  "per GiB served in the raw runs, " if self.garage_cpu else "Garage itself needs about "
-                  "2 CPU-seconds per GiB it serves, ")
-               + "so on 2 cores the server, not the client, caps every throughput row (roughly "
-               "450–700 MiB/s here, varying from run to run), and parallel ranged GETs gain little "
-               "over one stream. "
-               "The per-run FUSE daemon CPU time in the next section is a steadier signal of client "
-               "efficiency than MiB/s.", ""]
+               if loads else "no measurements", "", noise, ""]
         md += ["## All runs", "", self.details(), ""]
         md += ["## Machine", "", f"- date: {started:%Y-%m-%d %H:%M:%S %Z}".rstrip(),
                f"- total time: {elapsed / 60:.1f} min",
                f"- CPU: {cpu}, nproc {ncpu}", f"- kernel: {uname}", "- memory (`free -g`):", "",
                "```", free, "```", ""]
         md += ["Versions:", ""] + [f"- {k}: {v}" for k, v in vers.items()] + [""]
-        md += ["Server: Garage (single node, lmdb, replication_factor 1) on "
-               f"{self.endpoint}, bucket `{BUCKET}`, path-style; loopback quickack route "
+        md += ["Server: Garage (single node, lmdb, replication_factor 1, default zstd compression and "
+               f"1 MiB blocks) on {self.endpoint}, bucket `{BUCKET}`, path-style; loopback quickack route "
                f"{'on' if self.quickack() else 'OFF'} (scripts/garage.sh applies it).", ""]
-        md += ["Data set: big/1GiB.bin (1 GiB) and mid/100MiB.bin (100 MiB) of deterministic pseudo-random "
-               "bytes (1 MiB blocks of `random.Random('s3mount-bench:KEY:N').randbytes`), small/f0000..f0999 "
-               "(4 KiB each), many/e00000..e09999 (10,000 empty objects). Loaded once with curl "
-               "(parallel PUTs).", ""]
-        md += ["Correctness: sha256 of mid/100MiB.bin read through each tool: "
-               + "; ".join(f"{t} {v}" for t, v in self.verified.items())
-               + ". Every timed run also checks what it read: byte counts of dd, the bytes of the first "
-               "4 KiB and of all 200 random reads, the digest of the concatenated small files, the line "
-               "count of `ls -l`.", ""]
+        if self.reads:
+            md += ["Read data set: big/1GiB.bin (1 GiB) and mid/100MiB.bin (100 MiB) of deterministic "
+                   "pseudo-random bytes (1 MiB blocks of `random.Random('s3mount-bench:KEY:N').randbytes`), "
+                   "small/f0000..f0999 (4 KiB each), many/e00000..e09999 (10,000 empty objects). Loaded once "
+                   "with curl (parallel PUTs).", ""]
+        if self.writes:
+            md += [f"Write sources, staged in {STAGE} (tmpfs) at the start and removed at the end: 100 MiB and "
+                   f"1 GiB of random bytes, {W3_COUNT} x 4 KiB random files, a tar of {W4_COUNT} random files "
+                   f"of 1–64 KiB (sizes from random.Random({W4_SEED})) in {W4_DIRS} directories. Before each "
+                   "run, 32 bytes derived from the run's prefix are written at every MiB of the big sources "
+                   "and at the start of every small file (inside the tar too).", ""]
+        corr = []
+        if self.reads:
+            corr.append("sha256 of mid/100MiB.bin read through each tool: "
+                        + "; ".join(f"{t} {v}" for t, v in self.verified.items())
+                        + ". Every timed read run also checks what it read: byte counts of dd, the bytes of "
+                        "the first 4 KiB and of all 200 random reads, the digest of the concatenated small "
+                        "files, the line count of `ls -l`.")
+        if self.writes:
+            corr.append("Every write run is checked with the raw client: all keys with their sizes in a "
+                        "listing (w5: also none left under the old name), the sha256 of the whole 100 MiB "
+                        "object, three 1 MiB ranges (start, middle, end) of the 1 GiB object, and three whole "
+                        "small objects (first, middle, last) for w3–w5, compared with this run's source bytes.")
+        md += ["Correctness: " + " ".join(corr), ""]
         md += ["## Commands", "", "MNT is target/bench/mnt/TOOL. Mounts:", ""]
         md += ["```"] + [f"{v}" for k, v in self.commands.items() if k.startswith("mount ")] + ["```", ""]
         md += ["Workloads (timed with time.perf_counter around the command unless said otherwise):", "", "```"]
         md += [f"{k}: {v}" for k, v in self.commands.items() if not k.startswith("mount ")] + ["```", ""]
+        if self.writes:
+            md += ["Write runs: `mkdir -p MNT/wbench/UNIQUE` through the mount first (untimed; w1–w4); "
+                   "then the timed command; then a raw listing of wbench/UNIQUE/ right away and every "
+                   f"0.2 s (up to {DURABLE_TIMEOUT} s) until it shows everything written — the \"in S3\" "
+                   "time (equal to the command's when the first listing already does). Afterwards the "
+                   "mount is unmounted, the content checked, and every key under wbench/ deleted "
+                   f"(but {WSENTINEL}, see below).", "",
+                   "Garage keeps a deleted key as a tombstone, and its ListObjectsV2 steps over tombstones "
+                   "until it has found max-keys live keys: a `name/` listing with max-keys 1 (how s3mount "
+                   "and s3fs look up a new name) reads on over every tombstone that sorts after it. Left "
+                   "alone, the deleted keys of earlier runs slow the lookups of later runs (in a first full "
+                   "run, `cp -r` fell to 83 files/s for s3mount and 25 for s3fs). So UNIQUE is "
+                   "`t<nanoseconds since 1970>-TOOL-WORKLOAD-rN`, which sorts after every earlier run's, and "
+                   f"the small object {WSENTINEL} stays in the bucket, so that a listing starting at wbench/ "
+                   "(the lookup of the directory wbench) stops at it. A real S3 bucket without versioning "
+                   "keeps no tombstones.", ""]
         md += ["Peer options: s3fs runs with its defaults besides the connection options (no `use_cache`, "
                "i.e. no local disk cache; stat cache on; `-o sigv4` only because Garage speaks only "
-               "SigV4). rclone runs with its defaults (`--vfs-cache-mode off`, `--vfs-read-chunk-size "
-               "128M`, `--buffer-size 16M`, `--dir-cache-time 5m`, `--attr-timeout 1s`). s3mount: "
-               f"`S3MOUNT_BENCH_ARGS`={os.environ.get('S3MOUNT_BENCH_ARGS', '')!r}. Peak RSS is "
-               "VmHWM of the process that serves the mount (holds /dev/fuse and names the mount "
-               "point), read just before unmounting.", ""]
+               "SigV4; writes are staged in temporary files in /tmp, on disk, and uploaded by flush/fsync). "
+               "rclone runs with its defaults for reads (`--vfs-cache-mode off`, `--vfs-read-chunk-size "
+               "128M`, `--buffer-size 16M`, `--dir-cache-time 5m`, `--attr-timeout 1s`)"
+               + ("; for the write workloads with `--vfs-cache-mode writes --cache-dir target/bench/rclone-cache`"
+                  " (on disk; emptied after each run), since with `off` it cannot open a file read-write or "
+                  "write after a seek: files are written to the cache, and uploaded after close once "
+                  "`--vfs-write-back` (default 5 s) has passed — so its commands return before the data is "
+                  "in S3" if self.writes else "")
+               + f". s3mount: `S3MOUNT_BENCH_ARGS`={os.environ.get('S3MOUNT_BENCH_ARGS', '')!r} (defaults). "
+               "Peak RSS is VmHWM of the process that serves the mount (holds /dev/fuse and names the mount "
+               "point), read just before unmounting (write runs: once the data is in S3).", ""]
         probs = []
         for t, d in self.errors.items():
             for wl, msg in d.items():
                 probs.append(f"- {t} / {wl}: {msg}")
         md += ["## Problems", ""] + (probs or ["none"]) + [""] + self.notes
+        if self.s3mount_log or self.umount_warnings:
+            md += ["", f"s3mount's log ({'target/bench/logs/s3mount.log'}, level warn) during the runs:", ""]
+            md += [f"- {l}" for l in self.s3mount_log]
+            if self.umount_warnings:
+                md += [f"- {self.umount_warnings} times, once per `fusermount3 -u`: `{self.umount_example}`"]
         return table, "\n".join(md).rstrip() + "\n"
 
     def quickack(self):
@@ -1204,6 +1740,9 @@ class Bench:
     def main(self):
         started = datetime.datetime.now().astimezone()
         t0 = time.time()
+        self.reads = self.args.only in ("all", "reads")
+        self.writes = self.args.only in ("all", "writes")
+        self.order = (READ_ORDER if self.reads else []) + (WRITE_ORDER if self.writes else [])
         self.tools = [t.strip() for t in self.args.tools.split(",") if t.strip()]
         for t in self.tools:
             if t not in ALL_TOOLS:
@@ -1224,7 +1763,8 @@ class Bench:
         self.setup_env()
         if "s3mount" in self.tools:
             self.snapshot_s3mount()
-        ensure_dataset(self.s3, self.work)
+        if self.reads:
+            ensure_dataset(self.s3, self.work)
         try:
             self.run_all()
         finally:
@@ -1234,6 +1774,7 @@ class Bench:
                 except Exception as e:  # noqa: BLE001
                     log(f"cleanup of {m.mnt}: {e}")
             self.cleanup_stale()
+            self.cleanup_writes()
         elapsed = time.time() - t0
         table, md = self.report(started, elapsed)
         print(table)
@@ -1251,10 +1792,13 @@ def main():
                     help="comma-separated subset of raw,s3mount,s3fs,rclone (default: all)")
     ap.add_argument("--runs", type=int, default=3, help="runs per workload and tool (default 3)")
     ap.add_argument("--quick", action="store_true",
-                    help="smoke test: 1 run, no 1 GiB dd for the peers")
+                    help="smoke test: 1 run, no 1 GiB dd (read or write) for the peers")
+    ap.add_argument("--only", choices=["reads", "writes", "all"], default="all",
+                    help="run only the read or only the write workloads (default: all)")
     ap.add_argument("--out", help="results file (default bench/results-YYYY-MM-DD.md)")
-    ap.add_argument("--budget-minutes", type=float, default=20,
-                    help="skip the remaining runs after this many minutes (default 20)")
+    ap.add_argument("--budget-minutes", type=float, default=35,
+                    help="skip the remaining runs after this many minutes (default 35; a default run "
+                         "takes about 20)")
     ap.add_argument("--wait-idle", type=float, default=0, metavar="SECONDS",
                     help="before each measurement wait up to SECONDS for the CPUs to be < 25%% busy "
                          "(default 0: do not wait); the time budget still applies")
@@ -1291,6 +1835,10 @@ def main():
                 log(f"cleanup of {m.mnt}: {e}")
         try:
             b.cleanup_stale()
+        except BaseException as e:  # noqa: BLE001
+            log(f"cleanup: {e}")
+        try:
+            b.cleanup_writes()
         except BaseException as e:  # noqa: BLE001
             log(f"cleanup: {e}")
 

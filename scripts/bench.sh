@@ -1,20 +1,24 @@
 #!/usr/bin/env bash
-# scripts/bench.sh — read benchmarks of s3mount against raw curl, s3fs and rclone mount on a
-# local Garage. Installs the peers (scripts/deps.sh --bench), starts the benchmark's own
-# Garage, builds s3mount (release), then runs scripts/bench.py with the given arguments.
+# scripts/bench.sh — read and write benchmarks of s3mount against raw curl, s3fs and rclone
+# mount on a local Garage. Installs the peers (scripts/deps.sh --bench), starts the
+# benchmark's own Garage, builds s3mount (release), then runs scripts/bench.py with the
+# given arguments.
 #
 #   scripts/bench.sh [--tools raw,s3mount,s3fs,rclone] [--runs N] [--quick] [--out FILE]
-#                    [--budget-minutes M] [--wait-idle SECONDS] [--server-cache warm|cold]
+#                    [--only reads|writes] [--budget-minutes M] [--wait-idle SECONDS]
+#                    [--server-cache warm|cold]
 #
-#   --quick            1 run, no 1 GiB dd for the peers (smoke test, ~1.5 min)
+#   --quick            1 run, no 1 GiB dd (read or write) for the peers (smoke test, ~3.5 min)
+#   --only             only the read or only the write workloads (default both)
 #   --wait-idle S      before each measurement wait up to S s for the CPUs to be < 25% busy
 #                      (useful while something else, e.g. cargo, runs now and then)
 #   --server-cache     after dropping the page cache, read Garage's files back in (warm,
-#                      default) or leave Garage to read from disk (cold)
+#                      default) or leave Garage to read from disk (cold); read workloads only
 #
 # Results: a markdown table on stdout and bench/results-YYYY-MM-DD.md (see bench.py --help).
-# Needs root (drop_caches between runs, FUSE mounts). A default run takes ~5 minutes on
-# 2 cores (bounded by --budget-minutes, default 20); --quick about 1.5.
+# Needs root (drop_caches between runs, FUSE mounts) and ~1.2 GiB free in /dev/shm (write
+# sources). A default run takes ~20 minutes on 2 cores (bounded by --budget-minutes,
+# default 35); --quick about 3.5.
 #
 # Environment:
 #   S3MOUNT_BENCH_ARGS        extra arguments for `s3mount mount`
