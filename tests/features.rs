@@ -7,7 +7,7 @@ mod common;
 use std::fs;
 use std::process::Command;
 
-use common::{Conn, Mount, S3, repo, rt, sh};
+use common::{MotoRole, Mount, S3, rt, sh};
 use serde_json::json;
 
 const BUCKET: &str = "s3mount-features";
@@ -28,50 +28,7 @@ fn upload_options_and_s3_xattrs() {
             "Resource": [format!("arn:aws:s3:::{BUCKET}"), format!("arn:aws:s3:::{BUCKET}/*")],
         }],
     });
-    let file = tempfile::NamedTempFile::new().unwrap();
-    fs::write(file.path(), policy.to_string()).unwrap();
-    let out = Command::new("bash")
-        .current_dir(repo())
-        .args([
-            "scripts/moto.sh",
-            "setup",
-            "--bucket",
-            BUCKET,
-            "--prefix",
-            PREFIX,
-        ])
-        .args(["--external-id", "ext-f", "--policy-file"])
-        .arg(file.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let s = |k: &str| v[k].as_str().unwrap().to_owned();
-    let conn = Conn {
-        env: vec![
-            ("AWS_ACCESS_KEY_ID".into(), s("user_access_key_id")),
-            ("AWS_SECRET_ACCESS_KEY".into(), s("user_secret_access_key")),
-        ],
-        args: vec![],
-    }
-    .with_args(&[
-        "--endpoint-url",
-        &m.endpoint,
-        "--sts-endpoint-url",
-        &m.endpoint,
-    ])
-    .with_args(&[
-        "--region",
-        "us-east-1",
-        "--role-arn",
-        &s("role_arn"),
-        "--external-id",
-        "ext-f",
-    ]);
+    let conn = MotoRole::setup(BUCKET, PREFIX, "ext-f", &policy, false).conn();
     // The connection test covers the ACL too.
     let mut check = common::s3mount_cmd();
     check.envs(conn.env.iter().map(|(k, v)| (k, v)));
@@ -150,20 +107,7 @@ fn upload_options_and_s3_xattrs() {
     drop(mount);
 
     // Check on the server side, with auth switched off.
-    let off = Command::new("curl")
-        .args([
-            "-sf",
-            "-X",
-            "POST",
-            "-H",
-            "Content-Type: text/plain",
-            "--data",
-            "inf",
-        ])
-        .arg(format!("{}/moto-api/reset-auth", m.endpoint))
-        .output()
-        .unwrap();
-    assert!(off.status.success());
+    common::moto_auth_off();
     let s3 = S3::new(&m.endpoint, "test", "test", BUCKET);
     for name in ["notes.txt", "blob2"] {
         let key = format!("{PREFIX}/{name}");
@@ -230,51 +174,9 @@ fn kms_encryption_of_uploads() {
             {"Effect": "Allow", "Action": ["kms:GenerateDataKey", "kms:Decrypt"], "Resource": "*"},
         ],
     });
-    let file = tempfile::NamedTempFile::new().unwrap();
-    fs::write(file.path(), policy.to_string()).unwrap();
-    let out = Command::new("bash")
-        .current_dir(repo())
-        .args([
-            "scripts/moto.sh",
-            "setup",
-            "--bucket",
-            BUCKET,
-            "--prefix",
-            PREFIX,
-        ])
-        .args(["--external-id", "ext-k", "--kms-key", "--policy-file"])
-        .arg(file.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let s = |k: &str| v[k].as_str().unwrap().to_owned();
-    let key_arn = s("kms_key_arn");
-    let conn = Conn {
-        env: vec![
-            ("AWS_ACCESS_KEY_ID".into(), s("user_access_key_id")),
-            ("AWS_SECRET_ACCESS_KEY".into(), s("user_secret_access_key")),
-        ],
-        args: vec![],
-    }
-    .with_args(&[
-        "--endpoint-url",
-        &m.endpoint,
-        "--sts-endpoint-url",
-        &m.endpoint,
-    ])
-    .with_args(&[
-        "--region",
-        "us-east-1",
-        "--role-arn",
-        &s("role_arn"),
-        "--external-id",
-        "ext-k",
-    ]);
+    let role = MotoRole::setup(BUCKET, PREFIX, "ext-k", &policy, true);
+    let key_arn = role.kms_key_arn.clone().expect("a KMS key");
+    let conn = role.conn();
     let kms = ["--sse", "aws:kms", "--sse-kms-key-id", key_arn.as_str()];
 
     let mut check = common::s3mount_cmd();
@@ -297,20 +199,7 @@ fn kms_encryption_of_uploads() {
         b"encrypted at rest"
     );
     drop(mount);
-    let off = Command::new("curl")
-        .args([
-            "-sf",
-            "-X",
-            "POST",
-            "-H",
-            "Content-Type: text/plain",
-            "--data",
-            "inf",
-        ])
-        .arg(format!("{}/moto-api/reset-auth", m.endpoint))
-        .output()
-        .unwrap();
-    assert!(off.status.success());
+    common::moto_auth_off();
     let s3 = S3::new(&m.endpoint, "test", "test", BUCKET);
     let head = rt()
         .block_on(

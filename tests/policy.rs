@@ -5,73 +5,17 @@
 mod common;
 
 use std::fs;
-use std::process::Command;
 
-use common::{Conn, Mount, is_mounted, repo, s3mount_cmd};
+use common::{Conn, MotoRole, Mount, is_mounted, s3mount_cmd};
 use serde_json::Value;
 
 const BUCKET: &str = "s3mount-policy";
 const PREFIX: &str = "team-p";
 const EXTERNAL_ID: &str = "ext-policy-7";
 
-/// Set moto up with `policy` as the role's permissions; returns (role ARN, key, secret).
-fn setup(policy: &Value) -> (String, String, String) {
-    common::moto();
-    let file = tempfile::NamedTempFile::new().unwrap();
-    fs::write(file.path(), policy.to_string()).unwrap();
-    let out = Command::new("bash")
-        .current_dir(repo())
-        .args([
-            "scripts/moto.sh",
-            "setup",
-            "--bucket",
-            BUCKET,
-            "--prefix",
-            PREFIX,
-            "--external-id",
-            EXTERNAL_ID,
-            "--policy-file",
-        ])
-        .arg(file.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let s = |k: &str| v[k].as_str().unwrap().to_owned();
-    (
-        s("role_arn"),
-        s("user_access_key_id"),
-        s("user_secret_access_key"),
-    )
-}
-
-fn conn(role: &str, key: &str, secret: &str) -> Conn {
-    let endpoint = common::moto().endpoint.clone();
-    Conn {
-        env: vec![
-            ("AWS_ACCESS_KEY_ID".into(), key.into()),
-            ("AWS_SECRET_ACCESS_KEY".into(), secret.into()),
-        ],
-        args: [
-            "--endpoint-url",
-            &endpoint,
-            "--sts-endpoint-url",
-            &endpoint,
-            "--region",
-            "us-east-1",
-            "--role-arn",
-            role,
-            "--external-id",
-            EXTERNAL_ID,
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect(),
-    }
+/// Set moto up with `policy` as the role's permissions; the connection as that role.
+fn setup(policy: &Value) -> Conn {
+    MotoRole::setup(BUCKET, PREFIX, EXTERNAL_ID, policy, false).conn()
 }
 
 fn generated_policy() -> Value {
@@ -141,8 +85,7 @@ fn generated_policy_is_sufficient_and_each_action_is_necessary() {
     let full = generated_policy();
 
     // The whole policy: check passes, and a mount lists, reads, writes and deletes.
-    let (role, key, secret) = setup(&full);
-    let c = conn(&role, &key, &secret);
+    let c = setup(&full);
     let (ok, refused) = check(&c);
     assert!(ok, "check refused {refused:?}");
     {
@@ -154,8 +97,7 @@ fn generated_policy_is_sufficient_and_each_action_is_necessary() {
     }
 
     // Without s3:ListBucket nothing can be mounted.
-    let (role, key, secret) = setup(&without(&full, "s3:ListBucket"));
-    let c = conn(&role, &key, &secret);
+    let c = setup(&without(&full, "s3:ListBucket"));
     let (ok, refused) = check(&c);
     assert!(!ok);
     assert_eq!(refused, vec!["s3:ListBucket"]);
@@ -169,8 +111,7 @@ fn generated_policy_is_sufficient_and_each_action_is_necessary() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("s3:ListBucket"));
 
     // Without s3:GetObject: listing works, reading does not.
-    let (role, key, secret) = setup(&without(&full, "s3:GetObject"));
-    let c = conn(&role, &key, &secret);
+    let c = setup(&without(&full, "s3:GetObject"));
     let (ok, refused) = check(&c);
     assert!(!ok);
     assert!(refused.iter().all(|a| a == "s3:GetObject"), "{refused:?}");
@@ -186,8 +127,7 @@ fn generated_policy_is_sufficient_and_each_action_is_necessary() {
     }
 
     // Without s3:PutObject: reading works, writing does not.
-    let (role, key, secret) = setup(&without(&full, "s3:PutObject"));
-    let c = conn(&role, &key, &secret);
+    let c = setup(&without(&full, "s3:PutObject"));
     let (ok, refused) = check(&c);
     assert!(!ok);
     assert!(refused.contains(&"s3:PutObject".to_owned()), "{refused:?}");
@@ -201,8 +141,7 @@ fn generated_policy_is_sufficient_and_each_action_is_necessary() {
     }
 
     // Without s3:DeleteObject: everything but deleting.
-    let (role, key, secret) = setup(&without(&full, "s3:DeleteObject"));
-    let c = conn(&role, &key, &secret);
+    let c = setup(&without(&full, "s3:DeleteObject"));
     let (ok, refused) = check(&c);
     assert!(!ok);
     assert_eq!(refused, vec!["s3:DeleteObject"]);

@@ -171,6 +171,99 @@ pub fn moto() -> &'static Moto {
     })
 }
 
+/// A moto scenario with a given role policy (`scripts/moto_setup.py --policy-file`).
+#[derive(Clone, Debug)]
+pub struct MotoRole {
+    /// The role to assume.
+    pub role_arn: String,
+    /// The user's access key (may only assume the role).
+    pub key_id: String,
+    /// Its secret.
+    pub secret: String,
+    /// The External ID the trust policy requires.
+    pub external_id: String,
+    /// A KMS key, when asked for.
+    pub kms_key_arn: Option<String>,
+}
+
+impl MotoRole {
+    /// Reset moto and set up `bucket`/`prefix` with `policy` as the role's permissions.
+    pub fn setup(
+        bucket: &str,
+        prefix: &str,
+        external_id: &str,
+        policy: &serde_json::Value,
+        kms: bool,
+    ) -> MotoRole {
+        moto();
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), policy.to_string()).unwrap();
+        let mut cmd = Command::new("bash");
+        cmd.current_dir(repo())
+            .args([
+                "scripts/moto.sh",
+                "setup",
+                "--bucket",
+                bucket,
+                "--prefix",
+                prefix,
+            ])
+            .args(["--external-id", external_id, "--policy-file"])
+            .arg(file.path());
+        if kms {
+            cmd.arg("--kms-key");
+        }
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let s = |k: &str| v[k].as_str().unwrap().to_owned();
+        MotoRole {
+            role_arn: s("role_arn"),
+            key_id: s("user_access_key_id"),
+            secret: s("user_secret_access_key"),
+            external_id: external_id.to_owned(),
+            kms_key_arn: v["kms_key_arn"].as_str().map(str::to_owned),
+        }
+    }
+
+    /// How `s3mount` connects as this role, through moto's S3 and STS.
+    pub fn conn(&self) -> Conn {
+        let endpoint = moto().endpoint.clone();
+        Conn {
+            env: vec![
+                ("AWS_ACCESS_KEY_ID".into(), self.key_id.clone()),
+                ("AWS_SECRET_ACCESS_KEY".into(), self.secret.clone()),
+            ],
+            args: vec![],
+        }
+        .with_args(&["--endpoint-url", &endpoint, "--sts-endpoint-url", &endpoint])
+        .with_args(&["--region", "us-east-1", "--role-arn", &self.role_arn])
+        .with_args(&["--external-id", &self.external_id])
+    }
+}
+
+/// Switch moto's authentication off (to check results with any credentials).
+pub fn moto_auth_off() {
+    let off = Command::new("curl")
+        .args([
+            "-sf",
+            "-X",
+            "POST",
+            "-H",
+            "Content-Type: text/plain",
+            "--data",
+            "inf",
+        ])
+        .arg(format!("{}/moto-api/reset-auth", moto().endpoint))
+        .output()
+        .unwrap();
+    assert!(off.status.success());
+}
+
 /// A name unique to this test run.
 pub fn unique(tag: &str) -> String {
     static N: AtomicU64 = AtomicU64::new(0);
