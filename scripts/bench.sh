@@ -8,7 +8,7 @@
 #                    [--only reads|writes] [--budget-minutes M] [--wait-idle SECONDS]
 #                    [--server-cache warm|cold]
 #
-#   --quick            1 run, no 1 GiB dd (read or write) for the peers (smoke test, ~3.5 min)
+#   --quick            1 run, no 1 GiB dd (read or write) for the peers (smoke test, ~5 min)
 #   --only             only the read or only the write workloads (default both)
 #   --wait-idle S      before each measurement wait up to S s for the CPUs to be < 25% busy
 #                      (useful while something else, e.g. cargo, runs now and then)
@@ -17,8 +17,8 @@
 #
 # Results: a markdown table on stdout and bench/results-YYYY-MM-DD.md (see bench.py --help).
 # Needs root (drop_caches between runs, FUSE mounts) and ~1.2 GiB free in /dev/shm (write
-# sources). A default run takes ~20 minutes on 2 cores (bounded by --budget-minutes,
-# default 35); --quick about 3.5.
+# sources). A default run takes ~22 minutes on 2 cores (bounded by --budget-minutes,
+# default 35); --quick about 5.
 #
 # Environment:
 #   S3MOUNT_BENCH_ARGS        extra arguments for `s3mount mount`
