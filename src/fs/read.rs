@@ -284,13 +284,12 @@ impl Reader {
         let data = handle
             .map(move |res| match res {
                 Ok(r) => r,
-                Err(e) => Err(StoreError {
-                    op: "GetObject",
+                Err(e) => Err(StoreError::with_message(
+                    "GetObject",
                     key,
-                    kind: ErrorKind::Other,
-                    code: None,
-                    message: Some(format!("prefetch task failed: {e}")),
-                }),
+                    ErrorKind::Other,
+                    format!("prefetch task failed: {e}"),
+                )),
             })
             .boxed()
             .shared();

@@ -53,17 +53,16 @@ pub struct Staged {
 }
 
 fn io_err(key: &str, e: io::Error) -> FsError {
-    FsError::Store(StoreError {
-        op: "staging",
-        key: key.to_owned(),
-        kind: if e.raw_os_error() == Some(libc::ENOSPC) {
+    FsError::Store(StoreError::with_message(
+        "staging",
+        key.to_owned(),
+        if e.raw_os_error() == Some(libc::ENOSPC) {
             ErrorKind::NoSpace
         } else {
             ErrorKind::Other
         },
-        code: None,
-        message: Some(format!("local staging file: {e}")),
-    })
+        format!("local staging file: {e}"),
+    ))
 }
 
 impl Staged {

@@ -268,13 +268,12 @@ async fn join_part(
 ) -> Result<CompletedPart> {
     match h.await {
         Ok(r) => Ok(r?),
-        Err(e) => Err(FsError::Store(StoreError {
-            op: "UploadPart",
-            key: key.to_owned(),
-            kind: ErrorKind::Other,
-            code: None,
-            message: Some(format!("upload task failed: {e}")),
-        })),
+        Err(e) => Err(FsError::Store(StoreError::with_message(
+            "UploadPart",
+            key.to_owned(),
+            ErrorKind::Other,
+            format!("upload task failed: {e}"),
+        ))),
     }
 }
 
@@ -282,6 +281,16 @@ async fn join_part(
 mod tests {
     use super::*;
     use crate::s3::memory::MemoryStore;
+
+    fn upload(store: &Arc<MemoryStore>) -> Upload {
+        Upload::new(
+            store.clone(),
+            "k".into(),
+            cfg(),
+            Budget::new(1 << 30),
+            PutOptions::default(),
+        )
+    }
 
     fn cfg() -> WriteConfig {
         WriteConfig {
@@ -293,13 +302,7 @@ mod tests {
     #[tokio::test]
     async fn small_file_is_one_put() {
         let store = Arc::new(MemoryStore::new("b", 1000));
-        let mut u = Upload::new(
-            store.clone(),
-            "k".into(),
-            cfg(),
-            Budget::new(1 << 30),
-            PutOptions::default(),
-        );
+        let mut u = upload(&store);
         u.write(0, b"hello ").await.unwrap();
         u.write(6, b"world").await.unwrap();
         let c = u.finish().await.unwrap();
@@ -319,13 +322,7 @@ mod tests {
     #[tokio::test]
     async fn large_file_is_multipart_and_exact() {
         let store = Arc::new(MemoryStore::new("b", 1000));
-        let mut u = Upload::new(
-            store.clone(),
-            "k".into(),
-            cfg(),
-            Budget::new(1 << 30),
-            PutOptions::default(),
-        );
+        let mut u = upload(&store);
         let data: Vec<u8> = (0..(12 << 20) + 123).map(|i| (i % 253) as u8).collect();
         let mut off = 0;
         for chunk in data.chunks(1 << 20) {
@@ -341,13 +338,7 @@ mod tests {
     #[tokio::test]
     async fn out_of_order_write_is_refused() {
         let store = Arc::new(MemoryStore::new("b", 1000));
-        let mut u = Upload::new(
-            store,
-            "k".into(),
-            cfg(),
-            Budget::new(1 << 30),
-            PutOptions::default(),
-        );
+        let mut u = upload(&store);
         u.write(0, b"abc").await.unwrap();
         assert!(matches!(
             u.write(10, b"x").await,
@@ -361,13 +352,7 @@ mod tests {
     #[tokio::test]
     async fn cancelled_upload_leaves_nothing() {
         let store = Arc::new(MemoryStore::new("b", 1000));
-        let mut u = Upload::new(
-            store.clone(),
-            "k".into(),
-            cfg(),
-            Budget::new(1 << 30),
-            PutOptions::default(),
-        );
+        let mut u = upload(&store);
         u.write(0, &vec![1u8; 6 << 20]).await.unwrap();
         u.cancel().await;
         u.finish().await.unwrap();

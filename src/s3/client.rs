@@ -252,13 +252,12 @@ impl ObjectStore for AwsStore {
                 Ok(Some(frame)) => buf.extend_from_slice(&frame),
                 Ok(None) => break,
                 Err(e) => {
-                    return Err(StoreError {
-                        op: "GetObject",
-                        key: key.to_owned(),
-                        kind: ErrorKind::Other,
-                        code: None,
-                        message: Some(format!("reading body: {e}")),
-                    });
+                    return Err(StoreError::with_message(
+                        "GetObject",
+                        key.to_owned(),
+                        ErrorKind::Other,
+                        format!("reading body: {e}"),
+                    ));
                 }
             }
         }
@@ -298,15 +297,14 @@ impl ObjectStore for AwsStore {
         .send()
         .await
         .map_err(|e| StoreError::from_sdk("CreateMultipartUpload", key, e))?;
-        out.upload_id()
-            .map(str::to_owned)
-            .ok_or_else(|| StoreError {
-                op: "CreateMultipartUpload",
-                key: key.to_owned(),
-                kind: ErrorKind::Other,
-                code: None,
-                message: Some("response carried no upload id".into()),
-            })
+        out.upload_id().map(str::to_owned).ok_or_else(|| {
+            StoreError::with_message(
+                "CreateMultipartUpload",
+                key.to_owned(),
+                ErrorKind::Other,
+                "response carried no upload id",
+            )
+        })
     }
 
     async fn upload_part(
@@ -325,12 +323,13 @@ impl ObjectStore for AwsStore {
             .send()
             .await
             .map_err(|e| StoreError::from_sdk("UploadPart", key, e))?;
-        out.e_tag().map(str::to_owned).ok_or_else(|| StoreError {
-            op: "UploadPart",
-            key: key.to_owned(),
-            kind: ErrorKind::Other,
-            code: None,
-            message: Some(format!("part {number}: response carried no ETag")),
+        out.e_tag().map(str::to_owned).ok_or_else(|| {
+            StoreError::with_message(
+                "UploadPart",
+                key.to_owned(),
+                ErrorKind::Other,
+                format!("part {number}: response carried no ETag"),
+            )
         })
     }
 
@@ -355,12 +354,13 @@ impl ObjectStore for AwsStore {
         out.copy_part_result()
             .and_then(|r| r.e_tag())
             .map(str::to_owned)
-            .ok_or_else(|| StoreError {
-                op: "UploadPartCopy",
-                key: key.to_owned(),
-                kind: ErrorKind::Other,
-                code: None,
-                message: Some(format!("part {number}: response carried no ETag")),
+            .ok_or_else(|| {
+                StoreError::with_message(
+                    "UploadPartCopy",
+                    key.to_owned(),
+                    ErrorKind::Other,
+                    format!("part {number}: response carried no ETag"),
+                )
             })
     }
 
@@ -466,27 +466,18 @@ impl ObjectStore for AwsStore {
     }
 
     async fn put_tags(&self, key: &str, tags: &[(String, String)]) -> Result<(), StoreError> {
+        let invalid = |m: String| {
+            StoreError::with_message("PutObjectTagging", key, ErrorKind::InvalidRequest, m)
+        };
         let tag_set = tags
             .iter()
             .map(|(k, v)| Tag::builder().key(k).value(v).build())
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| StoreError {
-                op: "PutObjectTagging",
-                key: key.to_owned(),
-                kind: ErrorKind::InvalidRequest,
-                code: None,
-                message: Some(e.to_string()),
-            })?;
+            .map_err(|e| invalid(e.to_string()))?;
         let tagging = Tagging::builder()
             .set_tag_set(Some(tag_set))
             .build()
-            .map_err(|e| StoreError {
-                op: "PutObjectTagging",
-                key: key.to_owned(),
-                kind: ErrorKind::InvalidRequest,
-                code: None,
-                message: Some(e.to_string()),
-            })?;
+            .map_err(|e| invalid(e.to_string()))?;
         on_object!(self, put_object_tagging, key)
             .tagging(tagging)
             .send()
@@ -500,12 +491,13 @@ impl ObjectStore for AwsStore {
         key: &str,
         expires: std::time::Duration,
     ) -> Result<String, StoreError> {
-        let fail = |m: String| StoreError {
-            op: "presign GetObject",
-            key: key.to_owned(),
-            kind: ErrorKind::InvalidRequest,
-            code: None,
-            message: Some(m),
+        let fail = |m: String| {
+            StoreError::with_message(
+                "presign GetObject",
+                key.to_owned(),
+                ErrorKind::InvalidRequest,
+                m,
+            )
         };
         let config = PresigningConfig::expires_in(expires).map_err(|e| fail(e.to_string()))?;
         let req = self

@@ -91,6 +91,19 @@ impl StoreError {
         }
     }
 
+    /// An error of `kind` explained by `message` (no AWS code: a local or transport cause).
+    pub fn with_message(
+        op: &'static str,
+        key: impl Into<String>,
+        kind: ErrorKind,
+        message: impl Into<String>,
+    ) -> Self {
+        StoreError {
+            message: Some(message.into()),
+            ..StoreError::new(op, key, kind)
+        }
+    }
+
     fn detail(&self) -> String {
         match (&self.code, &self.message) {
             (Some(c), Some(m)) => format!(" ({c}: {m})"),
