@@ -27,6 +27,8 @@ enum Op {
     Mkdir(usize),
     Rmdir(usize),
     Rename(usize, usize, usize, usize),
+    /// List a directory (which also teaches the core its complete contents).
+    List(usize),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -42,7 +44,8 @@ fn op() -> impl Strategy<Value = Op> {
         (d.clone(), n.clone()).prop_map(|(d, n)| Op::Unlink(d, n)),
         (1..DIRS.len()).prop_map(Op::Mkdir),
         (1..DIRS.len()).prop_map(Op::Rmdir),
-        (d.clone(), n.clone(), d, n).prop_map(|(a, b, c, e)| Op::Rename(a, b, c, e)),
+        (d.clone(), n.clone(), d.clone(), n).prop_map(|(a, b, c, e)| Op::Rename(a, b, c, e)),
+        d.prop_map(Op::List),
     ]
 }
 
@@ -61,6 +64,23 @@ impl Model {
         } else {
             format!("{}/{}", DIRS[d], NAMES[n])
         }
+    }
+
+    /// Names directly in directory `d`, sorted.
+    fn entries(&self, d: usize) -> Vec<String> {
+        let mut names: BTreeSet<String> = BTreeSet::new();
+        for path in self.files.keys() {
+            match path.split_once('/') {
+                Some((dir, n)) if d != 0 && dir == DIRS[d] => names.insert(n.to_owned()),
+                Some((dir, _)) if d == 0 => names.insert(dir.to_owned()),
+                None if d == 0 => names.insert(path.clone()),
+                _ => false,
+            };
+        }
+        if d == 0 {
+            names.extend(self.markers.iter().cloned());
+        }
+        names.into_iter().collect()
     }
 
     fn dir_exists(&self, d: usize) -> bool {
@@ -115,7 +135,11 @@ async fn open_write(fs: &Fs, d: usize, n: usize, truncate: bool) -> Option<u64> 
 
 async fn read_all(fs: &Fs, d: usize, n: usize) -> Option<Vec<u8>> {
     let dir = dir_ino(fs, d).await?;
-    let a = fs.lookup(dir, NAMES[n]).await.ok()?;
+    let a = match fs.lookup(dir, NAMES[n]).await {
+        Ok(a) => a,
+        Err(FsError::NotFound) => return None,
+        Err(e) => panic!("lookup: {e}"),
+    };
     if a.kind != Kind::File {
         return None;
     }
@@ -233,19 +257,37 @@ async fn apply(fs: &Fs, m: &mut Model, op: &Op) {
             let data = m.files.remove(&from).unwrap();
             m.files.insert(to, data);
         }
+        Op::List(d) => {
+            let Some(dir) = dir_ino(fs, d).await else {
+                assert!(!m.dir_exists(d), "{} exists but was not found", DIRS[d]);
+                return;
+            };
+            let fh = fs.opendir(dir).unwrap();
+            let got: Vec<String> = fs
+                .readdir(fh, 0)
+                .await
+                .unwrap()
+                .iter()
+                .map(|e| e.name.clone())
+                .collect();
+            fs.releasedir(fh);
+            assert_eq!(got, m.entries(d), "listing of {:?}", DIRS[d]);
+        }
     }
 }
 
-fn run(ops: Vec<Op>) {
+/// Run `ops` with metadata TTL `ttl`: zero makes every step ask the store, as another
+/// client would see it; a long one makes the core answer from what it remembers (caches,
+/// known directory contents), which must give the same answers since nobody else writes.
+fn run(ops: Vec<Op>, ttl: std::time::Duration) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     rt.block_on(async {
         let store = Arc::new(MemoryStore::new("b", 2));
-        // A zero TTL makes every step ask the store, as another client would see it.
         let cfg = FsConfig {
-            metadata_ttl: std::time::Duration::ZERO,
+            metadata_ttl: ttl,
             cache_dir: std::env::temp_dir().join("s3mount-model-tests"),
             write_part_size: 5 << 20,
             ..FsConfig::default()
@@ -262,6 +304,15 @@ fn run(ops: Vec<Op>) {
                 let got = read_all(&fs, d, n).await;
                 assert_eq!(got.as_deref(), Some(&want[..]), "{path} after {op:?}");
             }
+            for d in 0..DIRS.len() {
+                for n in 0..NAMES.len() {
+                    let path = Model::path(d, n);
+                    if !model.files.contains_key(&path) {
+                        let got = read_all(&fs, d, n).await;
+                        assert_eq!(got, None, "{path} should not exist after {op:?}");
+                    }
+                }
+            }
         }
         let mut want: Vec<String> = model.files.keys().map(|k| format!("m/{k}")).collect();
         want.extend(model.markers.iter().map(|d| format!("m/{d}/")));
@@ -276,6 +327,11 @@ proptest! {
 
     #[test]
     fn filesystem_matches_the_model(ops in proptest::collection::vec(op(), 1..40)) {
-        run(ops);
+        run(ops, std::time::Duration::ZERO);
+    }
+
+    #[test]
+    fn filesystem_with_caches_matches_the_model(ops in proptest::collection::vec(op(), 1..40)) {
+        run(ops, std::time::Duration::from_secs(3600));
     }
 }

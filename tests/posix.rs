@@ -348,3 +348,62 @@ fn guard_modes() {
     assert_eq!(s3.get(&format!("{p}/appended")).unwrap(), b"only new files");
     assert!(s3.get(&format!("{p}/new")).is_none());
 }
+
+/// Count the S3 requests of SDK operation `op` in a trace log whose key contains `part`.
+fn requests(log: &str, op: &str, part: &str) -> usize {
+    log.lines()
+        .filter(|l| l.contains("S3 request") && l.contains(&format!("op=\"{op}\"")))
+        .filter(|l| l.contains(part))
+        .count()
+}
+
+#[test]
+fn new_directories_cost_one_upload_per_file_and_still_see_other_clients() {
+    let s3 = S3::garage();
+    let p = unique("known");
+    let m = Mount::garage(&format!("{}/{p}", s3.bucket), &["--log-level", "trace"]);
+    // What cp -r and tar -x do: make a directory, then create names in it.
+    sh(
+        &m.dir,
+        "mkdir d && for i in $(seq 1 30); do echo $i > d/f$i; done && mkdir d/sub && echo deep > d/sub/x",
+    );
+    let log = m.log_text();
+    assert_eq!(
+        requests(&log, "head_object", "/d/f"),
+        0,
+        "no HEAD for new names"
+    );
+    assert_eq!(
+        requests(&log, "list_objects_v2", "/d/f"),
+        0,
+        "no LIST for new names"
+    );
+    assert_eq!(requests(&log, "put_object", "/d/f"), 30);
+    for i in 1..=30 {
+        assert_eq!(
+            s3.get(&format!("{p}/d/f{i}")).unwrap(),
+            format!("{i}\n").as_bytes()
+        );
+    }
+    assert_eq!(s3.get(&format!("{p}/d/sub/x")).unwrap(), b"deep\n");
+    // Names the mount removed or renamed stay exact.
+    sh(
+        &m.dir,
+        "rm d/f1 && mv d/f2 d/g && test ! -e d/f1 && test ! -e d/f2 && test -e d/g",
+    );
+    assert_eq!(s3.get(&format!("{p}/d/f1")), None);
+    assert_eq!(s3.get(&format!("{p}/d/g")).unwrap(), b"2\n");
+    // Another client's name shows up once the metadata TTL (1 s) has passed.
+    s3.put(&format!("{p}/d/theirs"), b"from elsewhere".to_vec());
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(fs::read(m.path("d/theirs")).unwrap(), b"from elsewhere");
+    assert!(sh(&m.dir, "ls d").lines().any(|l| l == "theirs"));
+    // Creating after the TTL re-lists the directory once instead of looking names up.
+    let before = requests(&m.log_text(), "list_objects_v2", "/d/");
+    std::thread::sleep(Duration::from_millis(1500));
+    sh(&m.dir, "for i in $(seq 1 10); do echo $i > d/h$i; done");
+    let log = m.log_text();
+    assert_eq!(requests(&log, "head_object", "/d/h"), 0);
+    let lists = requests(&log, "list_objects_v2", "/d/") - before;
+    assert!((1..=3).contains(&lists), "{lists} listings for 10 creates");
+}

@@ -70,7 +70,7 @@ impl Fs {
         {
             return Err(FsError::Busy("the file is already being written"));
         }
-        self.forget_absent(parent, name);
+        self.name_created(parent, name);
         let posix = Posix {
             mode: Some(meta::S_IFREG | (mode & 0o7777)),
             uid: Some(caller.uid),
@@ -492,8 +492,11 @@ impl Fs {
                     t.detach(wh.parent, &wh.name);
                 }
                 drop(t);
-                if gone && let Some(inv) = self.invalidator.get() {
-                    inv.entry_gone(wh.parent, &wh.name);
+                if gone {
+                    self.known.removed(wh.parent, &wh.name);
+                    if let Some(inv) = self.invalidator.get() {
+                        inv.entry_gone(wh.parent, &wh.name);
+                    }
                 }
                 Err(e)
             }

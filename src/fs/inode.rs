@@ -248,7 +248,7 @@ impl InodeTable {
     }
 
     /// Move inode `ino` to `name` in `new_parent`, replacing whatever was there, and fix
-    /// the paths of everything below it.
+    /// the paths of everything below it (which must be re-validated before use).
     pub fn rename(&mut self, ino: Ino, new_parent: Ino, name: &str) {
         let Some(node) = self.nodes.get(&ino).cloned() else {
             return;
@@ -264,6 +264,8 @@ impl InodeTable {
             .unwrap_or_default();
         let new_path = super::key::child_path(&parent_path, name);
         let old_prefix = format!("{}/", node.path);
+        // Moved objects are copies: their ETags (and so reads pinned to them) may differ,
+        // so each is checked with S3 before it is next used.
         for n in self.nodes.values_mut() {
             if n.ino == ino {
                 n.parent = new_parent;
@@ -271,6 +273,11 @@ impl InodeTable {
                 n.path = new_path.clone();
             } else if let Some(rest) = n.path.strip_prefix(&old_prefix) {
                 n.path = format!("{new_path}/{rest}");
+            } else {
+                continue;
+            }
+            if n.residence == Residence::Remote {
+                n.validated = None;
             }
         }
         self.children.insert((new_parent, name.to_owned()), ino);

@@ -13,6 +13,7 @@ pub mod error;
 mod files;
 pub mod inode;
 pub mod key;
+pub mod known;
 pub mod meta;
 mod namespace;
 pub mod ranges;
@@ -38,6 +39,7 @@ use cache::BlockCache;
 use dir::Warnings;
 use inode::{InodeTable, Node, Residence, Stat};
 use key::{BadName, Prefix, validate_name};
+use known::{Known, KnownDirs};
 use meta::Posix;
 use read::{ReadShared, Reader};
 use stage::Staged;
@@ -174,6 +176,8 @@ pub struct Fs {
     read_shared: ReadShared,
     /// Names recently found absent, per directory: the negative cache.
     negative: Mutex<lru::LruCache<(Ino, String), Instant>>,
+    /// Directories whose every name is known (made or listed here within the TTL).
+    known: KnownDirs,
 }
 
 impl Fs {
@@ -199,6 +203,7 @@ impl Fs {
             negative: Mutex::new(lru::LruCache::new(
                 std::num::NonZeroUsize::new(NEGATIVE_ENTRIES).expect("non-zero"),
             )),
+            known: KnownDirs::default(),
         }
     }
 
@@ -226,6 +231,54 @@ impl Fs {
             .lock()
             .unwrap()
             .pop(&(parent, name.to_owned()));
+    }
+
+    /// This mount made `name` exist in `parent` (create, mkdir, symlink, rename target).
+    fn name_created(&self, parent: Ino, name: &str) {
+        self.forget_absent(parent, name);
+        self.known.added(parent, name);
+    }
+
+    /// This mount made `name` in `parent` disappear (unlink, rmdir, rename source).
+    fn name_removed(&self, parent: Ino, name: &str) {
+        self.remember_absent(parent, name);
+        self.known.removed(parent, name);
+    }
+
+    /// Remember that directory `dir` (just listed, or just made) holds exactly `names` as
+    /// of `since`; `epoch` was taken before the evidence was gathered.
+    fn know_dir<I: IntoIterator<Item = String>>(
+        &self,
+        dir: Ino,
+        since: Instant,
+        epoch: u64,
+        names: I,
+    ) {
+        if !self.cfg.metadata_ttl.is_zero() {
+            self.known.install(dir, since, epoch, names);
+        }
+    }
+
+    /// What the known directory contents say about `name` in `dir`; a stale answer is
+    /// refreshed by listing the directory again (once, however many lookups wait for it).
+    async fn known(&self, dir: &Node, name: &str) -> Result<Known> {
+        let ttl = self.cfg.metadata_ttl;
+        if ttl.is_zero() {
+            return Ok(Known::Unknown);
+        }
+        match self.known.lookup(dir.ino, name, ttl) {
+            Known::Stale => {}
+            k => return Ok(k),
+        }
+        let _one_at_a_time = self.known.relist.lock().await;
+        match self.known.lookup(dir.ino, name, ttl) {
+            Known::Stale => {}
+            k => return Ok(k),
+        }
+        let (epoch, since) = (self.known.epoch(), Instant::now());
+        let listed = self.list_dir(dir).await?;
+        self.know_dir(dir.ino, since, epoch, listed.into_iter().map(|e| e.name));
+        Ok(self.known.lookup(dir.ino, name, ttl))
     }
 
     fn known_absent(&self, parent: Ino, name: &str) -> bool {
@@ -377,6 +430,10 @@ impl Fs {
         }
         if self.known_absent(parent, name) {
             return Err(FsError::NotFound);
+        }
+        match self.known(&dir, name).await? {
+            Known::Absent => return Err(FsError::NotFound),
+            Known::Present | Known::Stale | Known::Unknown => {}
         }
         let path = key::child_path(&dir.path, name);
         let object_key = self.prefix.key(&path);

@@ -1,12 +1,12 @@
 //! Directory contents and names: listing, mkdir/rmdir, unlink, rename, symlinks.
 
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
 use futures::StreamExt;
 
-use super::inode::{Residence, Stat};
+use super::inode::{Node, Residence, Stat};
 use super::meta::{self, Posix};
 use super::{
     Attr, Body, Caller, DIR_CONTENT_TYPE, DirHandle, Fs, FsError, Handle, Ino, Kind, Listed,
@@ -36,30 +36,39 @@ impl Fs {
         let mut entries = dh.entries.lock().await;
         if offset == 0 || entries.is_none() {
             let dir = self.dir_node(dh.ino)?;
-            let mut listed = dir::list(
-                self.store.as_ref(),
-                &self.prefix,
-                &dir.path,
-                self.mount_time,
-                &self.warnings,
-            )
-            .await?;
-            let writing = self.inodes.lock().unwrap().writing_children(dh.ino);
-            for n in writing {
-                if let Err(i) = listed.binary_search_by(|e| e.name.cmp(&n.name)) {
-                    listed.insert(
-                        i,
-                        Listed {
-                            name: n.name,
-                            kind: Kind::File,
-                            stat: n.stat,
-                        },
-                    );
-                }
-            }
+            let (epoch, since) = (self.known.epoch(), Instant::now());
+            let listed = self.list_dir(&dir).await?;
+            self.know_dir(dir.ino, since, epoch, listed.iter().map(|e| e.name.clone()));
             *entries = Some(Arc::new(listed));
         }
         Ok(entries.clone().expect("just listed"))
+    }
+
+    /// Every entry of directory `dir`: its listing, plus new files still being written
+    /// into it (not in S3 yet).
+    pub(super) async fn list_dir(&self, dir: &Node) -> Result<Vec<Listed>> {
+        let mut listed = dir::list(
+            self.store.as_ref(),
+            &self.prefix,
+            &dir.path,
+            self.mount_time,
+            &self.warnings,
+        )
+        .await?;
+        let writing = self.inodes.lock().unwrap().writing_children(dir.ino);
+        for n in writing {
+            if let Err(i) = listed.binary_search_by(|e| e.name.cmp(&n.name)) {
+                listed.insert(
+                    i,
+                    Listed {
+                        name: n.name,
+                        kind: Kind::File,
+                        stat: n.stat,
+                    },
+                );
+            }
+        }
+        Ok(listed)
     }
 
     /// Register a listed entry of `parent` as an inode and count `lookups` kernel
@@ -124,7 +133,7 @@ impl Fs {
         self.store
             .put(&self.prefix.dir_key(&path), Bytes::new(), &opts)
             .await?;
-        self.forget_absent(parent, name);
+        self.name_created(parent, name);
         let mut stat = self.dir_stat();
         stat.posix = Some(posix);
         let node = self
@@ -132,6 +141,8 @@ impl Fs {
             .lock()
             .unwrap()
             .upsert(parent, name, Kind::Dir, stat, 1);
+        // A directory made just now is empty: names created in it need not be looked up.
+        self.know_dir(node.ino, Instant::now(), self.known.epoch(), []);
         Ok(self.attr(&node))
     }
 
@@ -158,7 +169,7 @@ impl Fs {
         let dir_key = self.prefix.dir_key(&node.path);
         self.store.delete(&dir_key).await?;
         self.inodes.lock().unwrap().detach(parent, name);
-        self.remember_absent(parent, name);
+        self.name_removed(parent, name);
         Ok(())
     }
 
@@ -194,6 +205,8 @@ impl Fs {
                     n.residence = Residence::Remote;
                 }
                 t.detach(parent, name);
+                drop(t);
+                self.known.removed(parent, name);
                 Ok(())
             }
             (_, residence) => {
@@ -205,7 +218,7 @@ impl Fs {
                 }
                 self.store.delete(&self.prefix.key(&node.path)).await?;
                 self.inodes.lock().unwrap().detach(parent, name);
-                self.remember_absent(parent, name);
+                self.name_removed(parent, name);
                 Ok(())
             }
         }
@@ -235,7 +248,7 @@ impl Fs {
                 &opts,
             )
             .await?;
-        self.forget_absent(parent, name);
+        self.name_created(parent, name);
         let stat = Stat {
             size: target.len() as u64,
             mtime: SystemTime::now(),
@@ -324,6 +337,8 @@ impl Fs {
         }
         let dst_path = key::child_path(&dst_dir.path, new_name);
         if src.kind == Kind::Dir {
+            // Keys move in bulk and may fail halfway: no directory's contents stay known.
+            self.known.clear();
             self.rename_dir(&src.path, &dst_path).await?;
             if let Some(d) = &dst {
                 // The replaced empty directory's marker, if any, is gone with the move.
@@ -332,10 +347,12 @@ impl Fs {
         } else {
             let (from, to) = (self.prefix.key(&src.path), self.prefix.key(&dst_path));
             self.copy_object(&from, &to, src.stat.size, None).await?;
+            // The copy exists even if deleting the source fails below.
+            self.known.added(new_parent, new_name);
             self.store.delete(&from).await?;
         }
-        self.forget_absent(new_parent, new_name);
-        self.remember_absent(parent, name);
+        self.name_created(new_parent, new_name);
+        self.name_removed(parent, name);
         self.inodes
             .lock()
             .unwrap()

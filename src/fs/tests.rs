@@ -498,3 +498,112 @@ async fn replaced_object_is_read_fresh_and_page_cache_kept_only_for_same_etag() 
     // The old version's blocks are in the cache, but keyed by the old ETag.
     assert_eq!(&fs.read(o3.fh, 0, 100).await.unwrap()[..], b"version two!");
 }
+
+/// Requests that prove a name absent or present.
+fn lookups_sent(store: &MemoryStore) -> (u64, u64) {
+    (store.count("HeadObject"), store.count("ListObjectsV2"))
+}
+
+async fn create_file(fs: &Fs, dir: Ino, name: &str, data: &[u8]) {
+    let (_, fh) = fs.create(dir, name, 0o644, who(1)).await.unwrap();
+    fs.write(fh, 0, data).await.unwrap();
+    fs.release(fh).await.unwrap();
+}
+
+#[tokio::test]
+async fn names_in_a_new_directory_are_known_without_asking() {
+    let store = Arc::new(MemoryStore::new("b", 1000));
+    let fs = fs_ttl(store.clone(), 60_000);
+    let d = fs.mkdir(ROOT_INO, "d", 0o755, who(1)).await.unwrap();
+    let before = lookups_sent(&store);
+    for i in 0..20 {
+        let name = format!("f{i}");
+        assert!(matches!(
+            fs.lookup(d.ino, &name).await,
+            Err(FsError::NotFound)
+        ));
+        create_file(&fs, d.ino, &name, b"x").await;
+    }
+    assert_eq!(lookups_sent(&store), before, "cp -r into a new directory");
+    // Local changes keep the knowledge exact.
+    fs.unlink(d.ino, "f3").await.unwrap();
+    assert!(matches!(
+        fs.lookup(d.ino, "f3").await,
+        Err(FsError::NotFound)
+    ));
+    fs.rename(d.ino, "f4", d.ino, "g", false).await.unwrap();
+    assert!(matches!(
+        fs.lookup(d.ino, "f4").await,
+        Err(FsError::NotFound)
+    ));
+    assert_eq!(fs.lookup(d.ino, "g").await.unwrap().size, 1);
+    let sub = fs.mkdir(d.ino, "sub", 0o755, who(1)).await.unwrap();
+    assert_eq!(fs.lookup(d.ino, "sub").await.unwrap().ino, sub.ino);
+    assert_eq!(store.get("d/g").as_deref(), Some(&b"x"[..]));
+    // Within the TTL, a name another client adds is not seen (as with the negative cache).
+    store.insert("d/other", "y");
+    assert!(fs.lookup(d.ino, "other").await.is_err());
+}
+
+#[tokio::test]
+async fn stale_knowledge_is_refreshed_with_one_listing() {
+    let store = Arc::new(MemoryStore::new("b", 1000));
+    let fs = fs_ttl(store.clone(), 100);
+    let d = fs.mkdir(ROOT_INO, "d", 0o755, who(1)).await.unwrap();
+    create_file(&fs, d.ino, "mine", b"1").await;
+    store.insert("d/theirs", "22");
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let (heads, lists) = lookups_sent(&store);
+    assert!(matches!(
+        fs.lookup(d.ino, "new").await,
+        Err(FsError::NotFound)
+    ));
+    assert_eq!(
+        lookups_sent(&store),
+        (heads, lists + 1),
+        "one listing, no HEAD"
+    );
+    // The listing taught the other client's name: it is looked up for real.
+    assert_eq!(fs.lookup(d.ino, "theirs").await.unwrap().size, 2);
+    assert!(matches!(
+        fs.lookup(d.ino, "new2").await,
+        Err(FsError::NotFound)
+    ));
+    assert_eq!(lookups_sent(&store).1, lists + 2, "theirs: one more LIST");
+}
+
+#[tokio::test]
+async fn a_listing_makes_absent_names_free_and_zero_ttl_always_asks() {
+    let store = Arc::new(MemoryStore::new("b", 1000));
+    store.insert("d/a", "1");
+    let fs = fs_ttl(store.clone(), 60_000);
+    let d = fs.lookup(ROOT_INO, "d").await.unwrap();
+    assert_eq!(names(&fs, d.ino).await, ["a"]);
+    let before = lookups_sent(&store);
+    for i in 0..10 {
+        assert!(fs.lookup(d.ino, &format!("n{i}")).await.is_err());
+    }
+    assert_eq!(lookups_sent(&store), before);
+
+    let fs0 = fs_ttl(store.clone(), 0);
+    let d0 = fs0.mkdir(ROOT_INO, "e", 0o755, who(1)).await.unwrap();
+    let before = lookups_sent(&store);
+    assert!(fs0.lookup(d0.ino, "x").await.is_err());
+    assert_eq!(lookups_sent(&store), (before.0 + 1, before.1 + 1));
+}
+
+#[tokio::test]
+async fn moving_a_directory_forgets_known_contents() {
+    let store = Arc::new(MemoryStore::new("b", 1000));
+    let fs = fs_ttl(store.clone(), 60_000);
+    let d = fs.mkdir(ROOT_INO, "d", 0o755, who(1)).await.unwrap();
+    // Moving a directory forgets every directory's known contents.
+    create_file(&fs, d.ino, "a", b"1").await;
+    fs.rename(ROOT_INO, "d", ROOT_INO, "e", false)
+        .await
+        .unwrap();
+    let before = lookups_sent(&store);
+    assert!(fs.lookup(d.ino, "zzz").await.is_err());
+    assert_ne!(lookups_sent(&store), before, "asked S3 after the move");
+    assert_eq!(store.get("e/a").as_deref(), Some(&b"1"[..]));
+}

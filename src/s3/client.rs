@@ -8,6 +8,7 @@ use aws_sdk_s3::Client;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart as SdkPart};
 use bytes::{Bytes, BytesMut};
+use tracing::trace;
 
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::types::{
@@ -22,15 +23,19 @@ use super::{
 
 /// `bucket`, expected owner and requester-pays on an object request, then the key. The
 /// SDK's request builders share no trait, hence macros.
+///
+/// Every request is traced (`--log-level trace`): one line with the SDK operation and key.
 macro_rules! on_object {
-    ($s:ident, $op:ident, $key:expr) => {
+    ($s:ident, $op:ident, $key:expr) => {{
+        let key: &str = $key;
+        trace!(op = stringify!($op), key, "S3 request");
         $s.client
             .$op()
             .bucket(&$s.bucket)
             .set_expected_bucket_owner($s.owner())
             .set_request_payer($s.payer())
-            .key($key)
-    };
+            .key(key)
+    }};
 }
 
 /// What every upload carries: ACL, server-side encryption, storage class.
@@ -166,6 +171,7 @@ impl ObjectStore for AwsStore {
         continuation: Option<String>,
         max_keys: Option<i32>,
     ) -> Result<ListPage, StoreError> {
+        trace!(op = "list_objects_v2", prefix, "S3 request");
         let out = self
             .client
             .list_objects_v2()

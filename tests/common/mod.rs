@@ -533,7 +533,10 @@ impl Mount {
         let log = tmp.path().join("s3mount.log");
         let log_s = log.to_str().unwrap().to_owned();
         let mut extra: Vec<&str> = extra.to_vec();
-        extra.extend(["--log-file", &log_s, "--log-level", "info"]);
+        extra.extend(["--log-file", &log_s]);
+        if !extra.contains(&"--log-level") {
+            extra.extend(["--log-level", "info"]);
+        }
         let out = conn.mount_cmd(target, &dir, &extra).output().unwrap();
         assert!(
             out.status.success(),
