@@ -153,5 +153,17 @@ fn generated_policy_is_sufficient_and_each_action_is_necessary() {
             libc::EACCES
         );
         assert_eq!(fs::read(m.path("hello.txt")).unwrap(), b"hello from moto\n");
+        // Moving a directory copies every key, then deletes the originals in one
+        // DeleteObjects request, whose per-key refusals must fail the rename, loudly.
+        fs::create_dir(m.path("d")).unwrap();
+        for i in 0..3 {
+            fs::write(m.path(&format!("d/f{i}")), b"x").unwrap();
+        }
+        let e = fs::rename(m.path("d"), m.path("d2")).unwrap_err();
+        assert_eq!(errno(&e), libc::EIO);
+        let log = m.log_text();
+        assert!(log.contains("originals could not be deleted"), "{log}");
+        assert!(log.contains("AccessDenied"), "{log}");
+        assert_eq!(fs::read(m.path("d/f1")).unwrap(), b"x");
     }
 }

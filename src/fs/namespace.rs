@@ -12,7 +12,7 @@ use super::{
     Attr, Body, Caller, DIR_CONTENT_TYPE, DirHandle, Fs, FsError, Handle, Ino, Kind, Listed,
     Result, check_name, dir, key,
 };
-use crate::s3::{ErrorKind, MAX_COPY, ObjectStore, PutOptions};
+use crate::s3::{MAX_COPY, MAX_DELETE_BATCH, ObjectStore, PutOptions, StoreError};
 
 /// Concurrent copies (and deletes) when renaming a directory.
 const RENAME_CONCURRENCY: usize = 16;
@@ -411,23 +411,33 @@ impl Fs {
                 copies.len()
             )));
         }
-        let deletes: Vec<(String, std::result::Result<(), crate::s3::StoreError>)> =
-            futures::stream::iter(objects)
-                .map(|o| {
-                    let store = self.store.clone();
-                    async move {
-                        let r = store.delete(&o.key).await;
-                        (o.key, r)
-                    }
-                })
-                .buffer_unordered(RENAME_CONCURRENCY)
-                .collect()
-                .await;
-        let left: Vec<&String> = deletes
-            .iter()
-            .filter(|(_, r)| r.as_ref().is_err_and(|e| e.kind != ErrorKind::NotFound))
-            .map(|(k, _)| k)
+        // DeleteObjects, up to 1,000 keys a request (a few requests at a time for huge
+        // directories) instead of one DeleteObject per key.
+        let batches: Vec<Vec<String>> = objects
+            .chunks(MAX_DELETE_BATCH)
+            .map(|c| c.iter().map(|o| o.key.clone()).collect())
             .collect();
+        let outcomes: Vec<(
+            Vec<String>,
+            std::result::Result<Vec<StoreError>, StoreError>,
+        )> = futures::stream::iter(batches)
+            .map(|batch| {
+                let store = self.store.clone();
+                async move {
+                    let r = store.delete_many(&batch).await;
+                    (batch, r)
+                }
+            })
+            .buffer_unordered(4)
+            .collect()
+            .await;
+        let mut left: Vec<String> = Vec::new();
+        for (batch, outcome) in outcomes {
+            match outcome {
+                Ok(failed) => left.extend(failed.iter().map(|e| format!("{}: {e}", e.key))),
+                Err(e) => left.extend(batch.iter().map(|k| format!("{k}: {e}"))),
+            }
+        }
         if !left.is_empty() {
             return Err(FsError::PartialRename(format!(
                 "renamed {src_prefix} to {dst_prefix}, but {} originals could not be deleted \

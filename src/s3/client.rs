@@ -6,7 +6,9 @@ use std::time::SystemTime;
 use async_trait::async_trait;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart as SdkPart};
+use aws_sdk_s3::types::{
+    CompletedMultipartUpload, CompletedPart as SdkPart, Delete, ObjectIdentifier,
+};
 use bytes::{Bytes, BytesMut};
 use tracing::trace;
 
@@ -445,6 +447,57 @@ impl ObjectStore for AwsStore {
             .map_err(|e| StoreError::from_sdk("DeleteObject", key, e))?;
         Ok(())
     }
+    async fn delete_many(&self, keys: &[String]) -> Result<Vec<StoreError>, StoreError> {
+        let first = keys.first().map(String::as_str).unwrap_or_default();
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        trace!(
+            op = "delete_objects",
+            first,
+            count = keys.len(),
+            "S3 request"
+        );
+        let objects = keys
+            .iter()
+            .map(|k| ObjectIdentifier::builder().key(k).build())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| {
+                StoreError::with_message("DeleteObjects", first, ErrorKind::Other, e.to_string())
+            })?;
+        let delete = Delete::builder()
+            .set_objects(Some(objects))
+            .quiet(true)
+            .build()
+            .map_err(|e| {
+                StoreError::with_message("DeleteObjects", first, ErrorKind::Other, e.to_string())
+            })?;
+        let out = self
+            .client
+            .delete_objects()
+            .bucket(&self.bucket)
+            .set_expected_bucket_owner(self.owner())
+            .set_request_payer(self.payer())
+            .delete(delete)
+            .send()
+            .await
+            .map_err(|e| StoreError::from_sdk("DeleteObjects", first, e))?;
+        Ok(out
+            .errors()
+            .iter()
+            .filter_map(|e| {
+                let kind = super::error::classify(400, e.code());
+                (kind != ErrorKind::NotFound).then(|| StoreError {
+                    op: "DeleteObjects",
+                    key: e.key().unwrap_or_default().to_owned(),
+                    kind,
+                    code: e.code().map(str::to_owned),
+                    message: e.message().map(str::to_owned),
+                })
+            })
+            .collect())
+    }
+
     async fn details(&self, key: &str) -> Result<ObjectDetails, StoreError> {
         let out = self.head_object(key).await?;
         Ok(ObjectDetails {

@@ -369,6 +369,15 @@ impl ObjectStore for MemoryStore {
         Ok(())
     }
 
+    async fn delete_many(&self, keys: &[String]) -> Result<Vec<StoreError>, StoreError> {
+        let mut st = self.tick("DeleteObjects");
+        for k in keys {
+            st.objects.remove(k);
+            st.tags.remove(k);
+        }
+        Ok(Vec::new())
+    }
+
     async fn details(&self, key: &str) -> Result<super::ObjectDetails, StoreError> {
         let st = self.tick("HeadObject");
         let o = st

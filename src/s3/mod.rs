@@ -63,6 +63,9 @@ pub struct PutOptions {
     pub meta: UserMeta,
 }
 
+/// Most keys one DeleteObjects request may name.
+pub const MAX_DELETE_BATCH: usize = 1000;
+
 /// Largest object a single CopyObject may copy (5 GiB); larger ones use UploadPartCopy.
 pub const MAX_COPY: u64 = 5 << 30;
 
@@ -174,6 +177,11 @@ pub trait ObjectStore: Send + Sync + 'static {
 
     /// DeleteObject (succeeds when the key does not exist, as S3 does).
     async fn delete(&self, key: &str) -> Result<(), StoreError>;
+
+    /// DeleteObjects: delete up to [`MAX_DELETE_BATCH`] keys in one request. Returns the
+    /// keys that could not be deleted, each with its error (a key that does not exist
+    /// counts as deleted); `Err` when the request as a whole failed.
+    async fn delete_many(&self, keys: &[String]) -> Result<Vec<StoreError>, StoreError>;
 
     /// HeadObject details: version, storage class, content type.
     async fn details(&self, key: &str) -> Result<ObjectDetails, StoreError>;
