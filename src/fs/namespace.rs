@@ -14,6 +14,9 @@ use super::{
 };
 use crate::s3::{MAX_COPY, MAX_DELETE_BATCH, ObjectStore, PutOptions, StoreError};
 
+/// What one DeleteObjects request left behind (per-key failures), or why it failed.
+type DeleteOutcome = std::result::Result<Vec<StoreError>, StoreError>;
+
 /// Concurrent copies (and deletes) when renaming a directory.
 const RENAME_CONCURRENCY: usize = 16;
 
@@ -417,10 +420,7 @@ impl Fs {
             .chunks(MAX_DELETE_BATCH)
             .map(|c| c.iter().map(|o| o.key.clone()).collect())
             .collect();
-        let outcomes: Vec<(
-            Vec<String>,
-            std::result::Result<Vec<StoreError>, StoreError>,
-        )> = futures::stream::iter(batches)
+        let outcomes: Vec<(Vec<String>, DeleteOutcome)> = futures::stream::iter(batches)
             .map(|batch| {
                 let store = self.store.clone();
                 async move {
