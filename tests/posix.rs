@@ -142,6 +142,8 @@ fn metadata_survives_a_remount_and_matches_s3fs_headers() {
         sh(&m.dir, "touch -d @1600000000 f");
         fs::create_dir(m.path("d")).unwrap();
         fs::set_permissions(m.path("d"), fs::Permissions::from_mode(0o700)).unwrap();
+        std::os::unix::fs::chown(m.path("d"), Some(321), Some(54)).unwrap();
+        sh(&m.dir, "touch -d @1400000000 d");
     }
     // The headers are s3fs's.
     let head = rt()
@@ -190,6 +192,13 @@ fn metadata_survives_a_remount_and_matches_s3fs_headers() {
         md.modified().unwrap(),
         UNIX_EPOCH + Duration::from_secs(1_500_000_000)
     );
+    // A directory's attributes live on its marker, and survive a listing too.
+    for _ in 0..2 {
+        let md = fs::metadata(m.path("d")).unwrap();
+        assert_eq!(md.mode() & 0o7777, 0o700);
+        assert_eq!((md.uid(), md.gid(), md.mtime()), (321, 54, 1_400_000_000));
+        sh(&m.dir, "ls -l");
+    }
 }
 
 #[test]
@@ -406,4 +415,33 @@ fn new_directories_cost_one_upload_per_file_and_still_see_other_clients() {
     assert_eq!(requests(&log, "head_object", "/d/h"), 0);
     let lists = requests(&log, "list_objects_v2", "/d/") - before;
     assert!((1..=3).contains(&lists), "{lists} listings for 10 creates");
+}
+
+#[test]
+fn renaming_a_file_open_for_writing_moves_later_writes_too() {
+    // What logrotate does to a daemon's log: rename it while the daemon keeps writing.
+    let (s3, p, m) = setup("mvopen");
+    let mut f = fs::File::create(m.path("app.log")).unwrap();
+    f.write_all(b"one\n").unwrap();
+    fs::rename(m.path("app.log"), m.path("app.log.1")).unwrap();
+    f.write_all(b"two\n").unwrap();
+    drop(f);
+    assert_eq!(
+        s3.get(&format!("{p}/app.log")),
+        None,
+        "the old name must not come back"
+    );
+    assert_eq!(s3.get(&format!("{p}/app.log.1")).unwrap(), b"one\ntwo\n");
+
+    // The same when the directory around it moves.
+    fs::create_dir(m.path("d")).unwrap();
+    let mut g = fs::File::create(m.path("d/inner")).unwrap();
+    g.write_all(b"first\n").unwrap();
+    fs::rename(m.path("d"), m.path("e")).unwrap();
+    g.write_all(b"second\n").unwrap();
+    g.sync_all().unwrap();
+    drop(g);
+    assert_eq!(s3.get(&format!("{p}/d/inner")), None);
+    assert_eq!(s3.get(&format!("{p}/e/inner")).unwrap(), b"first\nsecond\n");
+    assert_eq!(fs::read(m.path("e/inner")).unwrap(), b"first\nsecond\n");
 }

@@ -19,7 +19,7 @@ use super::read::ReadConfig;
 use super::stage::{Base, Staged};
 use super::write::{Upload, WriteConfig};
 use super::{
-    Attr, Body, Caller, Fs, FsError, Handle, Ino, Kind, OpenMode, Opened, Reader, Result,
+    Attr, Body, Caller, Fs, FsError, Handle, Ino, Kind, Location, OpenMode, Opened, Reader, Result,
     WriteHandle, WriteState, check_name,
 };
 use crate::s3::PutOptions;
@@ -102,12 +102,14 @@ impl Fs {
     fn start_write(&self, node: &Node, pid: u32, created: bool, body: Body, size: u64) -> u64 {
         let fh = self.add_handle(Handle::Write(Arc::new(WriteHandle {
             ino: node.ino,
-            parent: node.parent,
-            name: node.name.clone(),
-            key: self.prefix.key(&node.path),
             pid,
             created,
             body: tokio::sync::Mutex::new(WriteState {
+                at: Location {
+                    parent: node.parent,
+                    name: node.name.clone(),
+                    key: self.prefix.key(&node.path),
+                },
                 body,
                 meta_pending: None,
                 cancelled: false,
@@ -235,7 +237,7 @@ impl Fs {
     }
 
     /// Switch a streamed body to a staged one (see the module doc).
-    async fn to_staged(&self, wh: &WriteHandle, st: &mut WriteState) -> Result<()> {
+    async fn to_staged(&self, st: &mut WriteState) -> Result<()> {
         let Body::Stream(up) = &mut st.body else {
             return Ok(());
         };
@@ -253,10 +255,10 @@ impl Fs {
                 )
             }
         };
-        debug!(key = %wh.key, "switching to a staging file");
+        debug!(key = %st.at.key, "switching to a staging file");
         st.body = Body::Staged(Staged::new(
             self.store.clone(),
-            wh.key.clone(),
+            st.at.key.clone(),
             &self.cfg.cache_dir,
             base,
             &initial,
@@ -282,7 +284,7 @@ impl Fs {
             Handle::Dir(_) => return Err(FsError::IsDir),
         };
         let mut st = wh.body.lock().await;
-        self.to_staged(&wh, &mut st).await?;
+        self.to_staged(&mut st).await?;
         match &mut st.body {
             Body::Staged(s) => s.read(off, len).await,
             Body::Stream(_) => unreachable!("just staged"),
@@ -300,7 +302,7 @@ impl Fs {
             match &mut st.body {
                 Body::Stream(up) => match up.write(off, data).await {
                     Err(FsError::OutOfOrderWrite { .. } | FsError::AlreadyCommitted) => {
-                        self.to_staged(&wh, &mut st).await?;
+                        self.to_staged(&mut st).await?;
                     }
                     r => break (r?, up.written()),
                 },
@@ -330,7 +332,7 @@ impl Fs {
         {
             return Ok(());
         }
-        self.to_staged(&wh, &mut st).await?;
+        self.to_staged(&mut st).await?;
         if let Body::Staged(s) = &mut st.body {
             s.truncate(size)?;
         }
@@ -451,17 +453,17 @@ impl Fs {
         // Metadata that changed after a multipart upload had started: one self-copy.
         let result = match (result, st.meta_pending.take()) {
             (Ok((c, _)), Some(posix)) => {
-                let opts = self.put_options(&wh.key, &posix);
-                match self
-                    .copy_object(&wh.key, &wh.key, c.size, Some(&opts))
-                    .await
-                {
+                let key = &st.at.key;
+                let opts = self.put_options(key, &posix);
+                match self.copy_object(key, key, c.size, Some(&opts)).await {
                     Ok(etag) => Ok((super::write::Committed { size: c.size, etag }, opts)),
                     Err(e) => Err(e),
                 }
             }
             (r, _) => r,
         };
+        let Location { parent, name, key } = &st.at;
+        let (parent, name, key) = (*parent, name.clone(), key.clone());
         drop(st);
         let mut t = self.inodes.lock().unwrap();
         let ours = t
@@ -473,7 +475,7 @@ impl Fs {
         let node = t.get_mut(wh.ino).expect("checked");
         match result {
             Ok((c, opts)) => {
-                debug!(key = %wh.key, size = c.size, "upload committed");
+                debug!(key = %key, size = c.size, "upload committed");
                 node.stat = Stat {
                     size: c.size,
                     mtime: SystemTime::now(),
@@ -489,18 +491,62 @@ impl Fs {
                 let gone = wh.created;
                 if gone {
                     // The object never came to exist: the name must not linger.
-                    t.detach(wh.parent, &wh.name);
+                    t.detach(parent, &name);
                 }
                 drop(t);
                 if gone {
-                    self.known.removed(wh.parent, &wh.name);
+                    self.known.removed(parent, &name);
                     if let Some(inv) = self.invalidator.get() {
-                        inv.entry_gone(wh.parent, &wh.name);
+                        inv.entry_gone(parent, &name);
                     }
                 }
                 Err(e)
             }
         }
+    }
+
+    /// Point the handle of a file open for writing at `key` (`name` in `parent`), where
+    /// rename just moved it (it was committed first): later writes change the moved object,
+    /// staged against it, instead of bringing the old name back.
+    pub(super) async fn retarget_writer(
+        &self,
+        fh: u64,
+        parent: Ino,
+        name: &str,
+        key: String,
+    ) -> Result<()> {
+        let Ok(Handle::Write(wh)) = self.handle(fh) else {
+            return Ok(());
+        };
+        let mut st = wh.body.lock().await;
+        if st.cancelled {
+            return Ok(());
+        }
+        let meta = match &st.body {
+            Body::Stream(up) => up.opts().meta.clone(),
+            Body::Staged(s) => s.opts.meta.clone(),
+        };
+        let opts = self.put_options(&key, &Posix::from_meta(&meta));
+        let info = self.store.head(&key).await?;
+        st.body = Body::Staged(Staged::new(
+            self.store.clone(),
+            key.clone(),
+            &self.cfg.cache_dir,
+            Some(Base {
+                size: info.size,
+                etag: info.etag,
+            }),
+            b"",
+            self.cfg.write_part_size,
+            self.read_shared.budget.clone(),
+            opts,
+        )?);
+        st.at = Location {
+            parent,
+            name: name.to_owned(),
+            key,
+        };
+        Ok(())
     }
 
     /// Commit every file still being written (on unmount). Errors are logged.
@@ -517,7 +563,8 @@ impl Fs {
             .collect();
         for (fh, wh) in writers {
             if let Err(e) = self.commit(fh, &wh).await {
-                warn!(file = %wh.name, error = %e, "upload failed at unmount");
+                let key = wh.body.lock().await.at.key.clone();
+                warn!(key, error = %e, "upload failed at unmount");
             }
         }
     }

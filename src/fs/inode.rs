@@ -170,7 +170,9 @@ impl InodeTable {
             if node.kind == kind {
                 if node.residence == Residence::Remote {
                     let mut stat = stat;
-                    if same_version {
+                    // A directory's metadata comes from its marker, which listings do not
+                    // carry: keep what a lookup found.
+                    if same_version || (kind == Kind::Dir && stat.posix.is_none()) {
                         stat.posix = node.stat.posix.take();
                     }
                     if node.stat.etag != stat.etag {
@@ -289,6 +291,16 @@ impl InodeTable {
             .values()
             .filter(|n| n.parent == parent && matches!(n.residence, Residence::Writing(_)))
             .filter(|n| self.children.get(&(n.parent, n.name.clone())) == Some(&n.ino))
+            .cloned()
+            .collect()
+    }
+
+    /// Files being written anywhere below directory `path`.
+    pub fn writers_below(&self, path: &str) -> Vec<Node> {
+        let prefix = format!("{path}/");
+        self.nodes
+            .values()
+            .filter(|n| n.path.starts_with(&prefix) && matches!(n.residence, Residence::Writing(_)))
             .cloned()
             .collect()
     }

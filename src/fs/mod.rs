@@ -43,6 +43,7 @@ use known::{Known, KnownDirs};
 use meta::Posix;
 use read::{ReadShared, Reader};
 use stage::Staged;
+use tracing::debug;
 use write::Upload;
 
 /// How many names are remembered as absent (the negative cache).
@@ -124,9 +125,6 @@ enum Body {
 
 struct WriteHandle {
     ino: Ino,
-    parent: Ino,
-    name: String,
-    key: String,
     /// Process that opened the file: its close commits the upload (see [`Fs::flush`]).
     pid: u32,
     /// Whether this handle created the file (a failed upload then removes the name).
@@ -134,7 +132,15 @@ struct WriteHandle {
     body: tokio::sync::Mutex<WriteState>,
 }
 
+/// Where a file being written lives; changed when it is renamed while open.
+struct Location {
+    parent: Ino,
+    name: String,
+    key: String,
+}
+
 struct WriteState {
+    at: Location,
     body: Body,
     /// Metadata changed after the multipart upload started: applied by a copy at commit.
     meta_pending: Option<Posix>,
@@ -444,7 +450,16 @@ impl Fs {
         );
         let list = list?;
         let (kind, stat) = if !list.objects.is_empty() || !list.prefixes.is_empty() {
-            (Kind::Dir, self.dir_stat())
+            let mut stat = self.dir_stat();
+            // A marker sorts first under its prefix; its metadata is the directory's mode,
+            // owner and mtime (mkdir, chmod, or s3fs). Best effort: defaults otherwise.
+            if list.objects.first().is_some_and(|o| o.key == dir_key) {
+                match self.store.head(&dir_key).await {
+                    Ok(info) => stat.posix = info.meta.as_ref().map(Posix::from_meta),
+                    Err(e) => debug!(key = %dir_key, error = %e, "directory marker metadata"),
+                }
+            }
+            (Kind::Dir, stat)
         } else {
             match head {
                 Ok(info) => Self::head_stat(info),

@@ -5,6 +5,7 @@ use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
 use futures::StreamExt;
+use tracing::warn;
 
 use super::inode::{Node, Residence, Stat};
 use super::meta::{self, Posix};
@@ -332,11 +333,19 @@ impl Fs {
                 _ => {}
             }
         }
-        // A file still being written is committed first: its bytes must exist to be moved.
-        if let Residence::Writing(fh) = src.residence
-            && let Ok(Handle::Write(wh)) = self.handle(fh)
-        {
-            self.commit(fh, &wh).await?;
+        // Files still being written are committed first: their bytes must exist to be
+        // moved. Their handles follow them afterwards.
+        let writers = if src.kind == Kind::Dir {
+            self.inodes.lock().unwrap().writers_below(&src.path)
+        } else {
+            vec![src.clone()]
+        };
+        for w in &writers {
+            if let Residence::Writing(fh) = w.residence
+                && let Ok(Handle::Write(wh)) = self.handle(fh)
+            {
+                self.commit(fh, &wh).await?;
+            }
         }
         let dst_path = key::child_path(&dst_dir.path, new_name);
         if src.kind == Kind::Dir {
@@ -360,6 +369,17 @@ impl Fs {
             .lock()
             .unwrap()
             .rename(src.ino, new_parent, new_name);
+        for w in writers {
+            if let Residence::Writing(fh) = w.residence
+                && let Ok(n) = self.node(w.ino)
+            {
+                let key = self.prefix.key(&n.path);
+                if let Err(e) = self.retarget_writer(fh, n.parent, &n.name, key).await {
+                    warn!(file = %n.path, error = %e, "moved, but its open handle could not follow");
+                    return Err(e);
+                }
+            }
+        }
         Ok(())
     }
 

@@ -607,3 +607,29 @@ async fn moving_a_directory_forgets_known_contents() {
     assert_ne!(lookups_sent(&store), before, "asked S3 after the move");
     assert_eq!(store.get("e/a").as_deref(), Some(&b"1"[..]));
 }
+
+#[tokio::test]
+async fn a_file_renamed_while_open_for_writing_keeps_receiving_its_writes() {
+    let store = Arc::new(MemoryStore::new("b", 1000));
+    let fs = fs_ttl(store.clone(), 60_000);
+    let (_, fh) = fs.create(ROOT_INO, "f", 0o644, who(1)).await.unwrap();
+    fs.write(fh, 0, b"one,").await.unwrap();
+    fs.rename(ROOT_INO, "f", ROOT_INO, "g", false)
+        .await
+        .unwrap();
+    fs.write(fh, 4, b"two").await.unwrap();
+    fs.release(fh).await.unwrap();
+    assert_eq!(store.get("f"), None);
+    assert_eq!(store.get("g").as_deref(), Some(&b"one,two"[..]));
+
+    let d = fs.mkdir(ROOT_INO, "d", 0o755, who(1)).await.unwrap();
+    let (_, fh) = fs.create(d.ino, "x", 0o644, who(1)).await.unwrap();
+    fs.write(fh, 0, b"1").await.unwrap();
+    fs.rename(ROOT_INO, "d", ROOT_INO, "e", false)
+        .await
+        .unwrap();
+    fs.write(fh, 1, b"2").await.unwrap();
+    fs.release(fh).await.unwrap();
+    assert_eq!(store.get("d/x"), None);
+    assert_eq!(store.get("e/x").as_deref(), Some(&b"12"[..]));
+}
