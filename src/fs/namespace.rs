@@ -19,7 +19,7 @@ use crate::s3::{MAX_COPY, MAX_DELETE_BATCH, ObjectStore, PutOptions, StoreError}
 type DeleteOutcome = std::result::Result<Vec<StoreError>, StoreError>;
 
 /// Concurrent copies (and deletes) when renaming a directory.
-const RENAME_CONCURRENCY: usize = 16;
+const RENAME_CONCURRENCY: usize = 32;
 
 impl Fs {
     /// Open directory `ino` for listing.

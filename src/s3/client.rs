@@ -31,13 +31,19 @@ macro_rules! on_object {
     ($s:ident, $op:ident, $key:expr) => {{
         let key: &str = $key;
         trace!(op = stringify!($op), key, "S3 request");
+        on_bucket!($s, $op).key(key)
+    }};
+}
+
+/// `bucket`, expected owner and requester-pays on a bucket-level request.
+macro_rules! on_bucket {
+    ($s:ident, $op:ident) => {
         $s.client
             .$op()
             .bucket(&$s.bucket)
             .set_expected_bucket_owner($s.owner())
             .set_request_payer($s.payer())
-            .key(key)
-    }};
+    };
 }
 
 /// What every upload carries: ACL, server-side encryption, storage class.
@@ -174,12 +180,7 @@ impl ObjectStore for AwsStore {
         max_keys: Option<i32>,
     ) -> Result<ListPage, StoreError> {
         trace!(op = "list_objects_v2", prefix, "S3 request");
-        let out = self
-            .client
-            .list_objects_v2()
-            .bucket(&self.bucket)
-            .set_expected_bucket_owner(self.owner())
-            .set_request_payer(self.payer())
+        let out = on_bucket!(self, list_objects_v2)
             .prefix(prefix)
             .set_delimiter(delimited.then(|| "/".to_owned()))
             .set_continuation_token(continuation)
@@ -472,12 +473,7 @@ impl ObjectStore for AwsStore {
             .map_err(|e| {
                 StoreError::with_message("DeleteObjects", first, ErrorKind::Other, e.to_string())
             })?;
-        let out = self
-            .client
-            .delete_objects()
-            .bucket(&self.bucket)
-            .set_expected_bucket_owner(self.owner())
-            .set_request_payer(self.payer())
+        let out = on_bucket!(self, delete_objects)
             .delete(delete)
             .send()
             .await
