@@ -383,11 +383,11 @@ pub async fn run(target: &Target, conn: &Connection, mode: Mode, uploads: &Uploa
     if mode != Mode::ReadOnly {
         // A multipart upload that is created and aborted leaves nothing behind.
         let mp = match store
-            .create_multipart(&test_key, &PutOptions::default())
+            .start_multipart(&test_key, &PutOptions::default())
             .await
         {
-            Ok(id) => {
-                let abort = store.abort_multipart(&test_key, &id).await;
+            Ok(upload) => {
+                let abort = upload.abort().await;
                 if mode == Mode::AppendOnly {
                     report.probes.push(probe(
                         "create files",

@@ -5,6 +5,8 @@
 use std::path::{Path, PathBuf};
 
 use crate::cli::{ConnectionArgs, MountArgs};
+use crate::fs::FsConfig;
+use crate::s3::buckets::validate_bucket_name;
 
 /// A configuration error: printed as is, one line.
 #[derive(Debug, thiserror::Error)]
@@ -93,69 +95,6 @@ pub struct UploadSettings {
     pub sse_kms_key_id: Option<String>,
     /// Storage class.
     pub storage_class: Option<String>,
-}
-
-/// Everything the filesystem core needs to know.
-#[derive(Clone, Debug)]
-pub struct FsConfig {
-    /// Owner of every inode.
-    pub uid: u32,
-    /// Group of every inode.
-    pub gid: u32,
-    /// Permission bits of files.
-    pub file_mode: u16,
-    /// Permission bits of directories.
-    pub dir_mode: u16,
-    /// Refuse every modification with EROFS.
-    pub read_only: bool,
-    /// Concurrent ranged GETs per sequential reader.
-    pub download_threads: usize,
-    /// Largest ranged GET of the prefetcher.
-    pub read_part_size: u64,
-    /// Multipart part size.
-    pub write_part_size: u64,
-    /// Concurrent part uploads per writer.
-    pub upload_threads: usize,
-    /// Block cache capacity in bytes (0 disables it).
-    pub cache_memory: u64,
-    /// Budget for prefetch windows, cache and write buffers together.
-    pub memory_limit: u64,
-    /// How long lookup/getattr results (positive and negative) are trusted.
-    pub metadata_ttl: std::time::Duration,
-    /// Refuse deletions (unlink, rmdir, rename away) with EPERM.
-    pub no_delete: bool,
-    /// Refuse changes to existing objects with EPERM (new ones may be created).
-    pub no_overwrite: bool,
-    /// Where staging files of files changed in place live.
-    pub cache_dir: PathBuf,
-    /// Content-Type when the extension says nothing.
-    pub content_type_default: String,
-    /// Validity of presigned URLs.
-    pub presign_expiry: std::time::Duration,
-}
-
-impl Default for FsConfig {
-    fn default() -> Self {
-        FsConfig {
-            uid: 0,
-            gid: 0,
-            file_mode: 0o644,
-            dir_mode: 0o755,
-            read_only: false,
-            download_threads: 8,
-            read_part_size: 8 << 20,
-            write_part_size: 8 << 20,
-            upload_threads: 4,
-            cache_memory: 64 << 20,
-            memory_limit: 128 << 20,
-            metadata_ttl: std::time::Duration::from_secs(1),
-            no_delete: false,
-            no_overwrite: false,
-            cache_dir: std::env::temp_dir().join("s3mount-staging"),
-            content_type_default: "application/octet-stream".into(),
-            presign_expiry: std::time::Duration::from_secs(3600),
-        }
-    }
 }
 
 /// Settings of the FUSE mount itself.
@@ -385,33 +324,9 @@ pub fn parse_target(s: &str) -> Result<Target, ConfigError> {
     })
 }
 
-/// S3 bucket naming rules (the subset every S3-compatible server accepts).
+/// S3 bucket naming rules (see [`validate_bucket_name`]).
 pub fn validate_bucket(b: &str) -> Result<(), ConfigError> {
-    let bad = |why: &str| err(format!("invalid bucket name '{b}': {why}"));
-    if b.is_empty() {
-        return bad("empty (expected BUCKET[/PREFIX])");
-    }
-    if b.len() < 3 || b.len() > 63 {
-        return bad("must be 3 to 63 characters long");
-    }
-    if !b
-        .chars()
-        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-')
-    {
-        return bad("only lowercase letters, digits, '.' and '-' are allowed");
-    }
-    let first = b.as_bytes()[0];
-    let last = b.as_bytes()[b.len() - 1];
-    if !first.is_ascii_alphanumeric() || !last.is_ascii_alphanumeric() {
-        return bad("must start and end with a letter or digit");
-    }
-    if b.contains("..") {
-        return bad("must not contain '..'");
-    }
-    if b.parse::<std::net::Ipv4Addr>().is_ok() {
-        return bad("must not look like an IP address");
-    }
-    Ok(())
+    validate_bucket_name(b).map_err(ConfigError)
 }
 
 /// Normalize a prefix to `""` or `a/b/`, refusing components that could escape it or that

@@ -19,6 +19,9 @@ use tokio::runtime::Handle;
 use tracing::{debug, error, warn};
 
 use crate::fs::{Attr, Caller, FsError, Kind, OpenMode, SetAttr, Tree};
+
+/// The tree the adapter serves: one bucket or every bucket, it cannot tell which.
+type Shared = Arc<dyn Tree>;
 use crate::s3::ErrorKind;
 
 /// Largest write the kernel may send in one request.
@@ -150,13 +153,13 @@ error_reply!(
 
 /// The `fuser::Filesystem` over our core.
 pub struct FuseAdapter {
-    fs: Arc<Tree>,
+    fs: Shared,
     rt: Handle,
 }
 
 impl FuseAdapter {
     /// Serve `fs` with tasks spawned on `rt`.
-    pub fn new(fs: Arc<Tree>, rt: Handle) -> Self {
+    pub fn new(fs: Shared, rt: Handle) -> Self {
         FuseAdapter { fs, rt }
     }
 
@@ -178,7 +181,7 @@ impl FuseAdapter {
         R: ErrorReply,
         T: Send + 'static,
         F: Future<Output = Result<T, FsError>> + Send + 'static,
-        W: FnOnce(Arc<Tree>) -> F,
+        W: FnOnce(Shared) -> F,
     {
         let _in_runtime = self.rt.enter();
         let fut = work(self.fs.clone());
@@ -199,7 +202,7 @@ impl FuseAdapter {
 }
 
 /// Pair a result with the TTL the kernel may cache it for.
-fn with_ttl<T>(fs: &Tree, r: Result<T, FsError>) -> Result<(T, Duration), FsError> {
+fn with_ttl<T>(fs: &Shared, r: Result<T, FsError>) -> Result<(T, Duration), FsError> {
     r.map(|v| (v, fs.ttl()))
 }
 

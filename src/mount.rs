@@ -34,7 +34,7 @@ pub fn run(cfg: MountConfig, ready: Option<Ready>) -> Result<()> {
                 cfg.fs.clone(),
             );
             (
-                Tree::One(Arc::new(fs)),
+                Arc::new(fs) as Arc<dyn Tree>,
                 format!("s3://{}/{}", t.bucket, t.prefix),
                 connected.region,
                 connected.credentials,
@@ -44,11 +44,10 @@ pub fn run(cfg: MountConfig, ready: Option<Ready>) -> Result<()> {
             let (service, credentials) =
                 rt.block_on(crate::s3::buckets::connect(&cfg.connection, settings))?;
             let region = format!("{} for new buckets; each bucket in its own", service.home());
-            let tree = Tree::Buckets(Box::new(Buckets::new(Arc::new(service), cfg.fs.clone())));
+            let tree: Arc<dyn Tree> = Arc::new(Buckets::new(Arc::new(service), cfg.fs.clone()));
             (tree, "s3://".to_owned(), region, credentials)
         }
     };
-    let fs = Arc::new(fs);
     info!(target = %target, region = %region, credentials = %credentials, "connected");
     let adapter = FuseAdapter::new(fs.clone(), rt.handle().clone());
 

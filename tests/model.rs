@@ -7,8 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use proptest::prelude::*;
-use s3mount::config::FsConfig;
-use s3mount::fs::{Caller, Fs, FsError, Ino, Kind, OpenMode, ROOT_INO, SetAttr};
+use s3mount::fs::{Caller, Fs, FsConfig, FsError, Ino, Kind, OpenMode, ROOT_INO, SetAttr};
 use s3mount::s3::memory::MemoryStore;
 
 const DIRS: [&str; 3] = ["", "d1", "d2"];

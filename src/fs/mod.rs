@@ -1,53 +1,50 @@
 //! The filesystem core: inodes, directories, reads and writes over an [`ObjectStore`].
 //!
 //! It knows nothing of FUSE or HTTP: the FUSE adapter (`crate::fuse`) turns kernel requests
-//! into calls on [`Fs`] and [`FsError`]s into errnos; the object store turns our calls into
-//! S3 requests. All methods take `&self` and may run concurrently; locks are held only for
-//! short in-memory updates, never across a request to S3.
+//! into calls on a [`Tree`] and [`FsError`]s into errnos; the object store turns our calls
+//! into S3 requests. All methods take `&self` and may run concurrently; locks are held only
+//! for short in-memory updates, never across a request to S3.
+//!
+//! Layout: [`Fs`] (this file) is one bucket or one path in it; [`Buckets`] shows every
+//! bucket as a folder; both are a [`Tree`]. The operations on `Fs` live in `ops/` by concern
+//! (lookup, namespace, files, attributes); `meta/` is what is known about names and objects,
+//! `read/` the read path (prefetch, block cache, memory budget), `write/` the write path
+//! (streamed and staged uploads).
 
-mod attrs;
-pub mod budget;
-pub mod cache;
-pub mod dir;
-pub mod error;
-mod files;
-pub mod inode;
-pub mod key;
-pub mod known;
-pub mod meta;
-mod namespace;
-pub mod ranges;
-pub mod read;
-pub mod stage;
-pub mod tree;
-pub mod write;
+mod buckets;
+mod config;
+mod error;
+mod guard;
+mod meta;
+mod ops;
+mod read;
+mod tree;
+mod write;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-pub use dir::Listed;
+pub use buckets::Buckets;
+pub use config::FsConfig;
 pub use error::{FsError, Result};
-pub use inode::{Ino, Kind, ROOT_INO};
-pub use tree::{BucketService, Buckets, Tree};
+pub use meta::inode::{Ino, Kind, ROOT_INO};
+pub use meta::listing::Listed;
+pub use read::Budget;
+pub use tree::{Invalidator, Tree};
 
-use crate::config::FsConfig;
-use crate::s3::{ErrorKind, ObjectStore};
-use budget::Budget;
-use cache::BlockCache;
-use dir::Warnings;
-use inode::{InodeTable, Node, Residence, Stat};
-use key::{BadName, Prefix, validate_name};
-use known::{Known, KnownDirs};
-use meta::Posix;
+use crate::s3::ObjectStore;
+use guard::Guards;
+use meta::inode::{InodeTable, Node, Stat};
+use meta::key::{BadName, Prefix, validate_name};
+use meta::known::KnownDirs;
+use meta::listing::Warnings;
+use meta::negative::NegativeCache;
+use meta::posix::{self, Posix};
+use read::cache::BlockCache;
 use read::{ReadShared, Reader};
-use stage::Staged;
-use tracing::debug;
-use write::Upload;
-
-/// How many names are remembered as absent (the negative cache).
-const NEGATIVE_ENTRIES: usize = 100_000;
+use write::{Staged, Upload, Uploads, WriteConfig};
 
 /// Content type of directory marker objects (as s3fs and the S3 console write them).
 const DIR_CONTENT_TYPE: &str = "application/x-directory";
@@ -160,28 +157,22 @@ enum Handle {
     Dir(Arc<DirHandle>),
 }
 
-/// Told when a name disappears without the kernel having asked for it (a new file whose
-/// upload failed), so that the kernel's cached entry can be dropped at once instead of
-/// lingering for the entry TTL.
-pub trait Invalidator: Send + Sync {
-    /// `name` in directory `parent` no longer exists.
-    fn entry_gone(&self, parent: Ino, name: &str);
-}
-
-/// The filesystem.
+/// One bucket, or one path inside it, as a file system.
 pub struct Fs {
     store: Arc<dyn ObjectStore>,
     prefix: Prefix,
     cfg: FsConfig,
+    guards: Guards,
+    uploads: Uploads,
     inodes: Mutex<InodeTable>,
     handles: Mutex<HashMap<u64, Handle>>,
     next_fh: AtomicU64,
     warnings: Warnings,
     mount_time: SystemTime,
-    invalidator: std::sync::OnceLock<Box<dyn Invalidator>>,
+    invalidator: std::sync::OnceLock<Arc<dyn Invalidator>>,
     read_shared: ReadShared,
-    /// Names recently found absent, per directory: the negative cache.
-    negative: Mutex<lru::LruCache<(Ino, String), Instant>>,
+    /// Names recently found absent, per directory.
+    negative: NegativeCache,
     /// Directories whose every name is known (made or listed here within the TTL).
     known: KnownDirs,
 }
@@ -193,12 +184,24 @@ impl Fs {
         let budget = Budget::new(cfg.memory_limit);
         let read_shared = ReadShared {
             cache: Arc::new(BlockCache::new(cfg.cache_memory, budget.clone())),
-            budget,
+            budget: budget.clone(),
         };
+        let uploads = Uploads::new(
+            store.clone(),
+            WriteConfig {
+                part_size: cfg.write_part_size,
+                threads: cfg.upload_threads,
+            },
+            cfg.cache_dir.clone(),
+            budget,
+        );
         Fs {
             store,
             prefix: Prefix::new(prefix),
+            guards: cfg.guards(),
+            negative: NegativeCache::new(cfg.metadata_ttl),
             cfg,
+            uploads,
             inodes: Mutex::new(InodeTable::new(mount_time)),
             handles: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
@@ -206,9 +209,6 @@ impl Fs {
             mount_time,
             invalidator: std::sync::OnceLock::new(),
             read_shared,
-            negative: Mutex::new(lru::LruCache::new(
-                std::num::NonZeroUsize::new(NEGATIVE_ENTRIES).expect("non-zero"),
-            )),
             known: KnownDirs::default(),
         }
     }
@@ -223,31 +223,15 @@ impl Fs {
         &self.read_shared.budget
     }
 
-    fn remember_absent(&self, parent: Ino, name: &str) {
-        if !self.cfg.metadata_ttl.is_zero() {
-            self.negative
-                .lock()
-                .unwrap()
-                .put((parent, name.to_owned()), Instant::now());
-        }
-    }
-
-    fn forget_absent(&self, parent: Ino, name: &str) {
-        self.negative
-            .lock()
-            .unwrap()
-            .pop(&(parent, name.to_owned()));
-    }
-
     /// This mount made `name` exist in `parent` (create, mkdir, symlink, rename target).
     fn name_created(&self, parent: Ino, name: &str) {
-        self.forget_absent(parent, name);
+        self.negative.forget(parent, name);
         self.known.added(parent, name);
     }
 
     /// This mount made `name` in `parent` disappear (unlink, rmdir, rename source).
     fn name_removed(&self, parent: Ino, name: &str) {
-        self.remember_absent(parent, name);
+        self.negative.remember(parent, name);
         self.known.removed(parent, name);
     }
 
@@ -265,49 +249,9 @@ impl Fs {
         }
     }
 
-    /// What the known directory contents say about `name` in `dir`; a stale answer is
-    /// refreshed by listing the directory again (once, however many lookups wait for it).
-    async fn known(&self, dir: &Node, name: &str) -> Result<Known> {
-        let ttl = self.cfg.metadata_ttl;
-        if ttl.is_zero() {
-            return Ok(Known::Unknown);
-        }
-        match self.known.lookup(dir.ino, name, ttl) {
-            Known::Stale => {}
-            k => return Ok(k),
-        }
-        let _one_at_a_time = self.known.relist.lock().await;
-        match self.known.lookup(dir.ino, name, ttl) {
-            Known::Stale => {}
-            k => return Ok(k),
-        }
-        let (epoch, since) = (self.known.epoch(), Instant::now());
-        let listed = self.list_dir(dir).await?;
-        self.know_dir(dir.ino, since, epoch, listed.into_iter().map(|e| e.name));
-        Ok(self.known.lookup(dir.ino, name, ttl))
-    }
-
-    fn known_absent(&self, parent: Ino, name: &str) -> bool {
-        let mut neg = self.negative.lock().unwrap();
-        let key = (parent, name.to_owned());
-        match neg.get(&key) {
-            Some(at) if at.elapsed() < self.cfg.metadata_ttl => true,
-            Some(_) => {
-                neg.pop(&key);
-                false
-            }
-            None => false,
-        }
-    }
-
     /// Install the kernel-cache invalidator (once, after mounting).
-    pub fn set_invalidator(&self, inv: Box<dyn Invalidator>) {
+    pub fn set_invalidator(&self, inv: Arc<dyn Invalidator>) {
         let _ = self.invalidator.set(inv);
-    }
-
-    /// The bucket and prefix, for messages.
-    pub fn describe(&self) -> String {
-        format!("s3://{}/{}", self.store.bucket(), self.prefix.as_str())
     }
 
     fn attr(&self, node: &Node) -> Attr {
@@ -346,14 +290,6 @@ impl Fs {
         Ok(n)
     }
 
-    fn check_writable(&self) -> Result<()> {
-        if self.cfg.read_only {
-            Err(FsError::ReadOnly)
-        } else {
-            Ok(())
-        }
-    }
-
     fn handle(&self, fh: u64) -> Result<Handle> {
         self.handles
             .lock()
@@ -373,30 +309,12 @@ impl Fs {
         Stat::new(0, self.mount_time, None)
     }
 
-    /// Refuse deletions under `--no-delete`.
-    fn check_delete(&self) -> Result<()> {
-        self.check_writable()?;
-        if self.cfg.no_delete {
-            return Err(FsError::Guarded("--no-delete"));
-        }
-        Ok(())
-    }
-
-    /// Refuse changes to existing objects under `--no-overwrite`.
-    fn check_overwrite(&self) -> Result<()> {
-        self.check_writable()?;
-        if self.cfg.no_overwrite {
-            return Err(FsError::Guarded("--no-overwrite"));
-        }
-        Ok(())
-    }
-
     /// Stat of an object from HeadObject: kind from the s3fs mode (symlinks), POSIX
     /// attributes from the metadata.
     fn head_stat(info: crate::s3::ObjectInfo) -> (Kind, Stat) {
         let posix = info.meta.as_ref().map(Posix::from_meta);
         let kind = match posix.as_ref().and_then(Posix::file_type) {
-            Some(meta::S_IFLNK) => Kind::Symlink,
+            Some(posix::S_IFLNK) => Kind::Symlink,
             _ => Kind::File,
         };
         (
@@ -408,123 +326,6 @@ impl Fs {
                 posix,
             },
         )
-    }
-
-    // ----- names -----------------------------------------------------------------------
-
-    /// Look `name` up in `parent`, asking S3, and count one kernel reference.
-    pub async fn lookup(&self, parent: Ino, name: &str) -> Result<Attr> {
-        let node = self.resolve(parent, name, 1).await?;
-        Ok(self.attr(&node))
-    }
-
-    /// Find `name` in `parent`: a file being written here, else HeadObject `key` and
-    /// ListObjectsV2 `key/` (max-keys 1) concurrently; a directory wins over a file.
-    async fn resolve(&self, parent: Ino, name: &str, lookups: u64) -> Result<Node> {
-        let dir = self.dir_node(parent)?;
-        check_name(name)?;
-        {
-            let mut t = self.inodes.lock().unwrap();
-            if let Some(n) = t.child(parent, name)
-                && (matches!(n.residence, Residence::Writing(_))
-                    || n.fresh_within(self.cfg.metadata_ttl))
-            {
-                let n = n.clone();
-                t.add_lookups(n.ino, lookups);
-                return Ok(n);
-            }
-        }
-        if self.known_absent(parent, name) {
-            return Err(FsError::NotFound);
-        }
-        match self.known(&dir, name).await? {
-            Known::Absent => return Err(FsError::NotFound),
-            Known::Present | Known::Stale | Known::Unknown => {}
-        }
-        let path = key::child_path(&dir.path, name);
-        let object_key = self.prefix.key(&path);
-        let dir_key = self.prefix.dir_key(&path);
-        let (head, list) = tokio::join!(
-            self.store.head(&object_key),
-            self.store.list(&dir_key, true, None, Some(1))
-        );
-        let list = list?;
-        let (kind, stat) = if !list.objects.is_empty() || !list.prefixes.is_empty() {
-            let mut stat = self.dir_stat();
-            // A marker sorts first under its prefix; its metadata is the directory's mode,
-            // owner and mtime (mkdir, chmod, or s3fs). Best effort: defaults otherwise.
-            if list.objects.first().is_some_and(|o| o.key == dir_key) {
-                match self.store.head(&dir_key).await {
-                    Ok(info) => stat.posix = info.meta.as_ref().map(Posix::from_meta),
-                    Err(e) => debug!(key = %dir_key, error = %e, "directory marker metadata"),
-                }
-            }
-            (Kind::Dir, stat)
-        } else {
-            match head {
-                Ok(info) => Self::head_stat(info),
-                Err(e) if e.kind == ErrorKind::NotFound => {
-                    self.inodes.lock().unwrap().detach(parent, name);
-                    self.remember_absent(parent, name);
-                    return Err(FsError::NotFound);
-                }
-                Err(e) => return Err(e.into()),
-            }
-        };
-        Ok(self
-            .inodes
-            .lock()
-            .unwrap()
-            .upsert(parent, name, kind, stat, lookups))
-    }
-
-    /// The kernel dropped `n` references to `ino`.
-    pub fn forget(&self, ino: Ino, n: u64) {
-        self.inodes.lock().unwrap().forget(ino, n);
-    }
-
-    /// Attributes of `ino`; a file's are re-checked with HeadObject once older than the
-    /// metadata TTL, so changes by other clients show up.
-    pub async fn getattr(&self, ino: Ino) -> Result<Attr> {
-        let node = self.fresh(ino).await?;
-        Ok(self.attr(&node))
-    }
-
-    async fn fresh(&self, ino: Ino) -> Result<Node> {
-        let node = self.node(ino)?;
-        if node.kind == Kind::Dir
-            || node.residence != Residence::Remote
-            || node.fresh_within(self.cfg.metadata_ttl)
-        {
-            return Ok(node);
-        }
-        match self.store.head(&self.prefix.key(&node.path)).await {
-            Ok(info) => {
-                let (kind, stat) = Self::head_stat(info);
-                let mut t = self.inodes.lock().unwrap();
-                let Some(n) = t.get_mut(ino) else {
-                    return Err(FsError::NotFound);
-                };
-                if kind != n.kind {
-                    // A file became a symlink (or back): the kernel must look it up again.
-                    t.detach(node.parent, &node.name);
-                    return Err(FsError::NotFound);
-                }
-                if n.residence == Residence::Remote {
-                    if n.stat.etag != stat.etag {
-                        n.target = None;
-                    }
-                    n.stat = stat;
-                    n.validated = Some(Instant::now());
-                }
-                Ok(n.clone())
-            }
-            Err(e) if e.kind == ErrorKind::NotFound => {
-                self.inodes.lock().unwrap().detach(node.parent, &node.name);
-                Err(FsError::NotFound)
-            }
-            Err(e) => Err(e.into()),
-        }
     }
 }
 

@@ -1,5 +1,5 @@
 //! Account-level operations for the buckets view: ListBuckets, CreateBucket, DeleteBucket,
-//! and a store per bucket in the bucket's own region.
+//! and a store per bucket in the bucket's own region; and S3's bucket naming rules.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -14,7 +14,49 @@ use super::client::{AwsStore, StoreSettings};
 use super::connect::ConnectError;
 use super::{ObjectStore, StoreError, region};
 use crate::config::Connection;
-use crate::fs::BucketService;
+
+/// Account-level operations, the seam under the buckets view.
+#[async_trait]
+pub trait BucketService: Send + Sync + 'static {
+    /// ListBuckets: names and creation times.
+    async fn list_buckets(&self) -> Result<Vec<(String, SystemTime)>, StoreError>;
+    /// A store for `bucket`, in the bucket's own region.
+    async fn open_bucket(&self, bucket: &str) -> Result<Arc<dyn ObjectStore>, StoreError>;
+    /// CreateBucket.
+    async fn create_bucket(&self, bucket: &str) -> Result<(), StoreError>;
+    /// DeleteBucket (fails when not empty).
+    async fn delete_bucket(&self, bucket: &str) -> Result<(), StoreError>;
+}
+
+/// S3's bucket naming rules (the subset every S3-compatible server accepts); the error says
+/// which rule `b` breaks.
+pub fn validate_bucket_name(b: &str) -> Result<(), String> {
+    let bad = |why: &str| Err(format!("invalid bucket name '{b}': {why}"));
+    if b.is_empty() {
+        return bad("empty (expected BUCKET[/PREFIX])");
+    }
+    if b.len() < 3 || b.len() > 63 {
+        return bad("must be 3 to 63 characters long");
+    }
+    if !b
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-')
+    {
+        return bad("only lowercase letters, digits, '.' and '-' are allowed");
+    }
+    let first = b.as_bytes()[0];
+    let last = b.as_bytes()[b.len() - 1];
+    if !first.is_ascii_alphanumeric() || !last.is_ascii_alphanumeric() {
+        return bad("must start and end with a letter or digit");
+    }
+    if b.contains("..") {
+        return bad("must not contain '..'");
+    }
+    if b.parse::<std::net::Ipv4Addr>().is_ok() {
+        return bad("must not look like an IP address");
+    }
+    Ok(())
+}
 
 /// Every bucket the credentials can see.
 pub struct AwsBuckets {

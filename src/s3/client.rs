@@ -1,6 +1,7 @@
 //! [`ObjectStore`] over aws-sdk-s3: one shared client (one connection pool) for a bucket.
 
 use std::ops::Range;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use async_trait::async_trait;
@@ -19,8 +20,8 @@ use aws_sdk_s3::types::{
 };
 
 use super::{
-    CompletedPart, ErrorKind, ListPage, ObjectDetails, ObjectInfo, ObjectStore, PutOptions,
-    PutResult, StoreError, UserMeta,
+    CompletedPart, ErrorKind, ListPage, MultipartUpload, ObjectDetails, ObjectInfo, ObjectStore,
+    PutOptions, PutResult, StoreError, UserMeta,
 };
 
 /// `bucket`, expected owner and requester-pays on an object request, then the key. The
@@ -296,7 +297,11 @@ impl ObjectStore for AwsStore {
         })
     }
 
-    async fn create_multipart(&self, key: &str, opts: &PutOptions) -> Result<String, StoreError> {
+    async fn start_multipart(
+        &self,
+        key: &str,
+        opts: &PutOptions,
+    ) -> Result<Arc<dyn MultipartUpload>, StoreError> {
         let out = with_upload_settings!(
             self,
             on_object!(self, create_multipart_upload, key)
@@ -306,74 +311,22 @@ impl ObjectStore for AwsStore {
         .send()
         .await
         .map_err(|e| StoreError::from_sdk("CreateMultipartUpload", key, e))?;
-        out.upload_id().map(str::to_owned).ok_or_else(|| {
+        let id = out.upload_id().map(str::to_owned).ok_or_else(|| {
             StoreError::with_message(
                 "CreateMultipartUpload",
                 key.to_owned(),
                 ErrorKind::Other,
                 "response carried no upload id",
             )
-        })
+        })?;
+        Ok(Arc::new(AwsUpload {
+            store: self.clone(),
+            key: key.to_owned(),
+            id,
+        }))
     }
 
-    async fn upload_part(
-        &self,
-        key: &str,
-        upload_id: &str,
-        number: i32,
-        body: Bytes,
-    ) -> Result<String, StoreError> {
-        let out = on_object!(self, upload_part, key)
-            .upload_id(upload_id)
-            .part_number(number)
-            .body(ByteStream::from(body))
-            .customize()
-            .disable_payload_signing()
-            .send()
-            .await
-            .map_err(|e| StoreError::from_sdk("UploadPart", key, e))?;
-        out.e_tag().map(str::to_owned).ok_or_else(|| {
-            StoreError::with_message(
-                "UploadPart",
-                key.to_owned(),
-                ErrorKind::Other,
-                format!("part {number}: response carried no ETag"),
-            )
-        })
-    }
-
-    async fn upload_part_copy(
-        &self,
-        key: &str,
-        upload_id: &str,
-        number: i32,
-        src: &str,
-        range: Range<u64>,
-        src_etag: Option<&str>,
-    ) -> Result<String, StoreError> {
-        let out = on_object!(self, upload_part_copy, key)
-            .upload_id(upload_id)
-            .part_number(number)
-            .copy_source(copy_source(&self.bucket, src))
-            .copy_source_range(format!("bytes={}-{}", range.start, range.end - 1))
-            .set_copy_source_if_match(src_etag.map(str::to_owned))
-            .send()
-            .await
-            .map_err(|e| StoreError::from_sdk("UploadPartCopy", key, e))?;
-        out.copy_part_result()
-            .and_then(|r| r.e_tag())
-            .map(str::to_owned)
-            .ok_or_else(|| {
-                StoreError::with_message(
-                    "UploadPartCopy",
-                    key.to_owned(),
-                    ErrorKind::Other,
-                    format!("part {number}: response carried no ETag"),
-                )
-            })
-    }
-
-    async fn copy(
+    async fn copy_object(
         &self,
         src: &str,
         dst: &str,
@@ -400,45 +353,6 @@ impl ObjectStore for AwsStore {
                 .and_then(|r| r.e_tag())
                 .map(str::to_owned),
         })
-    }
-
-    async fn complete_multipart(
-        &self,
-        key: &str,
-        upload_id: &str,
-        parts: Vec<CompletedPart>,
-    ) -> Result<PutResult, StoreError> {
-        let parts = parts
-            .into_iter()
-            .map(|p| {
-                SdkPart::builder()
-                    .part_number(p.number)
-                    .e_tag(p.etag)
-                    .build()
-            })
-            .collect();
-        let out = on_object!(self, complete_multipart_upload, key)
-            .upload_id(upload_id)
-            .multipart_upload(
-                CompletedMultipartUpload::builder()
-                    .set_parts(Some(parts))
-                    .build(),
-            )
-            .send()
-            .await
-            .map_err(|e| StoreError::from_sdk("CompleteMultipartUpload", key, e))?;
-        Ok(PutResult {
-            etag: out.e_tag().map(str::to_owned),
-        })
-    }
-
-    async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<(), StoreError> {
-        on_object!(self, abort_multipart_upload, key)
-            .upload_id(upload_id)
-            .send()
-            .await
-            .map_err(|e| StoreError::from_sdk("AbortMultipartUpload", key, e))?;
-        Ok(())
     }
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
@@ -565,6 +479,110 @@ impl ObjectStore for AwsStore {
             .await
             .map_err(|e| fail(e.to_string()))?;
         Ok(req.uri().to_owned())
+    }
+}
+
+/// A multipart upload through aws-sdk-s3.
+struct AwsUpload {
+    store: AwsStore,
+    key: String,
+    id: String,
+}
+
+#[async_trait]
+impl MultipartUpload for AwsUpload {
+    fn key(&self) -> &str {
+        &self.key
+    }
+
+    async fn put_part(&self, number: i32, body: Bytes) -> Result<CompletedPart, StoreError> {
+        let (s, key) = (&self.store, self.key.as_str());
+        let out = on_object!(s, upload_part, key)
+            .upload_id(&self.id)
+            .part_number(number)
+            .body(ByteStream::from(body))
+            .customize()
+            .disable_payload_signing()
+            .send()
+            .await
+            .map_err(|e| StoreError::from_sdk("UploadPart", key, e))?;
+        let etag = out.e_tag().map(str::to_owned).ok_or_else(|| {
+            StoreError::with_message(
+                "UploadPart",
+                key.to_owned(),
+                ErrorKind::Other,
+                format!("part {number}: response carried no ETag"),
+            )
+        })?;
+        Ok(CompletedPart { number, etag })
+    }
+
+    async fn copy_part(
+        &self,
+        number: i32,
+        src: &str,
+        range: Range<u64>,
+        src_etag: Option<&str>,
+    ) -> Result<CompletedPart, StoreError> {
+        let (s, key) = (&self.store, self.key.as_str());
+        let out = on_object!(s, upload_part_copy, key)
+            .upload_id(&self.id)
+            .part_number(number)
+            .copy_source(copy_source(&s.bucket, src))
+            .copy_source_range(format!("bytes={}-{}", range.start, range.end - 1))
+            .set_copy_source_if_match(src_etag.map(str::to_owned))
+            .send()
+            .await
+            .map_err(|e| StoreError::from_sdk("UploadPartCopy", key, e))?;
+        let etag = out
+            .copy_part_result()
+            .and_then(|r| r.e_tag())
+            .map(str::to_owned)
+            .ok_or_else(|| {
+                StoreError::with_message(
+                    "UploadPartCopy",
+                    key.to_owned(),
+                    ErrorKind::Other,
+                    format!("part {number}: response carried no ETag"),
+                )
+            })?;
+        Ok(CompletedPart { number, etag })
+    }
+
+    async fn complete(&self, parts: Vec<CompletedPart>) -> Result<PutResult, StoreError> {
+        let (s, key) = (&self.store, self.key.as_str());
+        let parts = parts
+            .into_iter()
+            .map(|p| {
+                SdkPart::builder()
+                    .part_number(p.number)
+                    .e_tag(p.etag)
+                    .build()
+            })
+            .collect();
+        let out = on_object!(s, complete_multipart_upload, key)
+            .upload_id(&self.id)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(parts))
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| StoreError::from_sdk("CompleteMultipartUpload", key, e))?;
+        Ok(PutResult {
+            etag: out.e_tag().map(str::to_owned),
+        })
+    }
+
+    async fn abort(&self) -> Result<(), StoreError> {
+        let (s, key) = (&self.store, self.key.as_str());
+        on_object!(s, abort_multipart_upload, key)
+            .upload_id(&self.id)
+            .send()
+            .await
+            .map_err(|e| StoreError::from_sdk("AbortMultipartUpload", key, e))?;
+        Ok(())
     }
 }
 

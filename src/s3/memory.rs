@@ -4,16 +4,16 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 
 use super::{
-    CompletedPart, ErrorKind, ListPage, MAX_COPY, ObjectInfo, ObjectStore, PutOptions, PutResult,
-    StoreError, UserMeta,
+    CompletedPart, ErrorKind, ListPage, MAX_COPY, MultipartUpload, ObjectInfo, ObjectStore,
+    PutOptions, PutResult, StoreError, UserMeta,
 };
 
 #[derive(Clone)]
@@ -32,12 +32,37 @@ struct State {
     counts: HashMap<&'static str, u64>,
 }
 
+/// What the store and its multipart uploads share.
+#[derive(Default)]
+struct Shared {
+    state: Mutex<State>,
+    next_id: AtomicU64,
+}
+
+impl Shared {
+    fn etag(&self) -> String {
+        format!("\"{}\"", self.next_id.fetch_add(1, Ordering::Relaxed) + 1)
+    }
+
+    fn tick(&self, op: &'static str) -> std::sync::MutexGuard<'_, State> {
+        let mut st = self.state.lock().unwrap();
+        *st.counts.entry(op).or_default() += 1;
+        st
+    }
+}
+
 /// A bucket held in memory.
 pub struct MemoryStore {
     bucket: String,
-    state: Mutex<State>,
-    next_id: AtomicU64,
+    shared: Arc<Shared>,
     page_size: usize,
+}
+
+/// A multipart upload into a [`MemoryStore`].
+struct MemoryUpload {
+    shared: Arc<Shared>,
+    key: String,
+    id: String,
 }
 
 impl MemoryStore {
@@ -45,8 +70,7 @@ impl MemoryStore {
     pub fn new(bucket: &str, page_size: usize) -> Self {
         MemoryStore {
             bucket: bucket.to_owned(),
-            state: Mutex::new(State::default()),
-            next_id: AtomicU64::new(1),
+            shared: Arc::default(),
             page_size: page_size.max(1),
         }
     }
@@ -54,7 +78,7 @@ impl MemoryStore {
     /// Store an object directly (as another client would).
     pub fn insert(&self, key: &str, body: impl Into<Bytes>) {
         let etag = self.etag();
-        self.state.lock().unwrap().objects.insert(
+        self.state().objects.insert(
             key.to_owned(),
             Object {
                 body: body.into(),
@@ -68,47 +92,49 @@ impl MemoryStore {
     /// Store an object with user metadata (as another client, e.g. s3fs, would).
     pub fn insert_with_meta(&self, key: &str, body: impl Into<Bytes>, meta: UserMeta) {
         self.insert(key, body);
-        if let Some(o) = self.state.lock().unwrap().objects.get_mut(key) {
+        if let Some(o) = self.state().objects.get_mut(key) {
             o.meta = meta;
         }
     }
 
     /// User metadata of an object, if present.
     pub fn meta(&self, key: &str) -> Option<UserMeta> {
-        let st = self.state.lock().unwrap();
+        let st = self.state();
         st.objects.get(key).map(|o| o.meta.clone())
     }
 
     /// The body of an object, if present.
     pub fn get(&self, key: &str) -> Option<Bytes> {
-        let st = self.state.lock().unwrap();
+        let st = self.state();
         st.objects.get(key).map(|o| o.body.clone())
     }
 
     /// All keys, sorted.
     pub fn keys(&self) -> Vec<String> {
-        self.state.lock().unwrap().objects.keys().cloned().collect()
+        self.state().objects.keys().cloned().collect()
     }
 
     /// Number of multipart uploads started and neither completed nor aborted.
     pub fn pending_uploads(&self) -> usize {
-        self.state.lock().unwrap().uploads.len()
+        self.state().uploads.len()
     }
 
     /// How many requests of operation `op` (e.g. `"HeadObject"`) were made.
     pub fn count(&self, op: &str) -> u64 {
-        let st = self.state.lock().unwrap();
+        let st = self.state();
         st.counts.get(op).copied().unwrap_or(0)
     }
 
     fn etag(&self) -> String {
-        format!("\"{}\"", self.next_id.fetch_add(1, Ordering::Relaxed))
+        self.shared.etag()
     }
 
     fn tick(&self, op: &'static str) -> std::sync::MutexGuard<'_, State> {
-        let mut st = self.state.lock().unwrap();
-        *st.counts.entry(op).or_default() += 1;
-        st
+        self.shared.tick(op)
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.shared.state.lock().unwrap()
     }
 }
 
@@ -230,54 +256,28 @@ impl ObjectStore for MemoryStore {
         Ok(PutResult { etag: Some(etag) })
     }
 
-    async fn create_multipart(&self, key: &str, opts: &PutOptions) -> Result<String, StoreError> {
-        let id = format!("upload-{}", self.next_id.fetch_add(1, Ordering::Relaxed));
+    async fn start_multipart(
+        &self,
+        key: &str,
+        opts: &PutOptions,
+    ) -> Result<Arc<dyn MultipartUpload>, StoreError> {
+        let id = format!(
+            "upload-{}",
+            self.shared.next_id.fetch_add(1, Ordering::Relaxed) + 1
+        );
         let mut st = self.tick("CreateMultipartUpload");
         st.uploads.insert(
             id.clone(),
             (key.to_owned(), opts.meta.clone(), BTreeMap::new()),
         );
-        Ok(id)
+        Ok(Arc::new(MemoryUpload {
+            shared: self.shared.clone(),
+            key: key.to_owned(),
+            id,
+        }))
     }
 
-    async fn upload_part_copy(
-        &self,
-        key: &str,
-        upload_id: &str,
-        number: i32,
-        src: &str,
-        range: Range<u64>,
-        src_etag: Option<&str>,
-    ) -> Result<String, StoreError> {
-        let mut st = self.tick("UploadPartCopy");
-        let o = st
-            .objects
-            .get(src)
-            .ok_or_else(|| StoreError::new("UploadPartCopy", src, ErrorKind::NotFound))?;
-        if src_etag.is_some_and(|e| e != o.etag) {
-            return Err(StoreError::new(
-                "UploadPartCopy",
-                src,
-                ErrorKind::PreconditionFailed,
-            ));
-        }
-        let body = o.body.clone();
-        if range.end > body.len() as u64 || range.is_empty() {
-            return Err(StoreError::new(
-                "UploadPartCopy",
-                src,
-                ErrorKind::InvalidRequest,
-            ));
-        }
-        let (_, _, parts) = st
-            .uploads
-            .get_mut(upload_id)
-            .ok_or_else(|| StoreError::new("UploadPartCopy", key, ErrorKind::NotFound))?;
-        parts.insert(number, body.slice(range.start as usize..range.end as usize));
-        Ok(format!("\"part-{number}\""))
-    }
-
-    async fn copy(
+    async fn copy_object(
         &self,
         src: &str,
         dst: &str,
@@ -307,59 +307,6 @@ impl ObjectStore for MemoryStore {
             },
         );
         Ok(PutResult { etag: Some(etag) })
-    }
-
-    async fn upload_part(
-        &self,
-        key: &str,
-        upload_id: &str,
-        number: i32,
-        body: Bytes,
-    ) -> Result<String, StoreError> {
-        let mut st = self.tick("UploadPart");
-        let (_, _, parts) = st
-            .uploads
-            .get_mut(upload_id)
-            .ok_or_else(|| StoreError::new("UploadPart", key, ErrorKind::NotFound))?;
-        parts.insert(number, body);
-        Ok(format!("\"part-{number}\""))
-    }
-
-    async fn complete_multipart(
-        &self,
-        key: &str,
-        upload_id: &str,
-        parts: Vec<CompletedPart>,
-    ) -> Result<PutResult, StoreError> {
-        let etag = self.etag();
-        let mut st = self.tick("CompleteMultipartUpload");
-        let (_, meta, stored) = st
-            .uploads
-            .remove(upload_id)
-            .ok_or_else(|| StoreError::new("CompleteMultipartUpload", key, ErrorKind::NotFound))?;
-        let mut body = BytesMut::new();
-        for p in &parts {
-            let part = stored.get(&p.number).ok_or_else(|| {
-                StoreError::new("CompleteMultipartUpload", key, ErrorKind::InvalidRequest)
-            })?;
-            body.extend_from_slice(part);
-        }
-        st.objects.insert(
-            key.to_owned(),
-            Object {
-                body: body.freeze(),
-                etag: etag.clone(),
-                mtime: SystemTime::now(),
-                meta,
-            },
-        );
-        Ok(PutResult { etag: Some(etag) })
-    }
-
-    async fn abort_multipart(&self, _key: &str, upload_id: &str) -> Result<(), StoreError> {
-        let mut st = self.tick("AbortMultipartUpload");
-        st.uploads.remove(upload_id);
-        Ok(())
     }
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
@@ -427,6 +374,97 @@ impl ObjectStore for MemoryStore {
             self.bucket,
             expires.as_secs()
         ))
+    }
+}
+
+#[async_trait]
+impl MultipartUpload for MemoryUpload {
+    fn key(&self) -> &str {
+        &self.key
+    }
+
+    async fn put_part(&self, number: i32, body: Bytes) -> Result<CompletedPart, StoreError> {
+        let mut st = self.shared.tick("UploadPart");
+        let (_, _, parts) = st
+            .uploads
+            .get_mut(&self.id)
+            .ok_or_else(|| StoreError::new("UploadPart", &*self.key, ErrorKind::NotFound))?;
+        parts.insert(number, body);
+        Ok(CompletedPart {
+            number,
+            etag: format!("\"part-{number}\""),
+        })
+    }
+
+    async fn copy_part(
+        &self,
+        number: i32,
+        src: &str,
+        range: Range<u64>,
+        src_etag: Option<&str>,
+    ) -> Result<CompletedPart, StoreError> {
+        let mut st = self.shared.tick("UploadPartCopy");
+        let o = st
+            .objects
+            .get(src)
+            .ok_or_else(|| StoreError::new("UploadPartCopy", src, ErrorKind::NotFound))?;
+        if src_etag.is_some_and(|e| e != o.etag) {
+            return Err(StoreError::new(
+                "UploadPartCopy",
+                src,
+                ErrorKind::PreconditionFailed,
+            ));
+        }
+        let body = o.body.clone();
+        if range.end > body.len() as u64 || range.is_empty() {
+            return Err(StoreError::new(
+                "UploadPartCopy",
+                src,
+                ErrorKind::InvalidRequest,
+            ));
+        }
+        let (_, _, parts) = st
+            .uploads
+            .get_mut(&self.id)
+            .ok_or_else(|| StoreError::new("UploadPartCopy", &*self.key, ErrorKind::NotFound))?;
+        parts.insert(number, body.slice(range.start as usize..range.end as usize));
+        Ok(CompletedPart {
+            number,
+            etag: format!("\"part-{number}\""),
+        })
+    }
+
+    async fn complete(&self, parts: Vec<CompletedPart>) -> Result<PutResult, StoreError> {
+        let key = self.key.as_str();
+        let etag = self.shared.etag();
+        let mut st = self.shared.tick("CompleteMultipartUpload");
+        let (_, meta, stored) = st
+            .uploads
+            .remove(&self.id)
+            .ok_or_else(|| StoreError::new("CompleteMultipartUpload", key, ErrorKind::NotFound))?;
+        let mut body = BytesMut::new();
+        for p in &parts {
+            let part = stored.get(&p.number).ok_or_else(|| {
+                StoreError::new("CompleteMultipartUpload", key, ErrorKind::InvalidRequest)
+            })?;
+            body.extend_from_slice(part);
+        }
+        st.objects.insert(
+            key.to_owned(),
+            Object {
+                body: body.freeze(),
+                etag: etag.clone(),
+                mtime: SystemTime::now(),
+                meta,
+            },
+        );
+        Ok(PutResult { etag: Some(etag) })
+    }
+
+    async fn abort(&self) -> Result<(), StoreError> {
+        let mut st = self.shared.tick("AbortMultipartUpload");
+        st.uploads.remove(&self.id);
+        Ok(())
     }
 }
 

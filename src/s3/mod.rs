@@ -15,10 +15,13 @@ pub mod region;
 
 use std::collections::BTreeMap;
 use std::ops::Range;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures::StreamExt;
+use futures::stream::BoxStream;
 
 pub use error::{ErrorKind, StoreError};
 
@@ -96,10 +99,46 @@ pub struct CompletedPart {
     pub etag: String,
 }
 
+/// Every page of a listing, fetched one page at a time as the stream is polled.
+pub type ListStream<'a> = BoxStream<'a, Result<ListPage, StoreError>>;
+
+/// A multipart upload under way: parts go in (uploaded, or copied server-side from another
+/// object), then it is completed or aborted. Parts may be sent concurrently; the upload
+/// object is shared between the tasks sending them.
+#[async_trait]
+pub trait MultipartUpload: Send + Sync {
+    /// The key being written.
+    fn key(&self) -> &str;
+
+    /// UploadPart of `body` as part `number` (1-based).
+    async fn put_part(&self, number: i32, body: Bytes) -> Result<CompletedPart, StoreError>;
+
+    /// UploadPartCopy of `range` (end exclusive) of `src` as part `number`, only while the
+    /// source's ETag is `src_etag` when given.
+    async fn copy_part(
+        &self,
+        number: i32,
+        src: &str,
+        range: Range<u64>,
+        src_etag: Option<&str>,
+    ) -> Result<CompletedPart, StoreError>;
+
+    /// CompleteMultipartUpload with `parts` in order: the object appears.
+    async fn complete(&self, parts: Vec<CompletedPart>) -> Result<PutResult, StoreError>;
+
+    /// AbortMultipartUpload: the parts are discarded, nothing appears.
+    async fn abort(&self) -> Result<(), StoreError>;
+}
+
+/// Size of each UploadPartCopy when an object too large for CopyObject is copied.
+const COPY_PART: u64 = 512 << 20;
+
 /// The object-store operations the filesystem needs, on one bucket.
 ///
 /// Keys are full keys (the mount prefix already applied by the caller). Every error carries
-/// the operation and key so that it can be logged once where it becomes an errno.
+/// the operation and key so that it can be logged once where it becomes an errno. The
+/// provided methods ([`ObjectStore::list_all`], [`ObjectStore::copy`]) hold the S3 mechanics
+/// (pagination, CopyObject or UploadPartCopy) so that no caller repeats them.
 #[async_trait]
 pub trait ObjectStore: Send + Sync + 'static {
     /// The bucket this store talks to (for messages only).
@@ -131,49 +170,21 @@ pub trait ObjectStore: Send + Sync + 'static {
     async fn put(&self, key: &str, body: Bytes, opts: &PutOptions)
     -> Result<PutResult, StoreError>;
 
-    /// CreateMultipartUpload; returns the upload id.
-    async fn create_multipart(&self, key: &str, opts: &PutOptions) -> Result<String, StoreError>;
-
-    /// UploadPartCopy of `range` of `src` (only while its ETag is `src_etag`, when given)
-    /// as part `number`; returns the part's ETag.
-    async fn upload_part_copy(
+    /// CreateMultipartUpload: an upload object to send the parts through.
+    async fn start_multipart(
         &self,
         key: &str,
-        upload_id: &str,
-        number: i32,
-        src: &str,
-        range: Range<u64>,
-        src_etag: Option<&str>,
-    ) -> Result<String, StoreError>;
+        opts: &PutOptions,
+    ) -> Result<Arc<dyn MultipartUpload>, StoreError>;
 
     /// CopyObject `src` (at most [`MAX_COPY`] bytes) to `dst`, with `opts` replacing the
-    /// metadata when given, else keeping the source's.
-    async fn copy(
+    /// metadata when given, else keeping the source's. Callers use [`ObjectStore::copy`].
+    async fn copy_object(
         &self,
         src: &str,
         dst: &str,
         opts: Option<&PutOptions>,
     ) -> Result<PutResult, StoreError>;
-
-    /// UploadPart; returns the part's ETag.
-    async fn upload_part(
-        &self,
-        key: &str,
-        upload_id: &str,
-        number: i32,
-        body: Bytes,
-    ) -> Result<String, StoreError>;
-
-    /// CompleteMultipartUpload with the parts in order.
-    async fn complete_multipart(
-        &self,
-        key: &str,
-        upload_id: &str,
-        parts: Vec<CompletedPart>,
-    ) -> Result<PutResult, StoreError>;
-
-    /// AbortMultipartUpload.
-    async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<(), StoreError>;
 
     /// DeleteObject (succeeds when the key does not exist, as S3 does).
     async fn delete(&self, key: &str) -> Result<(), StoreError>;
@@ -198,4 +209,71 @@ pub trait ObjectStore: Send + Sync + 'static {
         key: &str,
         expires: std::time::Duration,
     ) -> Result<String, StoreError>;
+
+    /// Every page of the listing under `prefix` (see [`ObjectStore::list`]), as a stream:
+    /// pagination is the store's business, not the caller's.
+    fn list_all<'a>(&'a self, prefix: &'a str, delimited: bool) -> ListStream<'a> {
+        // State: the continuation token, `None` once the last page was returned.
+        futures::stream::try_unfold(
+            Some(None),
+            move |token: Option<Option<String>>| async move {
+                let Some(token) = token else {
+                    return Ok(None);
+                };
+                let page = self.list(prefix, delimited, token, None).await?;
+                let next = page.next.clone().map(Some);
+                Ok(Some((page, next)))
+            },
+        )
+        .boxed()
+    }
+
+    /// Copy `src` to `dst`, keeping the metadata or replacing it with `opts`: CopyObject up
+    /// to 5 GiB, a multipart upload of UploadPartCopy parts above, sized from a HEAD of the
+    /// source and conditional on its ETag (`size_hint` is what the caller believes the
+    /// size is, to pick the method without a request). Returns the new object's ETag.
+    async fn copy(
+        &self,
+        src: &str,
+        dst: &str,
+        size_hint: u64,
+        opts: Option<&PutOptions>,
+    ) -> Result<PutResult, StoreError> {
+        if size_hint <= MAX_COPY {
+            return self.copy_object(src, dst, opts).await;
+        }
+        let info = self.head(src).await?;
+        let opts = match opts {
+            Some(o) => o.clone(),
+            None => PutOptions {
+                content_type: String::new(),
+                meta: info.meta.clone().unwrap_or_default(),
+            },
+        };
+        let upload = self.start_multipart(dst, &opts).await?;
+        let mut parts = Vec::new();
+        let mut start = 0;
+        while start < info.size {
+            let end = (start + COPY_PART).min(info.size);
+            let number = parts.len() as i32 + 1;
+            match upload
+                .copy_part(number, src, start..end, info.etag.as_deref())
+                .await
+            {
+                Ok(p) => parts.push(p),
+                Err(e) => {
+                    let _ = upload.abort().await;
+                    return Err(e);
+                }
+            }
+            start = end;
+        }
+        match upload.complete(parts).await {
+            Ok(put) => Ok(put),
+            Err(e) => {
+                let _ = upload.abort().await;
+                Err(e)
+            }
+        }
+    }
 }

@@ -4,16 +4,17 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use tracing::warn;
 
-use super::inode::{Node, Residence, Stat};
-use super::meta::{self, Posix};
-use super::{
+use crate::fs::meta::inode::{Node, Residence, Stat};
+use crate::fs::meta::posix::{self as meta, Posix};
+use crate::fs::meta::{key, listing as dir};
+use crate::fs::{
     Attr, Body, Caller, DIR_CONTENT_TYPE, DirHandle, Fs, FsError, Handle, Ino, Kind, Listed,
-    Result, check_name, dir, key,
+    Result, check_name,
 };
-use crate::s3::{MAX_COPY, MAX_DELETE_BATCH, ObjectStore, PutOptions, StoreError};
+use crate::s3::{MAX_DELETE_BATCH, PutOptions, StoreError};
 
 /// What one DeleteObjects request left behind (per-key failures), or why it failed.
 type DeleteOutcome = std::result::Result<Vec<StoreError>, StoreError>;
@@ -50,7 +51,7 @@ impl Fs {
 
     /// Every entry of directory `dir`: its listing, plus new files still being written
     /// into it (not in S3 yet).
-    pub(super) async fn list_dir(&self, dir: &Node) -> Result<Vec<Listed>> {
+    pub(in crate::fs) async fn list_dir(&self, dir: &Node) -> Result<Vec<Listed>> {
         let mut listed = dir::list(
             self.store.as_ref(),
             &self.prefix,
@@ -93,7 +94,9 @@ impl Fs {
 
     /// Parent of directory `ino`.
     pub fn parent_of(&self, ino: Ino) -> Ino {
-        self.node(ino).map(|n| n.parent).unwrap_or(super::ROOT_INO)
+        self.node(ino)
+            .map(|n| n.parent)
+            .unwrap_or(crate::fs::ROOT_INO)
     }
 
     /// Close a directory handle.
@@ -114,7 +117,7 @@ impl Fs {
     /// Create directory `name` in `parent`: a zero-byte `name/` marker object (with
     /// s3fs-compatible mode and owner), so other clients see it too.
     pub async fn mkdir(&self, parent: Ino, name: &str, mode: u32, caller: Caller) -> Result<Attr> {
-        self.check_writable()?;
+        self.guards.writable()?;
         let dir = self.dir_node(parent)?;
         check_name(name)?;
         // The kernel looks a name up before mkdir, so an unknown name is absent; a known one
@@ -152,7 +155,7 @@ impl Fs {
 
     /// Remove the empty directory `name` (its marker object, if any).
     pub async fn rmdir(&self, parent: Ino, name: &str) -> Result<()> {
-        self.check_delete()?;
+        self.guards.delete()?;
         let known_dir = self
             .inodes
             .lock()
@@ -192,7 +195,7 @@ impl Fs {
     /// Delete file or symlink `name`. A file still being written is discarded when its
     /// writer closes.
     pub async fn unlink(&self, parent: Ino, name: &str) -> Result<()> {
-        self.check_delete()?;
+        self.guards.delete()?;
         let node = self.resolve(parent, name, 0).await?;
         match (node.kind, node.residence) {
             (Kind::Dir, _) => Err(FsError::IsDir),
@@ -237,7 +240,7 @@ impl Fs {
         target: &str,
         caller: Caller,
     ) -> Result<Attr> {
-        self.check_writable()?;
+        self.guards.writable()?;
         let dir = self.dir_node(parent)?;
         check_name(name)?;
         let path = key::child_path(&dir.path, name);
@@ -302,7 +305,7 @@ impl Fs {
         new_name: &str,
         no_replace: bool,
     ) -> Result<()> {
-        self.check_delete()?;
+        self.guards.delete()?;
         check_name(new_name)?;
         let src = self.resolve(parent, name, 0).await?;
         let dst_dir = self.dir_node(new_parent)?;
@@ -325,7 +328,7 @@ impl Fs {
             if no_replace {
                 return Err(FsError::Exists);
             }
-            self.check_overwrite()?;
+            self.guards.overwrite()?;
             match (src.kind, d.kind) {
                 (Kind::Dir, Kind::Dir) => self.check_empty(d.ino, &d.path).await?,
                 (Kind::Dir, _) => return Err(FsError::NotDir),
@@ -385,14 +388,14 @@ impl Fs {
 
     /// Copy `from` to `to`, keeping the metadata or replacing it with `opts`; returns the
     /// new ETag.
-    pub(super) async fn copy_object(
+    pub(in crate::fs) async fn copy_object(
         &self,
         from: &str,
         to: &str,
         size: u64,
         opts: Option<&PutOptions>,
     ) -> Result<Option<String>> {
-        copy_object(&self.store, from, to, size, opts).await
+        Ok(self.store.copy(from, to, size, opts).await?.etag)
     }
 
     /// Move every key below directory `from` to `to`. Copies run concurrently; sources are
@@ -402,22 +405,18 @@ impl Fs {
         type Outcome = (String, Result<Option<String>>);
         let (src_prefix, dst_prefix) = (self.prefix.dir_key(from), self.prefix.dir_key(to));
         let mut objects = Vec::new();
-        let mut token = None;
-        loop {
-            let page = self.store.list(&src_prefix, false, token, None).await?;
+        let mut pages = self.store.list_all(&src_prefix, false);
+        while let Some(page) = pages.try_next().await? {
             objects.extend(page.objects);
-            match page.next {
-                Some(t) => token = Some(t),
-                None => break,
-            }
         }
+        drop(pages);
         let copies: Vec<Outcome> = futures::stream::iter(objects.clone())
             .map(|o| {
                 let store = self.store.clone();
                 let dst = format!("{dst_prefix}{}", &o.key[src_prefix.len()..]);
                 async move {
-                    let r = copy_object(&store, &o.key, &dst, o.size, None).await;
-                    (o.key, r)
+                    let r = store.copy(&o.key, &dst, o.size, None).await;
+                    (o.key, r.map(|p| p.etag).map_err(FsError::from))
                 }
             })
             .buffer_unordered(RENAME_CONCURRENCY)
@@ -467,52 +466,5 @@ impl Fs {
             )));
         }
         Ok(())
-    }
-}
-
-/// Copy `from` to `to`, keeping the metadata or replacing it with `opts`: CopyObject up
-/// to 5 GiB, UploadPartCopy above. Returns the new ETag.
-pub(super) async fn copy_object(
-    store: &Arc<dyn ObjectStore>,
-    from: &str,
-    to: &str,
-    size: u64,
-    opts: Option<&PutOptions>,
-) -> Result<Option<String>> {
-    if size <= MAX_COPY {
-        return Ok(store.copy(from, to, opts).await?.etag);
-    }
-    let info = store.head(from).await?;
-    let opts = match opts {
-        Some(o) => o.clone(),
-        None => PutOptions {
-            content_type: String::new(),
-            meta: info.meta.unwrap_or_default(),
-        },
-    };
-    let id = store.create_multipart(to, &opts).await?;
-    let part = 512u64 << 20;
-    let mut parts = Vec::new();
-    let result: Result<()> = async {
-        let mut start = 0;
-        let mut number = 1;
-        while start < size {
-            let end = (start + part).min(size);
-            let etag = store
-                .upload_part_copy(to, &id, number, from, start..end, info.etag.as_deref())
-                .await?;
-            parts.push(crate::s3::CompletedPart { number, etag });
-            number += 1;
-            start = end;
-        }
-        Ok(())
-    }
-    .await;
-    match result {
-        Ok(()) => Ok(store.complete_multipart(to, &id, parts).await?.etag),
-        Err(e) => {
-            let _ = store.abort_multipart(to, &id).await;
-            Err(e)
-        }
     }
 }

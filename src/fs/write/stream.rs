@@ -14,24 +14,18 @@ use bytes::{Bytes, BytesMut};
 use tokio::task::JoinHandle;
 use tracing::warn;
 
-use super::budget::Budget;
-use super::error::{FsError, Result};
-use crate::s3::{CompletedPart, ErrorKind, ObjectStore, PutOptions, PutResult, StoreError};
+use super::{Uploads, WriteConfig};
+use crate::fs::error::{FsError, Result};
+use crate::fs::read::Budget;
+use crate::s3::{
+    CompletedPart, ErrorKind, MultipartUpload, ObjectStore, PutOptions, PutResult, StoreError,
+};
 
 /// S3's limit on parts per upload.
 const MAX_PARTS: i32 = 10_000;
 
-/// Upload tuning.
-#[derive(Clone, Copy, Debug)]
-pub struct WriteConfig {
-    /// Part size (≥ 5 MiB).
-    pub part_size: u64,
-    /// Parts in flight.
-    pub threads: usize,
-}
-
 struct Multipart {
-    id: String,
+    upload: Arc<dyn MultipartUpload>,
     next_part: i32,
     inflight: VecDeque<JoinHandle<std::result::Result<CompletedPart, StoreError>>>,
     done: Vec<CompletedPart>,
@@ -67,19 +61,13 @@ pub struct Upload {
 }
 
 impl Upload {
-    /// Start writing `key` from empty.
-    pub fn new(
-        store: Arc<dyn ObjectStore>,
-        key: String,
-        cfg: WriteConfig,
-        budget: Arc<Budget>,
-        opts: PutOptions,
-    ) -> Self {
+    /// Start writing `key` from empty (see [`Uploads::stream`]).
+    pub(super) fn new(up: &Uploads, key: String, opts: PutOptions) -> Self {
         Upload {
-            store,
+            store: up.store.clone(),
             key,
-            cfg,
-            budget,
+            cfg: up.cfg,
+            budget: up.budget.clone(),
             opts,
             buf: BytesMut::new(),
             written: 0,
@@ -149,9 +137,9 @@ impl Upload {
 
     async fn send_part(&mut self, body: Bytes) -> Result<()> {
         if self.multipart.is_none() {
-            let id = self.store.create_multipart(&self.key, &self.opts).await?;
+            let upload = self.store.start_multipart(&self.key, &self.opts).await?;
             self.multipart = Some(Multipart {
-                id,
+                upload,
                 next_part: 1,
                 inflight: VecDeque::new(),
                 done: Vec::new(),
@@ -176,11 +164,10 @@ impl Upload {
         };
         let number = mp.next_part;
         mp.next_part += 1;
-        let (store, key, id) = (self.store.clone(), self.key.clone(), mp.id.clone());
+        let upload = mp.upload.clone();
         mp.inflight.push_back(tokio::spawn(async move {
             let _memory = memory;
-            let etag = store.upload_part(&key, &id, number, body).await?;
-            Ok(CompletedPart { number, etag })
+            upload.put_part(number, body).await
         }));
         Ok(())
     }
@@ -226,8 +213,7 @@ impl Upload {
             mp.done.push(join_part(&self.key, h).await?);
         }
         let parts = std::mem::take(&mut mp.done);
-        let id = mp.id.clone();
-        let put = self.store.complete_multipart(&self.key, &id, parts).await?;
+        let put = mp.upload.complete(parts).await?;
         self.multipart = None;
         Ok(put)
     }
@@ -256,8 +242,8 @@ impl Upload {
         for h in mp.inflight {
             h.abort();
         }
-        if let Err(e) = self.store.abort_multipart(&self.key, &mp.id).await {
-            warn!(error = %e, upload_id = %mp.id, "could not abort multipart upload; it may linger until a lifecycle rule removes it");
+        if let Err(e) = mp.upload.abort().await {
+            warn!(error = %e, key = %self.key, "could not abort multipart upload; it may linger until a lifecycle rule removes it");
         }
     }
 }
@@ -283,20 +269,17 @@ mod tests {
     use crate::s3::memory::MemoryStore;
 
     fn upload(store: &Arc<MemoryStore>) -> Upload {
-        Upload::new(
-            store.clone(),
-            "k".into(),
-            cfg(),
-            Budget::new(1 << 30),
-            PutOptions::default(),
-        )
-    }
-
-    fn cfg() -> WriteConfig {
-        WriteConfig {
+        let cfg = WriteConfig {
             part_size: 5 << 20,
             threads: 2,
-        }
+        };
+        Uploads::new(
+            store.clone(),
+            cfg,
+            std::env::temp_dir(),
+            Budget::new(1 << 30),
+        )
+        .stream("k".into(), PutOptions::default())
     }
 
     #[tokio::test]

@@ -123,6 +123,7 @@ impl BlockCache {
     }
 
     /// Bytes held.
+    #[cfg(test)]
     pub fn bytes(&self) -> u64 {
         self.inner.lock().unwrap().bytes
     }

@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Mutex;
 use std::time::SystemTime;
 
+use futures::TryStreamExt;
 use tracing::warn;
 
 use super::inode::{Kind, Stat};
@@ -53,9 +54,8 @@ pub async fn list(
 ) -> Result<Vec<Listed>, StoreError> {
     let list_prefix = prefix.dir_key(dir);
     let mut entries: BTreeMap<String, Listed> = BTreeMap::new();
-    let mut token = None;
-    loop {
-        let page = store.list(&list_prefix, true, token, None).await?;
+    let mut pages = store.list_all(&list_prefix, true);
+    while let Some(page) = pages.try_next().await? {
         for cp in &page.prefixes {
             // A key with an empty component (`dir//x`) lists as the common prefix `dir//`,
             // whose name is empty: refused below.
@@ -91,10 +91,6 @@ pub async fn list(
                 kind: Kind::File,
                 stat: Stat::new(o.size, o.mtime, o.etag.clone()),
             });
-        }
-        match page.next {
-            Some(t) => token = Some(t),
-            None => break,
         }
     }
     Ok(entries.into_values().collect())

@@ -6,9 +6,9 @@ use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
 
-use super::inode::Residence;
-use super::meta::{self, Posix};
-use super::{Attr, Body, DIR_CONTENT_TYPE, Fs, FsError, Handle, Ino, Kind, Result, SetAttr};
+use crate::fs::meta::inode::Residence;
+use crate::fs::meta::posix::{self as meta, Posix};
+use crate::fs::{Attr, Body, DIR_CONTENT_TYPE, Fs, FsError, Handle, Ino, Kind, Result, SetAttr};
 
 /// Read-only attributes computed from S3 (`user.s3.tags` can also be set).
 const S3_XATTRS: [&str; 7] = [
@@ -32,7 +32,7 @@ impl Fs {
     pub async fn setattr(&self, ino: Ino, change: SetAttr, fh: Option<u64>) -> Result<Attr> {
         let node = self.node(ino)?;
         if let Some(size) = change.size {
-            self.check_writable()?;
+            self.guards.writable()?;
             match node.kind {
                 Kind::Dir => return Err(FsError::IsDir),
                 Kind::Symlink => return Err(FsError::InvalidName("a symbolic link".into())),
@@ -87,7 +87,7 @@ impl Fs {
         ino: Ino,
         f: impl FnOnce(&mut Posix, Kind) -> Result<()>,
     ) -> Result<()> {
-        self.check_writable()?;
+        self.guards.writable()?;
         let node = self.with_posix(ino).await?;
         let mut posix = node.stat.posix.clone().unwrap_or_default();
         f(&mut posix, node.kind)?;
@@ -120,7 +120,7 @@ impl Fs {
                 node.stat.etag.clone()
             }
             Residence::Remote => {
-                self.check_overwrite()?;
+                self.guards.overwrite()?;
                 if node.kind == Kind::Dir {
                     // The marker holds a directory's metadata (an implicit directory gets one).
                     opts.content_type = DIR_CONTENT_TYPE.to_owned();
@@ -253,7 +253,7 @@ impl Fs {
         if name != "user.s3.tags" {
             return Err(FsError::ReadOnlyAttr);
         }
-        self.check_overwrite()?;
+        self.guards.overwrite()?;
         let node = self.fresh(ino).await?;
         if node.kind == Kind::Dir || node.residence != Residence::Remote {
             return Err(FsError::NotSupported(

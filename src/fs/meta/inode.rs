@@ -36,7 +36,7 @@ pub struct Stat {
     pub etag: Option<String>,
     /// POSIX attributes from the object's metadata; `None` until a HEAD told us (listings
     /// carry no metadata).
-    pub posix: Option<super::meta::Posix>,
+    pub posix: Option<super::posix::Posix>,
 }
 
 impl Stat {
@@ -305,12 +305,8 @@ impl InodeTable {
             .collect()
     }
 
-    /// Number of inodes held (for tests and diagnostics).
-    pub fn len(&self) -> usize {
-        self.nodes.len()
-    }
-
     /// Whether only the root is held.
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.nodes.len() <= 1
     }

@@ -12,16 +12,16 @@ use std::fs::File;
 use std::io;
 use std::ops::Range;
 use std::os::unix::fs::FileExt;
-use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::budget::Budget;
-use super::error::{FsError, Result};
+use super::Uploads;
 use super::ranges::RangeSet;
-use super::write::Committed;
-use crate::s3::{CompletedPart, ErrorKind, ObjectStore, PutOptions, StoreError};
+use super::stream::Committed;
+use crate::fs::error::{FsError, Result};
+use crate::fs::read::Budget;
+use crate::s3::{CompletedPart, ErrorKind, MultipartUpload, ObjectStore, PutOptions, StoreError};
 
 /// The version of the object being modified.
 #[derive(Clone, Debug)]
@@ -66,24 +66,20 @@ fn io_err(key: &str, e: io::Error) -> FsError {
 }
 
 impl Staged {
-    /// Stage `key`, starting from `base` (or from nothing) with `initial` bytes already
-    /// written at offset 0.
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        store: Arc<dyn ObjectStore>,
+    /// Stage `key` (see [`Uploads::stage`]).
+    pub(super) fn new(
+        up: &Uploads,
         key: String,
-        dir: &Path,
         base: Option<Base>,
         initial: &[u8],
-        part_size: u64,
-        budget: Arc<Budget>,
         opts: PutOptions,
     ) -> Result<Self> {
+        let dir = &up.staging_dir;
         std::fs::create_dir_all(dir).map_err(|e| io_err(&key, e))?;
         let file = tempfile::tempfile_in(dir).map_err(|e| io_err(&key, e))?;
         let base_len = base.as_ref().map_or(0, |b| b.size);
         let mut s = Staged {
-            store,
+            store: up.store.clone(),
             key,
             file,
             size: base_len,
@@ -91,8 +87,8 @@ impl Staged {
             base_len,
             present: RangeSet::new(),
             dirty: RangeSet::new(),
-            part_size,
-            budget,
+            part_size: up.cfg.part_size,
+            budget: up.budget.clone(),
             opts,
             changed: false,
         };
@@ -203,17 +199,13 @@ impl Staged {
                 .put(&self.key, Bytes::from(buf), &self.opts)
                 .await?
         } else {
-            let id = self.store.create_multipart(&self.key, &self.opts).await?;
-            let done = match self.upload_parts(&id).await {
-                Ok(parts) => self
-                    .store
-                    .complete_multipart(&self.key, &id, parts)
-                    .await
-                    .map_err(FsError::from),
+            let upload = self.store.start_multipart(&self.key, &self.opts).await?;
+            let done = match self.upload_parts(upload.as_ref()).await {
+                Ok(parts) => upload.complete(parts).await.map_err(FsError::from),
                 Err(e) => Err(e),
             };
             if done.is_err() {
-                let _ = self.store.abort_multipart(&self.key, &id).await;
+                let _ = upload.abort().await;
             }
             done?
         };
@@ -231,7 +223,7 @@ impl Staged {
         })
     }
 
-    async fn upload_parts(&mut self, id: &str) -> Result<Vec<CompletedPart>> {
+    async fn upload_parts(&mut self, upload: &dyn MultipartUpload) -> Result<Vec<CompletedPart>> {
         let mut parts = Vec::new();
         let mut start = 0u64;
         let mut number = 1i32;
@@ -240,10 +232,10 @@ impl Staged {
             let r = start..end;
             let copyable =
                 self.base.is_some() && end <= self.base_len && !self.dirty.intersects(&r);
-            let etag = if copyable {
+            let part = if copyable {
                 let src_etag = self.base.as_ref().and_then(|b| b.etag.clone());
-                self.store
-                    .upload_part_copy(&self.key, id, number, &self.key, r, src_etag.as_deref())
+                upload
+                    .copy_part(number, &self.key, r, src_etag.as_deref())
                     .await?
             } else {
                 self.fetch(r.clone()).await?;
@@ -252,11 +244,9 @@ impl Staged {
                 self.file
                     .read_exact_at(&mut buf, start)
                     .map_err(|e| io_err(&self.key, e))?;
-                self.store
-                    .upload_part(&self.key, id, number, Bytes::from(buf))
-                    .await?
+                upload.put_part(number, Bytes::from(buf)).await?
             };
-            parts.push(CompletedPart { number, etag });
+            parts.push(part);
             number += 1;
             start = end;
         }
@@ -281,18 +271,14 @@ mod tests {
             }
             None => None,
         };
+        let cfg = super::super::WriteConfig {
+            part_size: 5 << 20,
+            threads: 2,
+        };
         let dir = std::env::temp_dir().join("s3mount-stage-tests");
-        Staged::new(
-            store.clone(),
-            "k".into(),
-            &dir,
-            base,
-            b"",
-            5 << 20,
-            Budget::new(1 << 30),
-            PutOptions::default(),
-        )
-        .unwrap()
+        Uploads::new(store.clone(), cfg, dir, Budget::new(1 << 30))
+            .stage("k".into(), base, b"", PutOptions::default())
+            .unwrap()
     }
 
     #[tokio::test]

@@ -58,11 +58,6 @@ impl Prefix {
         Prefix(p)
     }
 
-    /// The prefix itself.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
     /// Key of the object at `path` (a relative path of validated names joined by `/`,
     /// `""` for the mount root).
     pub fn key(&self, path: &str) -> String {

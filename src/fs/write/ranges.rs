@@ -78,11 +78,6 @@ impl RangeSet {
     pub fn intersects(&self, r: &Range<u64>) -> bool {
         self.0.iter().any(|c| c.start < r.end && r.start < c.end)
     }
-
-    /// Whether the set is empty.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
 }
 
 #[cfg(test)]

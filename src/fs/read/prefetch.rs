@@ -132,11 +132,6 @@ impl Reader {
         }
     }
 
-    /// Object size at open.
-    pub fn size(&self) -> u64 {
-        self.size
-    }
-
     /// Read up to `len` bytes at `off`; short only at end of file.
     pub async fn read(&self, off: u64, len: u32) -> Result<Bytes, StoreError> {
         let end = off.saturating_add(len as u64).min(self.size);

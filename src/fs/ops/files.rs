@@ -13,27 +13,19 @@ use std::time::{Instant, SystemTime};
 use bytes::Bytes;
 use tracing::{debug, warn};
 
-use super::inode::{Node, Residence, Stat};
-use super::meta::{self, Posix};
-use super::read::ReadConfig;
-use super::stage::{Base, Staged};
-use super::write::{Upload, WriteConfig};
-use super::{
+use crate::fs::meta::inode::{Node, Residence, Stat};
+use crate::fs::meta::posix::{self as meta, Posix};
+use crate::fs::read::prefetch::ReadConfig;
+use crate::fs::write::{Base, Committed};
+use crate::fs::{
     Attr, Body, Caller, Fs, FsError, Handle, Ino, Kind, Location, OpenMode, Opened, Reader, Result,
     WriteHandle, WriteState, check_name,
 };
 use crate::s3::PutOptions;
 
 impl Fs {
-    fn write_config(&self) -> WriteConfig {
-        WriteConfig {
-            part_size: self.cfg.write_part_size,
-            threads: self.cfg.upload_threads,
-        }
-    }
-
     /// Metadata and Content-Type (from the key's extension) for writing `key`.
-    pub(super) fn put_options(&self, key: &str, posix: &Posix) -> PutOptions {
+    pub(in crate::fs) fn put_options(&self, key: &str, posix: &Posix) -> PutOptions {
         let mut opts = PutOptions {
             content_type: mime_guess::from_path(key)
                 .first_raw()
@@ -53,7 +45,7 @@ impl Fs {
         mode: u32,
         caller: Caller,
     ) -> Result<(Attr, u64)> {
-        self.check_writable()?;
+        self.guards.writable()?;
         self.dir_node(parent)?;
         check_name(name)?;
         let writer = self
@@ -87,13 +79,7 @@ impl Fs {
             .upsert(parent, name, Kind::File, stat, 1);
         let key = self.prefix.key(&node.path);
         let opts = self.put_options(&key, &posix);
-        let upload = Upload::new(
-            self.store.clone(),
-            key,
-            self.write_config(),
-            self.read_shared.budget.clone(),
-            opts,
-        );
+        let upload = self.uploads.stream(key, opts);
         let fh = self.start_write(&node, caller.pid, true, Body::Stream(upload), 0);
         let node = self.node(node.ino)?;
         Ok((self.attr(&node), fh))
@@ -125,7 +111,7 @@ impl Fs {
     }
 
     /// The node with its POSIX metadata known (a HEAD when the listing left it unknown).
-    pub(super) async fn with_posix(&self, ino: Ino) -> Result<Node> {
+    pub(in crate::fs) async fn with_posix(&self, ino: Ino) -> Result<Node> {
         let node = self.fresh(ino).await?;
         if node.stat.posix.is_some()
             || node.kind == Kind::Dir
@@ -155,36 +141,21 @@ impl Fs {
             return Err(FsError::Busy("the file is being written"));
         }
         if mode.write {
-            self.check_overwrite()?;
+            self.guards.overwrite()?;
             let node = self.with_posix(ino).await?;
             let mut posix = node.stat.posix.clone().unwrap_or_default();
             posix.mtime = Some(SystemTime::now());
             let key = self.prefix.key(&node.path);
             let opts = self.put_options(&key, &posix);
             let (body, size) = if mode.truncate {
-                let up = Upload::new(
-                    self.store.clone(),
-                    key,
-                    self.write_config(),
-                    self.read_shared.budget.clone(),
-                    opts,
-                );
+                let up = self.uploads.stream(key, opts);
                 (Body::Stream(up), 0)
             } else {
                 let base = Base {
                     size: node.stat.size,
                     etag: node.stat.etag.clone(),
                 };
-                let staged = Staged::new(
-                    self.store.clone(),
-                    key,
-                    &self.cfg.cache_dir,
-                    Some(base),
-                    b"",
-                    self.cfg.write_part_size,
-                    self.read_shared.budget.clone(),
-                    opts,
-                )?;
+                let staged = self.uploads.stage(key, Some(base), b"", opts)?;
                 (Body::Staged(staged), node.stat.size)
             };
             return Ok(Opened {
@@ -224,7 +195,7 @@ impl Fs {
     /// Whether the handle writing a file has nothing uncommitted: its last close (flush)
     /// already put everything in S3 and only the kernel's release is still to come. Such a
     /// file may be opened again at once (`echo a > f; cat f`).
-    pub(super) async fn writer_is_clean(&self, fh: u64) -> bool {
+    pub(in crate::fs) async fn writer_is_clean(&self, fh: u64) -> bool {
         let Ok(Handle::Write(wh)) = self.handle(fh) else {
             return true;
         };
@@ -256,16 +227,10 @@ impl Fs {
             }
         };
         debug!(key = %st.at.key, "switching to a staging file");
-        st.body = Body::Staged(Staged::new(
-            self.store.clone(),
-            st.at.key.clone(),
-            &self.cfg.cache_dir,
-            base,
-            &initial,
-            self.cfg.write_part_size,
-            self.read_shared.budget.clone(),
-            opts,
-        )?);
+        st.body = Body::Staged(
+            self.uploads
+                .stage(st.at.key.clone(), base, &initial, opts)?,
+        );
         Ok(())
     }
 
@@ -324,7 +289,7 @@ impl Fs {
     }
 
     /// Change the size of a file open for writing.
-    pub(super) async fn truncate_open(&self, fh: u64, size: u64) -> Result<()> {
+    pub(in crate::fs) async fn truncate_open(&self, fh: u64, size: u64) -> Result<()> {
         let wh = self.write_handle(fh)?;
         let mut st = wh.body.lock().await;
         if let Body::Stream(up) = &st.body
@@ -343,29 +308,25 @@ impl Fs {
 
     /// Change the size of a file that is not open for writing: an empty object for 0,
     /// else the file is staged, truncated and committed.
-    pub(super) async fn truncate_closed(&self, node: &Node, size: u64) -> Result<()> {
-        self.check_overwrite()?;
+    pub(in crate::fs) async fn truncate_closed(&self, node: &Node, size: u64) -> Result<()> {
+        self.guards.overwrite()?;
         let node = self.with_posix(node.ino).await?;
         let key = self.prefix.key(&node.path);
         let opts = self.put_options(&key, &node.stat.posix.clone().unwrap_or_default());
         let committed = if size == 0 {
             let put = self.store.put(&key, Bytes::new(), &opts).await?;
-            super::write::Committed {
+            Committed {
                 size: 0,
                 etag: put.etag,
             }
         } else {
-            let mut s = Staged::new(
-                self.store.clone(),
+            let mut s = self.uploads.stage(
                 key,
-                &self.cfg.cache_dir,
                 Some(Base {
                     size: node.stat.size,
                     etag: node.stat.etag.clone(),
                 }),
                 b"",
-                self.cfg.write_part_size,
-                self.read_shared.budget.clone(),
                 opts,
             )?;
             s.truncate(size)?;
@@ -431,7 +392,7 @@ impl Fs {
 
     /// Make what was written durable in S3. Idempotent: with nothing new to send it is a
     /// no-op returning the last outcome.
-    pub(super) async fn commit(&self, fh: u64, wh: &WriteHandle) -> Result<()> {
+    pub(in crate::fs) async fn commit(&self, fh: u64, wh: &WriteHandle) -> Result<()> {
         let mut st = wh.body.lock().await;
         if st.cancelled {
             return Ok(());
@@ -456,7 +417,7 @@ impl Fs {
                 let key = &st.at.key;
                 let opts = self.put_options(key, &posix);
                 match self.copy_object(key, key, c.size, Some(&opts)).await {
-                    Ok(etag) => Ok((super::write::Committed { size: c.size, etag }, opts)),
+                    Ok(etag) => Ok((Committed { size: c.size, etag }, opts)),
                     Err(e) => Err(e),
                 }
             }
@@ -508,7 +469,7 @@ impl Fs {
     /// Point the handle of a file open for writing at `key` (`name` in `parent`), where
     /// rename just moved it (it was committed first): later writes change the moved object,
     /// staged against it, instead of bringing the old name back.
-    pub(super) async fn retarget_writer(
+    pub(in crate::fs) async fn retarget_writer(
         &self,
         fh: u64,
         parent: Ino,
@@ -528,17 +489,13 @@ impl Fs {
         };
         let opts = self.put_options(&key, &Posix::from_meta(&meta));
         let info = self.store.head(&key).await?;
-        st.body = Body::Staged(Staged::new(
-            self.store.clone(),
+        st.body = Body::Staged(self.uploads.stage(
             key.clone(),
-            &self.cfg.cache_dir,
             Some(Base {
                 size: info.size,
                 etag: info.etag,
             }),
             b"",
-            self.cfg.write_part_size,
-            self.read_shared.budget.clone(),
             opts,
         )?);
         st.at = Location {
