@@ -11,10 +11,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use serde_json::json;
 
-use crate::config::{Connection, Target};
 use crate::policy::Mode;
 use crate::s3::client::AwsStore;
-use crate::s3::connect::{explain, is_credential_problem};
+use crate::s3::connect::{Connector, explain, is_credential_problem};
+use crate::s3::connection::{Connection, Target};
 use crate::s3::{ErrorKind, ObjectStore, PutOptions, StoreError, auth, region};
 
 /// One probed permission.
@@ -154,9 +154,15 @@ fn probe(
     }
 }
 
-async fn caller_identity(sdk: &aws_config::SdkConfig, conn: &Connection) -> Option<String> {
+async fn caller_identity(c: &Connector<'_>) -> Option<String> {
+    let sdk = c.sdk_config();
     let mut b = aws_sdk_sts::config::Builder::from(sdk);
-    if let Some(url) = conn.role.as_ref().and_then(|r| r.sts_endpoint_url.clone()) {
+    if let Some(url) = c
+        .connection()
+        .role
+        .as_ref()
+        .and_then(|r| r.sts_endpoint_url.clone())
+    {
         b = b.endpoint_url(url);
     }
     if sdk.region().is_none() {
@@ -173,13 +179,14 @@ async fn caller_identity(sdk: &aws_config::SdkConfig, conn: &Connection) -> Opti
     out.arn().map(str::to_owned)
 }
 
-/// A report with the credentials resolved (and whose they are), or the report of why not.
-async fn start(
+/// The first step of every check: the credentials resolved (and whose they are), through
+/// the same [`Connector`] a mount uses; or the report of why not.
+async fn start<'a>(
     target: String,
     mode: Mode,
-    conn: &Connection,
+    conn: &'a Connection,
     region: String,
-) -> std::result::Result<(Report, auth::Identity), Report> {
+) -> std::result::Result<(Report, Connector<'a>), Report> {
     let mut report = Report {
         target,
         mode,
@@ -190,18 +197,18 @@ async fn start(
         fatal: None,
         notes: Vec::new(),
     };
-    let identity = match auth::resolve(conn).await {
-        Ok(i) => i,
+    let c = match Connector::start(conn).await {
+        Ok(c) => c,
         Err(e) => {
             report.fatal = Some(e.to_string());
             return Err(report);
         }
     };
-    report.credentials = identity.source.clone();
+    report.credentials = c.credentials().to_owned();
     if !conn.no_sign_request {
-        report.identity = caller_identity(&identity.sdk_config, conn).await;
+        report.identity = caller_identity(&c).await;
     }
-    Ok((report, identity))
+    Ok((report, c))
 }
 
 /// Upload options whose permissions are checked too.
@@ -215,9 +222,36 @@ pub struct UploadChecks {
     pub sse_kms_key_id: Option<String>,
 }
 
+/// ARNs of what a check probes, and the key of its test object.
+struct Scope<'a> {
+    target: &'a Target,
+    bucket_arn: String,
+    objects_arn: String,
+    test_key: String,
+}
+
+impl<'a> Scope<'a> {
+    fn new(target: &'a Target) -> Self {
+        let nonce = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
+        Scope {
+            target,
+            bucket_arn: format!("arn:aws:s3:::{}", target.bucket),
+            objects_arn: format!("arn:aws:s3:::{}/{}*", target.bucket, target.prefix),
+            test_key: format!(
+                "{}.s3mount-check-{}-{nonce:x}",
+                target.prefix,
+                std::process::id()
+            ),
+        }
+    }
+}
+
 /// Run the check.
 pub async fn run(target: &Target, conn: &Connection, mode: Mode, uploads: &UploadChecks) -> Report {
-    let (mut report, identity) = match start(
+    let (mut report, c) = match start(
         format!("s3://{}/{}", target.bucket, target.prefix),
         mode,
         conn,
@@ -228,10 +262,10 @@ pub async fn run(target: &Target, conn: &Connection, mode: Mode, uploads: &Uploa
         Ok(v) => v,
         Err(report) => return report,
     };
-    let region = match region::detect(&identity.sdk_config, conn, &target.bucket).await {
+    let region = match c.region(target).await {
         Ok(r) => r,
         Err(e) => {
-            report.fatal = Some(explain(&e, target, conn, None));
+            report.fatal = Some(e.to_string());
             return report;
         }
     };
@@ -243,14 +277,33 @@ pub async fn run(target: &Target, conn: &Connection, mode: Mode, uploads: &Uploa
     let mut settings = conn.request_settings();
     settings.sse = uploads.sse.clone();
     settings.sse_kms_key_id = uploads.sse_kms_key_id.clone();
-    let store = AwsStore::new(
-        region::s3_client(&identity.sdk_config, conn, &region),
-        &target.bucket,
-    )
-    .with_settings(settings);
-    let bucket_arn = format!("arn:aws:s3:::{}", target.bucket);
-    let objects_arn = format!("arn:aws:s3:::{}/{}*", target.bucket, target.prefix);
+    let store = c.store(&target.bucket, &region, settings);
+    let scope = Scope::new(target);
+    if let Err(fatal) = probe_listing(&mut report, &c, &store, &scope, &region).await {
+        report.fatal = Some(fatal);
+        return report;
+    }
+    let created = mode == Mode::ReadWrite && probe_put(&mut report, &store, &scope, uploads).await;
+    probe_reads(&mut report, &store, &scope, created).await;
+    if mode != Mode::ReadOnly {
+        probe_multipart(&mut report, &store, &scope, mode).await;
+    }
+    if created {
+        probe_delete(&mut report, &store, &scope).await;
+    }
+    report
+}
 
+/// ListObjectsV2 under the path. `Err`: a failure that stops the check (bad credentials, no
+/// bucket, wrong region, unreachable), worded for the user.
+async fn probe_listing(
+    report: &mut Report,
+    c: &Connector<'_>,
+    store: &AwsStore,
+    scope: &Scope<'_>,
+    region: &str,
+) -> std::result::Result<(), String> {
+    let (target, conn) = (scope.target, c.connection());
     let list = store
         .list(&target.prefix, true, None, Some(1))
         .await
@@ -265,8 +318,7 @@ pub async fn run(target: &Target, conn: &Connection, mode: Mode, uploads: &Uploa
                     | ErrorKind::ClockSkew
             ))
     {
-        report.fatal = Some(explain(e, target, conn, Some(&region)));
-        return report;
+        return Err(explain(e, target, conn, Some(region)));
     }
     if let Err(e) = &list
         && e.kind == ErrorKind::InvalidRequest
@@ -275,167 +327,165 @@ pub async fn run(target: &Target, conn: &Connection, mode: Mode, uploads: &Uploa
         // A wrong --region: ask the bucket where it lives.
         let mut auto = conn.clone();
         auto.region = None;
-        if let Ok(actual) = region::detect(&identity.sdk_config, &auto, &target.bucket).await
+        if let Ok(actual) = region::detect(c.sdk_config(), &auto, &target.bucket).await
             && actual != region
         {
-            report.fatal = Some(format!(
+            return Err(format!(
                 "wrong region: bucket '{}' is in {actual}, not {region} (use --region {actual})",
                 target.bucket
             ));
-            return report;
         }
     }
     report.probes.push(probe(
         "list objects under the path",
         "s3:ListBucket",
-        bucket_arn,
+        scope.bucket_arn.clone(),
         list,
     ));
+    Ok(())
+}
 
-    let nonce = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_nanos();
-    let test_key = format!(
-        "{}.s3mount-check-{}-{nonce:x}",
-        target.prefix,
-        std::process::id()
-    );
-    let mut created = false;
-    if mode == Mode::ReadWrite {
-        let put = store
-            .put(
-                &test_key,
-                Bytes::from_static(b"s3mount connection check\n"),
-                &PutOptions::default(),
-            )
-            .await
-            .map(|_| ());
-        created = put.is_ok();
-        let kms_refused = put.as_ref().is_err_and(|e| {
-            e.code.as_deref().is_some_and(|c| c.starts_with("KMS"))
-                || e.message.as_deref().is_some_and(|m| m.contains("kms:"))
-        });
-        if kms_refused {
-            report.probes.push(probe(
-                "encrypt uploads with the KMS key",
-                "kms:GenerateDataKey",
-                uploads
-                    .sse_kms_key_id
-                    .clone()
-                    .unwrap_or_else(|| "the bucket's KMS key".into()),
-                put,
-            ));
-        } else {
-            report.probes.push(probe(
-                "create and replace files",
-                "s3:PutObject",
-                objects_arn.clone(),
-                put,
-            ));
-        }
-        if let Some(acl) = &uploads.acl
-            && created
-        {
-            let r = store
-                .client()
-                .put_object_acl()
-                .bucket(&target.bucket)
-                .key(&test_key)
-                .acl(aws_sdk_s3::types::ObjectCannedAcl::from(acl.as_str()))
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(|e| StoreError::from_sdk("PutObjectAcl", &test_key, e));
-            report.probes.push(probe(
-                "set the ACL of new files",
-                "s3:PutObjectAcl",
-                objects_arn.clone(),
-                r,
-            ));
-        }
+/// PutObject of the test object (and its ACL when asked); whether it now exists.
+async fn probe_put(
+    report: &mut Report,
+    store: &AwsStore,
+    scope: &Scope<'_>,
+    uploads: &UploadChecks,
+) -> bool {
+    let put = store
+        .put(
+            &scope.test_key,
+            Bytes::from_static(b"s3mount connection check\n"),
+            &PutOptions::default(),
+        )
+        .await
+        .map(|_| ());
+    let created = put.is_ok();
+    let kms_refused = put.as_ref().is_err_and(|e| {
+        e.code.as_deref().is_some_and(|c| c.starts_with("KMS"))
+            || e.message.as_deref().is_some_and(|m| m.contains("kms:"))
+    });
+    if kms_refused {
+        report.probes.push(probe(
+            "encrypt uploads with the KMS key",
+            "kms:GenerateDataKey",
+            uploads
+                .sse_kms_key_id
+                .clone()
+                .unwrap_or_else(|| "the bucket's KMS key".into()),
+            put,
+        ));
+    } else {
+        report.probes.push(probe(
+            "create and replace files",
+            "s3:PutObject",
+            scope.objects_arn.clone(),
+            put,
+        ));
     }
-    // With the test object: read it. Without (read-only, or PutObject refused): a missing
-    // key answers 404 when reading is allowed and 403 when it is not.
+    if let Some(acl) = &uploads.acl
+        && created
+    {
+        let r = store
+            .client()
+            .put_object_acl()
+            .bucket(&scope.target.bucket)
+            .key(&scope.test_key)
+            .acl(aws_sdk_s3::types::ObjectCannedAcl::from(acl.as_str()))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| StoreError::from_sdk("PutObjectAcl", &scope.test_key, e));
+        report.probes.push(probe(
+            "set the ACL of new files",
+            "s3:PutObjectAcl",
+            scope.objects_arn.clone(),
+            r,
+        ));
+    }
+    created
+}
+
+/// GetObject and HeadObject. With the test object: read it. Without (read-only, or
+/// PutObject refused): a missing key answers 404 when reading is allowed and 403 when not.
+async fn probe_reads(report: &mut Report, store: &AwsStore, scope: &Scope<'_>, created: bool) {
     let readable = |r: Result<(), StoreError>| match r {
         Err(e) if e.kind == ErrorKind::NotFound && !created => Ok(()),
         other => other,
     };
     let probe_key = if created {
-        test_key.clone()
+        scope.test_key.clone()
     } else {
-        format!("{test_key}-absent")
+        format!("{}-absent", scope.test_key)
     };
     let get = store.get_range(&probe_key, 0..1, None).await.map(|_| ());
     report.probes.push(probe(
         "read files",
         "s3:GetObject",
-        objects_arn.clone(),
+        scope.objects_arn.clone(),
         readable(get),
     ));
     let head = store.head(&probe_key).await.map(|_| ());
     report.probes.push(probe(
         "read attributes (HeadObject)",
         "s3:GetObject",
-        objects_arn.clone(),
+        scope.objects_arn.clone(),
         readable(head),
     ));
-    if mode != Mode::ReadOnly {
-        // A multipart upload that is created and aborted leaves nothing behind.
-        let mp = match store
-            .start_multipart(&test_key, &PutOptions::default())
-            .await
-        {
-            Ok(upload) => {
-                let abort = upload.abort().await;
-                if mode == Mode::AppendOnly {
-                    report.probes.push(probe(
-                        "create files",
-                        "s3:PutObject",
-                        objects_arn.clone(),
-                        Ok(()),
-                    ));
-                }
+}
+
+/// A multipart upload that is created and aborted leaves nothing behind.
+async fn probe_multipart(report: &mut Report, store: &AwsStore, scope: &Scope<'_>, mode: Mode) {
+    match store
+        .start_multipart(&scope.test_key, &PutOptions::default())
+        .await
+    {
+        Ok(upload) => {
+            let abort = upload.abort().await;
+            if mode == Mode::AppendOnly {
                 report.probes.push(probe(
-                    "abort failed large uploads",
-                    "s3:AbortMultipartUpload",
-                    objects_arn.clone(),
-                    abort,
+                    "create files",
+                    "s3:PutObject",
+                    scope.objects_arn.clone(),
+                    Ok(()),
                 ));
-                Ok(())
             }
-            Err(e) => Err(e),
-        };
-        if let Err(e) = mp {
             report.probes.push(probe(
-                "upload large files (multipart)",
-                "s3:PutObject",
-                objects_arn.clone(),
-                Err(e),
+                "abort failed large uploads",
+                "s3:AbortMultipartUpload",
+                scope.objects_arn.clone(),
+                abort,
             ));
         }
+        Err(e) => report.probes.push(probe(
+            "upload large files (multipart)",
+            "s3:PutObject",
+            scope.objects_arn.clone(),
+            Err(e),
+        )),
     }
-    if created {
-        let del = store.delete(&test_key).await;
-        if del.is_err() {
-            report.notes.push(format!(
-                "the test object s3://{}/{test_key} could not be deleted; remove it by hand",
-                target.bucket
-            ));
-        }
-        report.probes.push(probe(
-            "delete files (and clean up this test)",
-            "s3:DeleteObject",
-            objects_arn,
-            del,
+}
+
+/// DeleteObject of the test object, which also cleans up.
+async fn probe_delete(report: &mut Report, store: &AwsStore, scope: &Scope<'_>) {
+    let del = store.delete(&scope.test_key).await;
+    if del.is_err() {
+        report.notes.push(format!(
+            "the test object s3://{}/{} could not be deleted; remove it by hand",
+            scope.target.bucket, scope.test_key
         ));
     }
-    report
+    report.probes.push(probe(
+        "delete files (and clean up this test)",
+        "s3:DeleteObject",
+        scope.objects_arn.clone(),
+        del,
+    ));
 }
 
 /// Check for the buckets view: credentials and ListBuckets (s3:ListAllMyBuckets).
 pub async fn run_all_buckets(conn: &Connection) -> Report {
-    let (mut report, identity) = match start(
+    let (mut report, c) = match start(
         "s3:// (every bucket)".into(),
         Mode::ReadOnly,
         conn,
@@ -448,13 +498,9 @@ pub async fn run_all_buckets(conn: &Connection) -> Report {
         Ok(v) => v,
         Err(report) => return report,
     };
-    let region = conn
-        .region
-        .clone()
-        .or_else(|| identity.sdk_config.region().map(|r| r.as_ref().to_owned()))
-        .unwrap_or_else(|| auth::FALLBACK_REGION.to_owned());
-    let client = region::s3_client(&identity.sdk_config, conn, &region);
-    let r = client
+    let region = c.home_region();
+    let r = c
+        .client(&region)
         .list_buckets()
         .send()
         .await

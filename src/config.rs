@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use crate::cli::{ConnectionArgs, MountArgs};
 use crate::fs::FsConfig;
 use crate::s3::buckets::validate_bucket_name;
+use crate::s3::connection::{Connection, RoleConfig, StaticKeys, Target};
 
 /// A configuration error: printed as is, one line.
 #[derive(Debug, thiserror::Error)]
@@ -15,73 +16,6 @@ pub struct ConfigError(pub String);
 
 fn err<T>(msg: impl Into<String>) -> Result<T, ConfigError> {
     Err(ConfigError(msg.into()))
-}
-
-/// Static keys given on the command line.
-#[derive(Clone, Debug)]
-pub struct StaticKeys {
-    /// Access key id.
-    pub access_key_id: String,
-    /// Secret access key (never logged).
-    pub secret_access_key: String,
-    /// Optional session token.
-    pub session_token: Option<String>,
-}
-
-/// A role to assume.
-#[derive(Clone, Debug)]
-pub struct RoleConfig {
-    /// Role ARN, validated.
-    pub arn: String,
-    /// External ID for the trust policy's sts:ExternalId condition.
-    pub external_id: Option<String>,
-    /// Role session name.
-    pub session_name: String,
-    /// STS endpoint override.
-    pub sts_endpoint_url: Option<String>,
-}
-
-/// How to reach and authenticate to S3.
-#[derive(Clone, Debug, Default)]
-pub struct Connection {
-    /// Explicit region; `None` means detect.
-    pub region: Option<String>,
-    /// Endpoint override.
-    pub endpoint_url: Option<String>,
-    /// Path-style addressing.
-    pub force_path_style: bool,
-    /// Named profile.
-    pub profile: Option<String>,
-    /// Static keys from the command line.
-    pub static_keys: Option<StaticKeys>,
-    /// Role to assume.
-    pub role: Option<RoleConfig>,
-    /// Anonymous requests.
-    pub no_sign_request: bool,
-    /// Expected bucket owner account id.
-    pub expected_bucket_owner: Option<String>,
-    /// Requester pays.
-    pub requester_pays: bool,
-}
-
-impl Connection {
-    /// Settings every request carries (bucket owner, requester pays).
-    pub fn request_settings(&self) -> crate::s3::client::StoreSettings {
-        crate::s3::client::StoreSettings {
-            expected_bucket_owner: self.expected_bucket_owner.clone(),
-            requester_pays: self.requester_pays,
-            ..Default::default()
-        }
-    }
-}
-
-/// Bucket and prefix: the only part of S3 a mount may touch.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Target {
-    /// Bucket name, validated.
-    pub bucket: String,
-    /// Key prefix: empty, or ending in `/`, with no empty, `.` or `..` components.
-    pub prefix: String,
 }
 
 /// What every object the mount writes carries.

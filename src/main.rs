@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use s3mount::cli::{Cli, Command};
+use s3mount::cli::{CheckArgs, Cli, Command, MountArgs, PolicyArgs};
 use s3mount::config::{self, MountConfig};
 use s3mount::policy;
 use s3mount::{daemon, mount};
@@ -87,125 +87,137 @@ fn tune_allocator() {
     }
 }
 
+/// Why a subcommand failed: the message (one line) and the exit code.
+struct Failure {
+    code: u8,
+    message: String,
+}
+
+impl Failure {
+    /// Invalid input: exit code 2.
+    fn usage(e: impl std::fmt::Display) -> Self {
+        Failure {
+            code: 2,
+            message: e.to_string(),
+        }
+    }
+
+    /// Anything else: exit code 1.
+    fn run(e: impl std::fmt::Display) -> Self {
+        Failure {
+            code: 1,
+            message: e.to_string(),
+        }
+    }
+}
+
+/// The one error printer: `s3mount: error: MESSAGE` on one line.
+fn report(r: Result<ExitCode, Failure>) -> ExitCode {
+    match r {
+        Ok(code) => code,
+        Err(f) => {
+            eprintln!("s3mount: error: {}", one_line(&f.message));
+            ExitCode::from(f.code)
+        }
+    }
+}
+
 fn main() -> ExitCode {
     tune_allocator();
     let cli = Cli::parse();
-    match cli.command {
-        Command::Presign(args) => match presign(&args.path) {
-            Ok(url) => {
-                print_out(&format!("{url}\n"));
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("s3mount: error: {}: {e}", args.path.display());
-                ExitCode::FAILURE
-            }
-        },
-        Command::Policy(args) => {
-            let target = match args.target.as_deref().map(config::parse_target).transpose() {
-                Ok(t) => t,
-                Err(e) => {
-                    eprintln!("s3mount: error: {e}");
-                    return ExitCode::from(2);
-                }
+    report(match cli.command {
+        Command::Presign(args) => run_presign(&args.path),
+        Command::Policy(args) => run_policy(args),
+        Command::Check(args) => run_check(*args),
+        Command::Mount(args) => run_mount(*args),
+    })
+}
+
+fn run_presign(path: &std::path::Path) -> Result<ExitCode, Failure> {
+    let url = presign(path).map_err(|e| Failure::run(format!("{}: {e}", path.display())))?;
+    print_out(&format!("{url}\n"));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_policy(args: PolicyArgs) -> Result<ExitCode, Failure> {
+    let target = args
+        .target
+        .as_deref()
+        .map(config::parse_target)
+        .transpose()
+        .map_err(Failure::usage)?;
+    let extras = policy::Extras {
+        acl: args.acl,
+        kms_key: args
+            .sse_kms_key_id
+            .map(|k| if k == "*" { String::new() } else { k }),
+    };
+    let perms = match &target {
+        Some(t) => policy::permissions_policy(&t.bucket, &t.prefix, args.mode, &extras),
+        None => policy::all_buckets_policy(args.mode, &extras),
+    };
+    let doc = match (&args.role_trust, &args.external_id) {
+        (Some(p), Some(id)) => serde_json::json!({
+            "PermissionsPolicy": perms,
+            "TrustPolicy": policy::trust_policy(p, id),
+        }),
+        _ => perms,
+    };
+    print_json(&doc);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_json(doc: &serde_json::Value) {
+    print_out(&format!(
+        "{}\n",
+        serde_json::to_string_pretty(doc).expect("JSON")
+    ));
+}
+
+fn run_check(args: CheckArgs) -> Result<ExitCode, Failure> {
+    let target = args
+        .target
+        .as_deref()
+        .map(config::parse_target)
+        .transpose()
+        .map_err(Failure::usage)?;
+    let conn = config::connection_from_args(&args.connection).map_err(Failure::usage)?;
+    init_logging(&args.logging.log_level);
+    let rt = tokio::runtime::Runtime::new().map_err(Failure::run)?;
+    let report = match &target {
+        Some(t) => {
+            let uploads = s3mount::check::UploadChecks {
+                acl: args.acl.clone(),
+                sse: args.sse.clone(),
+                sse_kms_key_id: args.sse_kms_key_id.clone(),
             };
-            let extras = policy::Extras {
-                acl: args.acl,
-                kms_key: args
-                    .sse_kms_key_id
-                    .map(|k| if k == "*" { String::new() } else { k }),
-            };
-            let perms = match &target {
-                Some(t) => policy::permissions_policy(&t.bucket, &t.prefix, args.mode, &extras),
-                None => policy::all_buckets_policy(args.mode, &extras),
-            };
-            let doc = match (&args.role_trust, &args.external_id) {
-                (Some(p), Some(id)) => serde_json::json!({
-                    "PermissionsPolicy": perms,
-                    "TrustPolicy": policy::trust_policy(p, id),
-                }),
-                _ => perms,
-            };
-            print_out(&format!(
-                "{}\n",
-                serde_json::to_string_pretty(&doc).expect("JSON")
-            ));
-            ExitCode::SUCCESS
+            rt.block_on(s3mount::check::run(t, &conn, args.mode, &uploads))
         }
-        Command::Check(args) => {
-            let parsed = args
-                .target
-                .as_deref()
-                .map(config::parse_target)
-                .transpose()
-                .and_then(|t| Ok((t, config::connection_from_args(&args.connection)?)));
-            let (target, conn) = match parsed {
-                Ok(v) => v,
-                Err(e) => {
-                    eprintln!("s3mount: error: {e}");
-                    return ExitCode::from(2);
-                }
-            };
-            init_logging(&args.logging.log_level);
-            let rt = match tokio::runtime::Runtime::new() {
-                Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("s3mount: error: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            let report = match &target {
-                Some(t) => {
-                    let uploads = s3mount::check::UploadChecks {
-                        acl: args.acl.clone(),
-                        sse: args.sse.clone(),
-                        sse_kms_key_id: args.sse_kms_key_id.clone(),
-                    };
-                    rt.block_on(s3mount::check::run(t, &conn, args.mode, &uploads))
-                }
-                None => rt.block_on(s3mount::check::run_all_buckets(&conn)),
-            };
-            if args.json {
-                print_out(&format!(
-                    "{}\n",
-                    serde_json::to_string_pretty(&report.to_json()).expect("JSON")
-                ));
-            } else {
-                print_out(&report.to_text());
-            }
-            if report.ok() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            }
-        }
-        Command::Mount(args) => {
-            let cfg = match MountConfig::from_args(&args) {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("s3mount: error: {e}");
-                    return ExitCode::from(2);
-                }
-            };
-            let ready = if cfg.mount.foreground {
-                None
-            } else {
-                match daemon::fork_and_wait() {
-                    Ok(r) => Some(r),
-                    Err(e) => {
-                        eprintln!("s3mount: error: cannot start in the background: {e}");
-                        return ExitCode::FAILURE;
-                    }
-                }
-            };
-            init_logging(&args.logging.log_level);
-            match mount::run(cfg, ready) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("s3mount: error: {}", one_line(&format!("{e:#}")));
-                    ExitCode::FAILURE
-                }
-            }
-        }
+        None => rt.block_on(s3mount::check::run_all_buckets(&conn)),
+    };
+    if args.json {
+        print_json(&report.to_json());
+    } else {
+        print_out(&report.to_text());
     }
+    Ok(if report.ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn run_mount(args: MountArgs) -> Result<ExitCode, Failure> {
+    let cfg = MountConfig::from_args(&args).map_err(Failure::usage)?;
+    let ready = if cfg.mount.foreground {
+        None
+    } else {
+        Some(
+            daemon::fork_and_wait()
+                .map_err(|e| Failure::run(format!("cannot start in the background: {e}")))?,
+        )
+    };
+    init_logging(&args.logging.log_level);
+    mount::run(cfg, ready).map_err(|e| Failure::run(format!("{e:#}")))?;
+    Ok(ExitCode::SUCCESS)
 }

@@ -19,7 +19,7 @@ use aws_credential_types::provider::error::CredentialsError;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use aws_smithy_types::error::display::DisplayErrorContext;
 
-use crate::config::Connection;
+use super::connection::Connection;
 
 /// Default region when neither flag, environment nor profile names one.
 pub const FALLBACK_REGION: &str = "us-east-1";

@@ -9,11 +9,10 @@ use async_trait::async_trait;
 use aws_config::SdkConfig;
 use aws_sdk_s3::types::{BucketLocationConstraint, CreateBucketConfiguration};
 
-use super::auth::{self, FALLBACK_REGION};
 use super::client::{AwsStore, StoreSettings};
-use super::connect::ConnectError;
+use super::connect::{ConnectError, Connector};
+use super::connection::Connection;
 use super::{ObjectStore, StoreError, region};
-use crate::config::Connection;
 
 /// Account-level operations, the seam under the buckets view.
 #[async_trait]
@@ -96,18 +95,11 @@ pub async fn connect(
     conn: &Connection,
     settings: StoreSettings,
 ) -> Result<(AwsBuckets, String), ConnectError> {
-    let identity = auth::resolve(conn)
-        .await
-        .map_err(|e| ConnectError(e.to_string()))?;
-    let home = conn
-        .region
-        .clone()
-        .or_else(|| identity.sdk_config.region().map(|r| r.as_ref().to_owned()))
-        .unwrap_or_else(|| FALLBACK_REGION.to_owned());
+    let c = Connector::start(conn).await?;
     let b = AwsBuckets {
-        sdk: identity.sdk_config,
+        sdk: c.sdk_config().clone(),
         conn: conn.clone(),
-        home,
+        home: c.home_region(),
         settings,
         clients: Mutex::new(HashMap::new()),
     };
@@ -120,7 +112,7 @@ pub async fn connect(
         };
         return Err(ConnectError(why));
     }
-    Ok((b, identity.source))
+    Ok((b, c.credentials().to_owned()))
 }
 
 #[async_trait]

@@ -2,9 +2,9 @@
 //! region known, and one ListObjectsV2 under the prefix answered. Every way this can fail
 //! is turned into one sentence a user can act on.
 
-use super::client::AwsStore;
+use super::client::{AwsStore, StoreSettings};
+use super::connection::{Connection, Target};
 use super::{ErrorKind, ObjectStore, StoreError, auth, region};
-use crate::config::{Connection, Target};
 
 /// A failed connection, already worded for the user.
 #[derive(Debug, thiserror::Error)]
@@ -21,23 +21,83 @@ pub struct Connected {
     pub credentials: String,
 }
 
+/// A connection being made, one step at a time: credentials first ([`Connector::start`]),
+/// then the bucket's region, then a store. [`connect`] runs every step for a mount;
+/// `s3mount check` runs the same steps and reports each.
+pub struct Connector<'a> {
+    conn: &'a Connection,
+    identity: auth::Identity,
+}
+
+impl<'a> Connector<'a> {
+    /// Resolve the credentials (assuming the role when asked).
+    pub async fn start(conn: &'a Connection) -> Result<Self, ConnectError> {
+        let identity = auth::resolve(conn)
+            .await
+            .map_err(|e| ConnectError(e.to_string()))?;
+        Ok(Connector { conn, identity })
+    }
+
+    /// Where the credentials come from (never the secret).
+    pub fn credentials(&self) -> &str {
+        &self.identity.source
+    }
+
+    /// The SDK configuration carrying the credentials, for other AWS clients (STS).
+    pub fn sdk_config(&self) -> &aws_config::SdkConfig {
+        &self.identity.sdk_config
+    }
+
+    /// The settings being connected with.
+    pub fn connection(&self) -> &Connection {
+        self.conn
+    }
+
+    /// The region of `target`'s bucket: `--region`, else detected.
+    pub async fn region(&self, target: &Target) -> Result<String, ConnectError> {
+        region::detect(&self.identity.sdk_config, self.conn, &target.bucket)
+            .await
+            .map_err(|e| ConnectError(explain(&e, target, self.conn, None)))
+    }
+
+    /// The region for account-level calls: `--region`, else the environment's or
+    /// profile's, else us-east-1.
+    pub fn home_region(&self) -> String {
+        self.conn
+            .region
+            .clone()
+            .or_else(|| {
+                self.identity
+                    .sdk_config
+                    .region()
+                    .map(|r| r.as_ref().to_owned())
+            })
+            .unwrap_or_else(|| auth::FALLBACK_REGION.to_owned())
+    }
+
+    /// An S3 client for `region`.
+    pub fn client(&self, region: &str) -> aws_sdk_s3::Client {
+        region::s3_client(&self.identity.sdk_config, self.conn, region)
+    }
+
+    /// A store for `bucket` in `region`, with `settings` on every request.
+    pub fn store(&self, bucket: &str, region: &str, settings: StoreSettings) -> AwsStore {
+        AwsStore::new(self.client(region), bucket).with_settings(settings)
+    }
+}
+
 /// Resolve credentials, detect the region and check that the target can be listed.
 pub async fn connect(target: &Target, conn: &Connection) -> Result<Connected, ConnectError> {
-    let identity = auth::resolve(conn)
-        .await
-        .map_err(|e| ConnectError(e.to_string()))?;
-    let region = region::detect(&identity.sdk_config, conn, &target.bucket)
-        .await
-        .map_err(|e| ConnectError(explain(&e, target, conn, None)))?;
-    let client = region::s3_client(&identity.sdk_config, conn, &region);
-    let store = AwsStore::new(client, &target.bucket).with_settings(conn.request_settings());
+    let c = Connector::start(conn).await?;
+    let region = c.region(target).await?;
+    let store = c.store(&target.bucket, &region, conn.request_settings());
     if let Err(e) = store.list(&target.prefix, true, None, Some(1)).await {
         return Err(ConnectError(explain(&e, target, conn, Some(&region))));
     }
     Ok(Connected {
         store,
         region,
-        credentials: identity.source,
+        credentials: c.identity.source,
     })
 }
 

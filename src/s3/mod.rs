@@ -9,6 +9,7 @@ pub mod auth;
 pub mod buckets;
 pub mod client;
 pub mod connect;
+pub mod connection;
 pub mod error;
 pub mod memory;
 pub mod region;

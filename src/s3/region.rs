@@ -10,8 +10,8 @@ use aws_sdk_s3::error::SdkError;
 use tracing::debug;
 
 use super::auth::FALLBACK_REGION;
+use super::connection::Connection;
 use super::{ErrorKind, StoreError};
-use crate::config::Connection;
 
 /// Build an S3 client for `region` from resolved credentials and the connection settings.
 ///
