@@ -22,14 +22,26 @@ struct Object {
     etag: String,
     mtime: SystemTime,
     meta: UserMeta,
+    content_type: String,
 }
 
 #[derive(Default)]
 struct State {
     objects: BTreeMap<String, Object>,
-    uploads: HashMap<String, (String, UserMeta, BTreeMap<i32, Bytes>)>,
+    uploads: HashMap<String, (String, PutOptions, BTreeMap<i32, Bytes>)>,
     tags: HashMap<String, Vec<(String, String)>>,
     counts: HashMap<&'static str, u64>,
+}
+
+/// Content-Type of objects stored without one (as S3 does).
+const DEFAULT_TYPE: &str = "application/octet-stream";
+
+fn content_type(opts: &PutOptions) -> String {
+    if opts.content_type.is_empty() {
+        DEFAULT_TYPE.to_owned()
+    } else {
+        opts.content_type.clone()
+    }
 }
 
 /// What the store and its multipart uploads share.
@@ -85,6 +97,7 @@ impl MemoryStore {
                 etag,
                 mtime: SystemTime::now(),
                 meta: UserMeta::new(),
+                content_type: DEFAULT_TYPE.to_owned(),
             },
         );
     }
@@ -251,6 +264,7 @@ impl ObjectStore for MemoryStore {
                 etag: etag.clone(),
                 mtime: SystemTime::now(),
                 meta: opts.meta.clone(),
+                content_type: content_type(opts),
             },
         );
         Ok(PutResult { etag: Some(etag) })
@@ -266,10 +280,8 @@ impl ObjectStore for MemoryStore {
             self.shared.next_id.fetch_add(1, Ordering::Relaxed) + 1
         );
         let mut st = self.tick("CreateMultipartUpload");
-        st.uploads.insert(
-            id.clone(),
-            (key.to_owned(), opts.meta.clone(), BTreeMap::new()),
-        );
+        st.uploads
+            .insert(id.clone(), (key.to_owned(), opts.clone(), BTreeMap::new()));
         Ok(Arc::new(MemoryUpload {
             shared: self.shared.clone(),
             key: key.to_owned(),
@@ -304,6 +316,7 @@ impl ObjectStore for MemoryStore {
                 etag: etag.clone(),
                 mtime: SystemTime::now(),
                 meta: opts.map_or(o.meta, |o| o.meta.clone()),
+                content_type: opts.map_or(o.content_type, content_type),
             },
         );
         Ok(PutResult { etag: Some(etag) })
@@ -335,7 +348,7 @@ impl ObjectStore for MemoryStore {
             etag: Some(o.etag.clone()),
             version_id: None,
             storage_class: Some("STANDARD".into()),
-            content_type: Some("application/octet-stream".into()),
+            content_type: Some(o.content_type.clone()),
         })
     }
 
@@ -438,7 +451,7 @@ impl MultipartUpload for MemoryUpload {
         let key = self.key.as_str();
         let etag = self.shared.etag();
         let mut st = self.shared.tick("CompleteMultipartUpload");
-        let (_, meta, stored) = st
+        let (_, opts, stored) = st
             .uploads
             .remove(&self.id)
             .ok_or_else(|| StoreError::new("CompleteMultipartUpload", key, ErrorKind::NotFound))?;
@@ -455,7 +468,8 @@ impl MultipartUpload for MemoryUpload {
                 body: body.freeze(),
                 etag: etag.clone(),
                 mtime: SystemTime::now(),
-                meta,
+                meta: opts.meta.clone(),
+                content_type: content_type(&opts),
             },
         );
         Ok(PutResult { etag: Some(etag) })
@@ -485,6 +499,11 @@ mod tests {
             }
         }
         (objs, pfx)
+    }
+
+    #[tokio::test]
+    async fn behaves_like_s3() {
+        crate::s3::conformance::run(&MemoryStore::new("b", 2), "conformance/").await;
     }
 
     #[tokio::test]

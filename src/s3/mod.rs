@@ -8,6 +8,7 @@
 pub mod auth;
 pub mod buckets;
 pub mod client;
+pub mod conformance;
 pub mod connect;
 pub mod connection;
 pub mod error;

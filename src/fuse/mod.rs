@@ -10,108 +10,27 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use fuser::{
-    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
+    Errno, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
     KernelConfig, LockOwner, OpenAccMode, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate,
     ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs,
     ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 use tokio::runtime::Handle;
-use tracing::{debug, error, warn};
+use tracing::{debug, warn};
 
-use crate::fs::{Attr, Caller, FsError, Kind, OpenMode, SetAttr, Tree};
+mod reply;
+
+use crate::fs::{Caller, FsError, OpenMode, SetAttr, Tree};
+pub use reply::errno;
+use reply::{ErrorReply, file_attr, file_type, log_failure, reply_entry, xattr_reply};
 
 /// The tree the adapter serves: one bucket or every bucket, it cannot tell which.
 type Shared = Arc<dyn Tree>;
-use crate::s3::ErrorKind;
 
 /// Largest write the kernel may send in one request.
 const MAX_WRITE: u32 = 1 << 20;
 /// Largest readahead the kernel may ask for.
 const MAX_READAHEAD: u32 = 1 << 20;
-
-/// Map a core error to the errno the caller sees.
-pub fn errno(e: &FsError) -> Errno {
-    match e {
-        FsError::NotFound => Errno::ENOENT,
-        FsError::Exists => Errno::EEXIST,
-        FsError::NotDir => Errno::ENOTDIR,
-        FsError::IsDir => Errno::EISDIR,
-        FsError::NotEmpty => Errno::ENOTEMPTY,
-        FsError::ReadOnly => Errno::EROFS,
-        FsError::InvalidName(_) => Errno::EINVAL,
-        FsError::NameTooLong => Errno::ENAMETOOLONG,
-        FsError::Busy(_) => Errno::EBUSY,
-        FsError::NotSupported(_) => Errno::from_i32(libc::EOPNOTSUPP),
-        FsError::OutOfOrderWrite { .. } => Errno::EINVAL,
-        FsError::FileTooLarge => Errno::EFBIG,
-        FsError::BadHandle => Errno::EBADF,
-        FsError::AlreadyCommitted => Errno::EIO,
-        FsError::Guarded(_) => Errno::EPERM,
-        FsError::PartialRename(_) => Errno::EIO,
-        FsError::NoAttr => Errno::from_i32(libc::ENODATA),
-        FsError::NoSpaceForAttr => Errno::ENOSPC,
-        FsError::ReadOnlyAttr => Errno::EPERM,
-        FsError::CrossDevice => Errno::EXDEV,
-        FsError::Store(s) => match s.kind {
-            ErrorKind::NotFound => Errno::ENOENT,
-            ErrorKind::AccessDenied | ErrorKind::InvalidCredentials => Errno::EACCES,
-            ErrorKind::TooLarge => Errno::EFBIG,
-            ErrorKind::NoSpace => Errno::ENOSPC,
-            ErrorKind::Timeout => Errno::from_i32(libc::ETIMEDOUT),
-            _ => Errno::EIO,
-        },
-    }
-}
-
-/// Log a failed request once, at a level matching how surprising it is.
-fn log_failure(op: &'static str, e: &FsError) {
-    match e {
-        // Everyday answers: not worth more than a debug line.
-        FsError::NotFound
-        | FsError::Exists
-        | FsError::NotEmpty
-        | FsError::NameTooLong
-        | FsError::NoAttr => {
-            debug!(op, error = %e, "request failed")
-        }
-        FsError::Store(s) => error!(
-            op,
-            s3_operation = s.op,
-            key = %s.key,
-            aws_code = s.code.as_deref().unwrap_or("-"),
-            "{e}"
-        ),
-        _ => warn!(op, "{e}"),
-    }
-}
-
-fn file_type(kind: Kind) -> FileType {
-    match kind {
-        Kind::File => FileType::RegularFile,
-        Kind::Dir => FileType::Directory,
-        Kind::Symlink => FileType::Symlink,
-    }
-}
-
-fn file_attr(a: &Attr) -> FileAttr {
-    FileAttr {
-        ino: INodeNo(a.ino),
-        size: a.size,
-        blocks: a.size.div_ceil(512),
-        atime: a.mtime,
-        mtime: a.mtime,
-        ctime: a.mtime,
-        crtime: a.mtime,
-        kind: file_type(a.kind),
-        perm: a.perm,
-        nlink: if a.kind == Kind::Dir { 2 } else { 1 },
-        uid: a.uid,
-        gid: a.gid,
-        rdev: 0,
-        blksize: 128 * 1024,
-        flags: 0,
-    }
-}
 
 /// Drops the kernel's cached entries through FUSE notifications.
 pub struct KernelInvalidator(pub fuser::Notifier);
@@ -123,33 +42,6 @@ impl crate::fs::Invalidator for KernelInvalidator {
         }
     }
 }
-
-/// A reply that can carry an error (every fuser reply type can).
-trait ErrorReply: Send + 'static {
-    fn fail(self, e: Errno);
-}
-
-macro_rules! error_reply {
-    ($($t:ty),*) => {$(
-        impl ErrorReply for $t {
-            fn fail(self, e: Errno) {
-                self.error(e)
-            }
-        }
-    )*};
-}
-error_reply!(
-    ReplyXattr,
-    ReplyAttr,
-    ReplyCreate,
-    ReplyData,
-    ReplyDirectory,
-    ReplyDirectoryPlus,
-    ReplyEmpty,
-    ReplyEntry,
-    ReplyOpen,
-    ReplyWrite
-);
 
 /// The `fuser::Filesystem` over our core.
 pub struct FuseAdapter {
@@ -230,22 +122,6 @@ fn utf8_name<R: ErrorReply>(name: &OsStr, reply: R) -> Option<(String, R)> {
             reply.fail(Errno::EINVAL);
             None
         }
-    }
-}
-
-/// Answer with an entry (lookup, mkdir, symlink): attributes and TTL.
-fn reply_entry(r: ReplyEntry, (a, ttl): (Attr, Duration)) {
-    r.entry(&ttl, &file_attr(&a), Generation(0));
-}
-
-/// Answer a getxattr/listxattr: the size when asked for it, ERANGE when the buffer is small.
-fn xattr_reply(r: ReplyXattr, size: u32, value: &[u8]) {
-    if size == 0 {
-        r.size(value.len() as u32);
-    } else if value.len() > size as usize {
-        r.error(Errno::from_i32(libc::ERANGE));
-    } else {
-        r.data(value);
     }
 }
 
@@ -786,23 +662,5 @@ impl Filesystem for FuseAdapter {
         reply: ReplyEntry,
     ) {
         reply.error(Errno::from_i32(libc::ENOTSUP));
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::s3::StoreError;
-
-    #[test]
-    fn store_errors_map_to_precise_errnos() {
-        let e = |k| FsError::Store(StoreError::new("GetObject", "k", k));
-        assert_eq!(errno(&e(ErrorKind::AccessDenied)), Errno::EACCES);
-        assert_eq!(errno(&e(ErrorKind::NotFound)), Errno::ENOENT);
-        assert_eq!(errno(&e(ErrorKind::Throttled)), Errno::EIO);
-        assert_eq!(errno(&e(ErrorKind::ServerError)), Errno::EIO);
-        assert_eq!(errno(&e(ErrorKind::NoSpace)), Errno::ENOSPC);
-        assert_eq!(errno(&FsError::ReadOnly), Errno::EROFS);
-        assert_eq!(errno(&FsError::NotEmpty), Errno::ENOTEMPTY);
     }
 }
