@@ -6,7 +6,18 @@ builds s3mount). Standalone:
 
     python3 scripts/bench.py [--tools raw,s3mount,s3fs,rclone] [--runs N] [--quick]
                              [--only reads|writes] [--out FILE] [--budget-minutes M]
-                             [--s3mount-bin PATH]
+                             [--s3mount-bin PATH] [--baseline-bin PATH [--baseline-rev REV]]
+
+Comparing two s3mount builds (e.g. before and after a refactor) in the same run:
+  --baseline-bin PATH adds the tool `s3mount-base`: the s3mount binary at PATH, mounted and
+  measured exactly like `s3mount` (same mount arguments and S3MOUNT_BENCH_ARGS, same checks,
+  peak RSS and daemon CPU, interleaved in every run: raw, s3mount, s3mount-base, s3fs,
+  rclone). With the default --tools it comes right after s3mount; with --tools, name it
+  (`--tools raw,s3mount,s3mount-base`). The table gets its column and a "new / base" column
+  (median of s3mount / median of s3mount-base; for ↑ rows > 1 means the new build is
+  better, for ↓ rows < 1), and "All runs" a per-workload comparison of the two builds'
+  daemon CPU. --baseline-rev REV only labels the baseline in the report (the commit it was
+  built from); `s3mount` is the binary of --s3mount-bin (default target/release/s3mount).
 
 What it does
   1. Makes sure bucket s3mount-bench holds the fixed read data set (loaded once; objects
@@ -79,6 +90,8 @@ MANY = [f"many/e{i:05d}" for i in range(10000)]
 
 ALL_TOOLS = ["raw", "s3mount", "s3fs", "rclone"]
 PEERS = ["s3fs", "rclone"]
+BASE = "s3mount-base"          # --baseline-bin: a second s3mount binary, measured like s3mount
+S3MOUNTS = ("s3mount", BASE)   # tools that are an s3mount binary (same mount command, checks, log)
 
 # workload id -> (table label, unit, higher is better, timeout seconds)
 WORKLOADS = {
@@ -701,9 +714,10 @@ class Bench:
         self.w4_files = {}        # w4: path inside the tar -> size
         self.w4_offsets = {}      # w4: path inside the tar -> offset of its data in the tar
         self.src_sha = {}         # w1: sha256 of the source as stamped for the current run
-        self.s3mount_log = []     # what s3mount logged during runs (level warn: any line matters)
-        self.umount_warnings = 0  # fuser's "Failed to umount filesystem" warnings (one per unmount)
+        self.s3mount_log = {}     # s3mount tool -> what it logged during runs (level warn: any line matters)
+        self.umount_warnings = {} # s3mount tool -> fuser's "Failed to umount filesystem" warnings (one per unmount)
         self.umount_example = ""
+        self.bins = {}            # s3mount tool -> {"src", "bin", "sha", "built"} (see snapshot_s3mount)
         self.idle_waits = 0
         self.commands = {}        # description -> command line
         self.verified = {}        # tool -> message
@@ -753,18 +767,22 @@ class Bench:
     def tool_available(self, tool):
         if tool == "raw":
             return shutil.which("curl") is not None
-        if tool == "s3mount":
-            return Path(self.args.s3mount_bin).is_file()
+        if tool in S3MOUNTS:
+            return Path(self.bin_arg(tool)).is_file()
         return shutil.which(tool) is not None
 
-    def snapshot_s3mount(self):
-        # Copy the binary so that a rebuild during the benchmark cannot change it between runs.
-        src = Path(self.args.s3mount_bin)
-        dst = self.work / "s3mount"
+    def bin_arg(self, tool):
+        """The binary an s3mount tool runs, as given on the command line."""
+        return self.args.s3mount_bin if tool == "s3mount" else self.args.baseline_bin
+
+    def snapshot_s3mount(self, tool):
+        # Copy the binary so that a rebuild during the benchmark cannot change it between runs
+        # (target/bench/s3mount, target/bench/s3mount-base).
+        src = Path(self.bin_arg(tool))
+        dst = self.work / tool
         shutil.copy2(src, dst)
-        self.s3mount_bin = dst
-        self.s3mount_sha = hashlib.sha256(dst.read_bytes()).hexdigest()
-        self.s3mount_built = datetime.datetime.fromtimestamp(src.stat().st_mtime).astimezone()
+        self.bins[tool] = {"src": src, "bin": dst, "sha": hashlib.sha256(dst.read_bytes()).hexdigest(),
+                           "built": datetime.datetime.fromtimestamp(src.stat().st_mtime).astimezone()}
 
     def repo_state(self):
         try:
@@ -789,13 +807,18 @@ class Bench:
         mnt = (self.work / "mnt" / tool).resolve()
         mnt.mkdir(parents=True, exist_ok=True)
         logs = self.work / "logs"
-        if tool == "s3mount":
+        if tool in S3MOUNTS:
+            # s3mount and s3mount-base: the same command, only the binary (and therefore the
+            # mount point and log file, named after the tool) differs.
             extra = shlex.split(os.environ.get("S3MOUNT_BENCH_ARGS", ""))
-            cmd = [str(self.s3mount_bin), "mount", BUCKET, str(mnt), "--endpoint-url", self.endpoint,
-                   "--log-file", str(logs / "s3mount.log"), *extra]
+            cmd = [str(self.bins[tool]["bin"]), "mount", BUCKET, str(mnt), "--endpoint-url", self.endpoint,
+                   "--log-file", str(logs / f"{tool}.log"), *extra]
             env = dict(os.environ, AWS_REGION=REGION)
+            shown_bin = str(self.bin_arg(tool))
+            if Path(shown_bin).resolve() == (REPO / "target" / "release" / "s3mount").resolve():
+                shown_bin = "target/release/s3mount"
             shown = ("AWS_ACCESS_KEY_ID=... AWS_SECRET_ACCESS_KEY=... AWS_REGION=us-east-1 "
-                     + " ".join(shlex.quote(c) for c in ["target/release/s3mount", *cmd[1:]]))
+                     + " ".join(shlex.quote(c) for c in [shown_bin, *cmd[1:]]))
         elif tool == "s3fs":
             pw = self.work / "s3fs.passwd"
             fd = os.open(pw, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -1075,16 +1098,16 @@ class Bench:
     def collect_log(self, m, wl, run_no):
         """s3mount logs at level warn: keep whatever it logged during a run for the report
         (the warning fuser prints at every external unmount is only counted)."""
-        if m.tool != "s3mount":
+        if m.tool not in S3MOUNTS:
             return
         lines = m.log_lines(m.log_start)
         umount = [ln for ln in lines if "Failed to umount filesystem" in ln]
-        self.umount_warnings += len(umount)
+        self.umount_warnings[m.tool] = self.umount_warnings.get(m.tool, 0) + len(umount)
         if umount and not self.umount_example:
             self.umount_example = umount[0]
         other = [ln for ln in lines if ln not in umount]
         if other:
-            self.s3mount_log.append(f"{wl} run {run_no} ({len(other)} lines): "
+            self.s3mount_log.setdefault(m.tool, []).append(f"{wl} run {run_no} ({len(other)} lines): "
                                     + " | ".join(ln[:300] for ln in other[:8])
                                     + (" | ..." if len(other) > 8 else ""))
 
@@ -1383,7 +1406,7 @@ class Bench:
             self.record_error(tool, wl, f"n/a: {tool} cannot do this: {e}")
         except BenchError as e:
             extra = ""
-            if m is not None and tool == "s3mount":
+            if m is not None and tool in S3MOUNTS:
                 extra = " " + m.new_log(m.log_start)
             self.record_error(tool, wl, f"{e}{extra}".rstrip())
         finally:
@@ -1451,7 +1474,7 @@ class Bench:
         if err:
             if err.startswith("skipped"):
                 return "skipped"
-            return "n/a" if err.startswith("n/a") and tool != "s3mount" else "FAIL"
+            return "n/a" if err.startswith("n/a") and tool not in S3MOUNTS else "FAIL"
         return "—"
 
     def median(self, tool, wl):
@@ -1479,11 +1502,13 @@ class Bench:
         pp = [peak[p] for p in PEERS if p in peak]
         row.append(f"{peak['s3mount'] / min(pp):.2f}" if "s3mount" in peak and pp else "—")
         row.append("")
+        if BASE in self.tools:
+            row.append(f"{peak['s3mount'] / peak[BASE]:.2f}" if "s3mount" in peak and BASE in peak else "—")
         return "| " + " | ".join(row) + " |"
 
     def table(self):
         tools = self.tools
-        cols = tools + ["s3mount / best peer", "s3mount / raw"]
+        cols = tools + ["s3mount / best peer", "s3mount / raw"] + (["new / base"] if BASE in tools else [])
         lines = ["| workload | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
         for wl in self.order:
             label, unit, higher, _ = WORKLOADS[wl]
@@ -1522,6 +1547,11 @@ class Bench:
                 row.append(f"{s / self.median_durable('raw', wl):.2f}")
             else:
                 row.append("")
+            if BASE in tools:
+                # the new build (s3mount) over the baseline (s3mount-base), medians; like the
+                # other ratios, write rows use the values until the data was in S3
+                b = get(BASE, wl)
+                row.append(f"{s / b:.2f}" if s is not None and b else "—")
             lines.append("| " + " | ".join(row) + " |")
             if wl == READ_ORDER[-1]:
                 lines.append(self.rss_row("peak RSS of the FUSE daemon, max VmHWM over all read runs (MiB) ↓",
@@ -1565,7 +1595,37 @@ class Bench:
             if t in self.rss:
                 rss.append(f"| {t} | " + " | ".join(
                     f"{self.rss[t][w] / 1024:.0f}" if w in self.rss[t] else "—" for w in self.order) + " |")
-        return "\n".join(out + rss)
+        return "\n".join(out + rss + self.base_comparison())
+
+    def base_comparison(self):
+        """--baseline-bin: the two s3mount builds side by side, values and daemon CPU."""
+        if not ("s3mount" in self.tools and BASE in self.tools):
+            return []
+        out = ["", f"New build (s3mount) against the baseline ({BASE}): median (min–max) of the runs (write "
+               "workloads: the values until the data was in S3, as in the table's ratios), the ratio of the "
+               "medians, and the FUSE daemon's CPU seconds per run (median; for writes until the data was "
+               "in S3):", "",
+               "| workload | s3mount | s3mount-base | new / base | daemon CPU s, new | daemon CPU s, base | "
+               "CPU new / base |", "|---|---|---|---|---|---|---|"]
+
+        def spread(t, wl, u):
+            vals = (self.durable if wl in WRITE_ORDER else self.results).get(t, {}).get(wl)
+            if not vals:
+                return self.cell(t, wl), None
+            m = statistics.median(vals)
+            return f"{self.fmt(u, m)} ({self.fmt(u, min(vals))}–{self.fmt(u, max(vals))})", m
+
+        for wl in self.order:
+            u = WORKLOADS[wl][1]
+            (cn, mn), (cb, mb) = spread("s3mount", wl, u), spread(BASE, wl, u)
+            cpu_n = self.cpu.get("s3mount", {}).get(wl)
+            cpu_b = self.cpu.get(BASE, {}).get(wl)
+            pn = statistics.median(cpu_n) if cpu_n else None
+            pb = statistics.median(cpu_b) if cpu_b else None
+            out.append(f"| {wl} ({u}) | {cn} | {cb} | {f'{mn / mb:.2f}' if mn is not None and mb else '—'} | "
+                       f"{f'{pn:.2f}' if pn is not None else 'n/a'} | {f'{pb:.2f}' if pb is not None else 'n/a'} | "
+                       f"{f'{pn / pb:.2f}' if pn is not None and pb else '—'} |")
+        return out
 
     def versions(self):
         def first_line(cmd):
@@ -1575,10 +1635,12 @@ class Bench:
             except Exception as e:  # noqa: BLE001
                 return f"unavailable ({e})"
         v = {}
-        if "s3mount" in self.tools:
-            v["s3mount"] = (f"{first_line([str(self.s3mount_bin), '--version'])}: {self.args.s3mount_bin} built "
-                            f"{self.s3mount_built:%Y-%m-%d %H:%M:%S}, sha256 {self.s3mount_sha}, copied to "
-                            "target/bench/s3mount at the start so that a rebuild cannot change it mid-run")
+        for t in S3MOUNTS:
+            if t in self.tools:
+                b = self.bins[t]
+                v[t] = (f"{first_line([str(b['bin']), '--version'])}: {b['src']} built "
+                        f"{b['built']:%Y-%m-%d %H:%M:%S}, sha256 {b['sha']}, copied to "
+                        f"target/bench/{t} at the start so that a rebuild cannot change it mid-run")
         v["repo at the start"] = self.repo_state_start
         if "s3fs" in self.tools:
             v["s3fs"] = first_line(["s3fs", "--version"])
@@ -1614,14 +1676,22 @@ class Bench:
         argv = " ".join(["scripts/bench.sh"] + [shlex.quote(a) for a in sys.argv[1:]])
         md += [f"Generated by `{argv}` (scripts/bench.py).", ""]
         if "s3mount" in self.tools:
+            b = self.bins["s3mount"]
             line = (f"s3mount: commit {self.repo_state_start} (git rev-parse HEAD at the start); binary "
-                    f"sha256 {self.s3mount_sha}, written {self.s3mount_built:%Y-%m-%d %H:%M:%S %Z}.")
+                    f"sha256 {b['sha']}, written {b['built']:%Y-%m-%d %H:%M:%S %Z}.")
             if self.src_newer:
                 line += (f" NOTE: modified after the binary was written: {', '.join(self.src_newer)} — "
                          "the binary may not include these changes.")
             if self.repo_state_end != self.repo_state_start:
                 line += f" HEAD changed during the run: {self.repo_state_end} at the end."
             md += [line, ""]
+        if BASE in self.tools:
+            b = self.bins[BASE]
+            md += [f"{BASE} (baseline, `--baseline-bin {self.args.baseline_bin}`): "
+                   + (f"commit {self.args.baseline_rev} (as given with --baseline-rev); " if self.args.baseline_rev
+                      else "commit not given (--baseline-rev); ")
+                   + f"binary sha256 {b['sha']}, written {b['built']:%Y-%m-%d %H:%M:%S %Z}. Mounted and measured "
+                   "exactly like s3mount (same arguments, checks and interleaving).", ""]
         intro = f"Median of {runs} run(s) per cell; every run on a fresh mount. "
         if self.reads:
             intro += ("Read runs start after `echo 3 > /proc/sys/vm/drop_caches`"
@@ -1639,12 +1709,15 @@ class Bench:
         intro += ("↑ higher is better, ↓ lower is better. The ratio columns divide s3mount's value by the "
                   "best peer's (s3fs, rclone) or by raw curl's (8 ranged GETs for the 1 GiB read; the PUTs "
                   "for writes): for ↑ rows > 1 means s3mount is better, for ↓ rows < 1 means s3mount is "
-                  "better. Write ratios use the values until the data was in S3. n/a/FAIL/skipped: see "
-                  "Problems.")
+                  "better. Write ratios use the values until the data was in S3. "
+                  + (f"\"new / base\" divides s3mount's median by {BASE}'s (the baseline build): for ↑ rows "
+                     "> 1 means the new build is faster, for ↓ rows < 1 means it is faster. "
+                     if BASE in self.tools else "")
+                  + "n/a/FAIL/skipped: see Problems.")
         md += ["## Results", "", intro, "", table, ""]
         noise = ("The benchmark, Garage and the FUSE daemons share the 2 cores; anything else running "
                  "(a concurrent `cargo build`) shows up directly in these numbers. Tools are interleaved "
-                 "within each run (raw, s3mount, s3fs, rclone, then the next run) so that such noise "
+                 f"within each run ({', '.join(self.tools)}, then the next run) so that such noise "
                  "spreads over all tools instead of hitting one. ")
         if self.reads:
             noise += ((f"Garage itself used {statistics.median(self.garage_cpu):.1f} CPU-seconds (median) "
@@ -1730,7 +1803,8 @@ class Bench:
                   "write after a seek: files are written to the cache, and uploaded after close once "
                   "`--vfs-write-back` (default 5 s) has passed — so its commands return before the data is "
                   "in S3" if self.writes else "")
-               + f". s3mount: `S3MOUNT_BENCH_ARGS`={os.environ.get('S3MOUNT_BENCH_ARGS', '')!r} (defaults). "
+               + f". s3mount{f' and {BASE}' if BASE in self.tools else ''}: "
+               f"`S3MOUNT_BENCH_ARGS`={os.environ.get('S3MOUNT_BENCH_ARGS', '')!r} (defaults). "
                "Peak RSS is VmHWM of the process that serves the mount (holds /dev/fuse and names the mount "
                "point), read just before unmounting (write runs: once the data is in S3).", ""]
         probs = []
@@ -1738,11 +1812,13 @@ class Bench:
             for wl, msg in d.items():
                 probs.append(f"- {t} / {wl}: {msg}")
         md += ["## Problems", ""] + (probs or ["none"]) + [""] + self.notes
-        if self.s3mount_log or self.umount_warnings:
-            md += ["", f"s3mount's log ({'target/bench/logs/s3mount.log'}, level warn) during the runs:", ""]
-            md += [f"- {l}" for l in self.s3mount_log]
-            if self.umount_warnings:
-                md += [f"- {self.umount_warnings} times, once per `fusermount3 -u`: `{self.umount_example}`"]
+        for t in S3MOUNTS:
+            logged, umounts = self.s3mount_log.get(t, []), self.umount_warnings.get(t, 0)
+            if logged or umounts:
+                md += ["", f"{t}'s log (target/bench/logs/{t}.log, level warn) during the runs:", ""]
+                md += [f"- {l}" for l in logged]
+                if umounts:
+                    md += [f"- {umounts} times, once per `fusermount3 -u`: `{self.umount_example}`"]
         return table, "\n".join(md).rstrip() + "\n"
 
     def quickack(self):
@@ -1760,13 +1836,21 @@ class Bench:
         self.reads = self.args.only in ("all", "reads")
         self.writes = self.args.only in ("all", "writes")
         self.order = (READ_ORDER if self.reads else []) + (WRITE_ORDER if self.writes else [])
+        if self.args.tools is None:  # default: all, and the baseline right after s3mount
+            self.args.tools = ",".join(ALL_TOOLS)
+            if self.args.baseline_bin:
+                self.args.tools = self.args.tools.replace("s3mount", f"s3mount,{BASE}", 1)
         self.tools = [t.strip() for t in self.args.tools.split(",") if t.strip()]
+        known = ALL_TOOLS + ([BASE] if self.args.baseline_bin else [])
         for t in self.tools:
-            if t not in ALL_TOOLS:
-                raise BenchError(f"unknown tool {t!r} (choose from {','.join(ALL_TOOLS)})")
+            if t == BASE and not self.args.baseline_bin:
+                raise BenchError(f"tool {BASE} needs --baseline-bin PATH (the baseline s3mount binary)")
+            if t not in known:
+                raise BenchError(f"unknown tool {t!r} (choose from {','.join(known)})")
         missing = [t for t in self.tools if not self.tool_available(t)]
         for t in missing:
             msg = (f"{self.args.s3mount_bin} not found (cargo build --release)" if t == "s3mount"
+                   else f"--baseline-bin {self.args.baseline_bin} not found" if t == BASE
                    else f"{t} not installed (scripts/deps.sh --bench)")
             self.notes.append(f"- {t}: not run: {msg}")
             log(f"warning: {t}: {msg}; skipping it")
@@ -1780,8 +1864,9 @@ class Bench:
         self.repo_state_end = self.repo_state_start
         self.src_newer = self.source_newer_than_binary() if "s3mount" in self.tools else []
         self.setup_env()
-        if "s3mount" in self.tools:
-            self.snapshot_s3mount()
+        for t in S3MOUNTS:
+            if t in self.tools:
+                self.snapshot_s3mount(t)
         if self.reads:
             ensure_dataset(self.s3, self.work)
         try:
@@ -1808,8 +1893,9 @@ class Bench:
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--tools", default=",".join(ALL_TOOLS),
-                    help="comma-separated subset of raw,s3mount,s3fs,rclone (default: all)")
+    ap.add_argument("--tools", default=None,
+                    help=f"comma-separated subset of raw,s3mount,s3fs,rclone and, with --baseline-bin, "
+                         f"{BASE} (default: all; with --baseline-bin raw,s3mount,{BASE},s3fs,rclone)")
     ap.add_argument("--runs", type=int, default=3, help="runs per workload and tool (default 3)")
     ap.add_argument("--quick", action="store_true",
                     help="smoke test: 1 run, no 1 GiB dd (read or write) for the peers")
@@ -1828,9 +1914,16 @@ def main():
                     help="after dropping the page cache before each run, read Garage's data files "
                          "back in (warm, default: the server is not disk-bound) or not (cold)")
     ap.add_argument("--s3mount-bin", default=str(REPO / "target" / "release" / "s3mount"))
+    ap.add_argument("--baseline-bin", metavar="PATH",
+                    help=f"a second s3mount binary (e.g. built from an older commit), benchmarked as "
+                         f"tool {BASE} exactly like s3mount; adds a \"new / base\" ratio column")
+    ap.add_argument("--baseline-rev", metavar="REV",
+                    help="label for the report: the commit --baseline-bin was built from")
     args = ap.parse_args()
     if args.runs < 1:
         ap.error("--runs must be >= 1")
+    if args.baseline_rev and not args.baseline_bin:
+        ap.error("--baseline-rev labels --baseline-bin; give both")
 
     def on_signal(signum, frame):
         raise Interrupted(signal.Signals(signum).name)

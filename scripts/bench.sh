@@ -6,7 +6,8 @@
 #
 #   scripts/bench.sh [--tools raw,s3mount,s3fs,rclone] [--runs N] [--quick] [--out FILE]
 #                    [--only reads|writes] [--budget-minutes M] [--wait-idle SECONDS]
-#                    [--server-cache warm|cold]
+#                    [--server-cache warm|cold] [--s3mount-bin PATH]
+#                    [--baseline-bin PATH [--baseline-rev REV]]
 #
 #   --quick            1 run, no 1 GiB dd (read or write) for the peers (smoke test, ~5 min)
 #   --only             only the read or only the write workloads (default both)
@@ -14,6 +15,17 @@
 #                      (useful while something else, e.g. cargo, runs now and then)
 #   --server-cache     after dropping the page cache, read Garage's files back in (warm,
 #                      default) or leave Garage to read from disk (cold); read workloads only
+#   --s3mount-bin P    the s3mount binary to measure (default target/release/s3mount)
+#   --baseline-bin P   also measure a second s3mount binary P (e.g. built from an older commit
+#                      in a git worktree) as tool `s3mount-base`: same mount arguments and
+#                      S3MOUNT_BENCH_ARGS, checks, peak RSS and CPU accounting, interleaved
+#                      right after s3mount in every run (default --tools; otherwise name it in
+#                      --tools). The table gets an s3mount-base column and a "new / base" ratio
+#                      of the medians; "All runs" compares the two builds' daemon CPU.
+#                      --baseline-rev REV only labels it in the report. E.g.
+#                        git worktree add /tmp/base OLDREV && (cd /tmp/base && cargo build --release)
+#                        scripts/bench.sh --baseline-bin /tmp/base/target/release/s3mount \
+#                                         --baseline-rev OLDREV --budget-minutes 45
 #
 # Results: a markdown table on stdout and bench/results-YYYY-MM-DD.md (see bench.py --help).
 # Needs root (drop_caches between runs, FUSE mounts) and ~1.2 GiB free in /dev/shm (write

@@ -342,6 +342,11 @@ pub struct TuningArgs {
     /// (e.g. 1s, 500ms, 5m; 0 asks S3 every time). Changes by other clients show up after it.
     #[arg(long, value_name = "DURATION", default_value = "1s")]
     pub metadata_ttl: String,
+
+    /// How long one S3 request keeps being retried through throttling, server errors,
+    /// timeouts and broken connections before the operation fails (EIO); 0 tries once.
+    #[arg(long, value_name = "DURATION", default_value = "60s")]
+    pub retry_deadline: String,
 }
 
 /// Logging options.

@@ -8,6 +8,7 @@ use crate::cli::{ConnectionArgs, MountArgs};
 use crate::fs::FsConfig;
 use crate::s3::buckets::validate_bucket_name;
 use crate::s3::connection::{Connection, RoleConfig, StaticKeys, Target};
+use crate::s3::retry::RetryPolicy;
 
 /// A configuration error: printed as is, one line.
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +62,8 @@ pub struct MountConfig {
     pub uploads: UploadSettings,
     /// Mount behaviour.
     pub mount: MountSettings,
+    /// How S3 requests are retried.
+    pub retry: RetryPolicy,
 }
 
 impl MountConfig {
@@ -137,6 +140,10 @@ impl MountConfig {
             sse_kms_key_id: u.sse_kms_key_id.clone(),
             storage_class: u.storage_class.clone(),
         };
+        let retry = RetryPolicy {
+            deadline: parse_duration(&t.retry_deadline, "--retry-deadline")?,
+            ..RetryPolicy::default()
+        };
         let mountpoint = check_mountpoint(&mountpoint)?;
         Ok(MountConfig {
             target,
@@ -151,6 +158,7 @@ impl MountConfig {
                 auto_unmount: m.auto_unmount,
                 log_file: args.logging.log_file.clone(),
             },
+            retry,
         })
     }
 }

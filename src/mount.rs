@@ -13,6 +13,7 @@ use crate::fs::{Buckets, Fs, Tree};
 use crate::fuse::{FuseAdapter, KernelInvalidator};
 use crate::s3::client::StoreSettings;
 use crate::s3::connect::connect;
+use crate::s3::retry::Retrying;
 
 /// What was connected, for the log and the first line the user sees.
 struct Connected {
@@ -81,7 +82,11 @@ async fn connect_tree(cfg: &MountConfig) -> Result<Connected> {
     Ok(match &cfg.target {
         Some(t) => {
             let connected = connect(t, &cfg.connection).await?;
-            let store = Arc::new(connected.store.with_settings(settings));
+            let store = connected
+                .store
+                .with_settings(settings)
+                .without_sdk_retries();
+            let store = Arc::new(Retrying::new(Arc::new(store), cfg.retry));
             Connected {
                 tree: Arc::new(Fs::new(store, &t.prefix, cfg.fs.clone())),
                 target: format!("s3://{}/{}", t.bucket, t.prefix),
@@ -91,7 +96,7 @@ async fn connect_tree(cfg: &MountConfig) -> Result<Connected> {
         }
         None => {
             let (service, credentials) =
-                crate::s3::buckets::connect(&cfg.connection, settings).await?;
+                crate::s3::buckets::connect(&cfg.connection, settings, cfg.retry).await?;
             Connected {
                 region: format!("{} for new buckets; each bucket in its own", service.home()),
                 tree: Arc::new(Buckets::new(Arc::new(service), cfg.fs.clone())),

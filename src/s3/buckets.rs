@@ -12,6 +12,7 @@ use aws_sdk_s3::types::{BucketLocationConstraint, CreateBucketConfiguration};
 use super::client::{AwsStore, StoreSettings};
 use super::connect::{ConnectError, Connector};
 use super::connection::Connection;
+use super::retry::{RetryPolicy, Retrying};
 use super::{ObjectStore, StoreError, region};
 
 /// Account-level operations, the seam under the buckets view.
@@ -64,6 +65,7 @@ pub struct AwsBuckets {
     /// Region for ListBuckets and CreateBucket (`--region`, else the environment's).
     home: String,
     settings: StoreSettings,
+    retry: RetryPolicy,
     clients: Mutex<HashMap<String, aws_sdk_s3::Client>>,
 }
 
@@ -94,6 +96,7 @@ impl AwsBuckets {
 pub async fn connect(
     conn: &Connection,
     settings: StoreSettings,
+    retry: RetryPolicy,
 ) -> Result<(AwsBuckets, String), ConnectError> {
     let c = Connector::start(conn).await?;
     let b = AwsBuckets {
@@ -101,6 +104,7 @@ pub async fn connect(
         conn: conn.clone(),
         home: c.home_region(),
         settings,
+        retry,
         clients: Mutex::new(HashMap::new()),
     };
     if let Err(e) = b.list_buckets().await {
@@ -139,9 +143,10 @@ impl BucketService for AwsBuckets {
 
     async fn open_bucket(&self, bucket: &str) -> Result<Arc<dyn ObjectStore>, StoreError> {
         let region = self.bucket_region(bucket).await?;
-        let store =
-            AwsStore::new(self.client(&region), bucket).with_settings(self.settings.clone());
-        Ok(Arc::new(store))
+        let store = AwsStore::new(self.client(&region), bucket)
+            .with_settings(self.settings.clone())
+            .without_sdk_retries();
+        Ok(Arc::new(Retrying::new(Arc::new(store), self.retry)))
     }
 
     async fn create_bucket(&self, bucket: &str) -> Result<(), StoreError> {

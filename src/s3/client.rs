@@ -10,6 +10,7 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
     CompletedMultipartUpload, CompletedPart as SdkPart, Delete, ObjectIdentifier,
 };
+use aws_smithy_types::error::display::DisplayErrorContext;
 use bytes::{Bytes, BytesMut};
 use tracing::trace;
 
@@ -96,6 +97,19 @@ impl AwsStore {
             bucket: bucket.into(),
             settings: StoreSettings::default(),
         }
+    }
+
+    /// The same store with the SDK's own retries off, for use under [`super::retry::Retrying`]
+    /// (one retry loop, with a deadline, instead of two).
+    pub fn without_sdk_retries(mut self) -> Self {
+        let conf = self
+            .client
+            .config()
+            .to_builder()
+            .retry_config(aws_sdk_s3::config::retry::RetryConfig::disabled())
+            .build();
+        self.client = Client::from_conf(conf);
+        self
     }
 
     /// Apply `settings` to every request from now on.
@@ -244,8 +258,22 @@ impl ObjectStore for AwsStore {
         range: Range<u64>,
         if_match: Option<&str>,
     ) -> Result<Bytes, StoreError> {
+        // Copy each network frame once into a buffer of the exact size: collecting all
+        // frames and then concatenating them would hold the range twice.
+        let mut buf = BytesMut::with_capacity((range.end - range.start) as usize);
+        self.get_range_into(key, range, if_match, &mut buf).await?;
+        Ok(buf.freeze())
+    }
+
+    async fn get_range_into(
+        &self,
+        key: &str,
+        range: Range<u64>,
+        if_match: Option<&str>,
+        buf: &mut BytesMut,
+    ) -> Result<(), StoreError> {
         if range.is_empty() {
-            return Ok(Bytes::new());
+            return Ok(());
         }
         let out = on_object!(self, get_object, key)
             .range(format!("bytes={}-{}", range.start, range.end - 1))
@@ -253,25 +281,21 @@ impl ObjectStore for AwsStore {
             .send()
             .await
             .map_err(|e| StoreError::from_sdk("GetObject", key, e))?;
-        // Copy each network frame once into a buffer of the exact size and free it at once:
-        // collecting all frames and then concatenating them would hold the range twice.
         let mut body = out.body;
-        let mut buf = BytesMut::with_capacity((range.end - range.start) as usize);
         loop {
             match body.try_next().await {
                 Ok(Some(frame)) => buf.extend_from_slice(&frame),
-                Ok(None) => break,
+                Ok(None) => return Ok(()),
                 Err(e) => {
                     return Err(StoreError::with_message(
                         "GetObject",
                         key.to_owned(),
-                        ErrorKind::Other,
-                        format!("reading body: {e}"),
+                        ErrorKind::Interrupted,
+                        format!("reading body: {}", DisplayErrorContext(&e)),
                     ));
                 }
             }
         }
-        Ok(buf.freeze())
     }
 
     async fn put(

@@ -29,6 +29,8 @@ pub enum ErrorKind {
     Unreachable,
     /// The request timed out.
     Timeout,
+    /// The connection broke while the response was being received (worth another try).
+    Interrupted,
     /// The local clock differs too much from the server's.
     ClockSkew,
     /// The object would be too large for the server.
@@ -53,6 +55,7 @@ impl fmt::Display for ErrorKind {
             ErrorKind::ServerError => "server error",
             ErrorKind::Unreachable => "endpoint unreachable",
             ErrorKind::Timeout => "timed out",
+            ErrorKind::Interrupted => "connection interrupted",
             ErrorKind::ClockSkew => "clock skew too large",
             ErrorKind::TooLarge => "object too large",
             ErrorKind::NoSpace => "no space or quota exceeded",
@@ -104,6 +107,19 @@ impl StoreError {
         }
     }
 
+    /// This error, as the last of `attempts` over `elapsed` (the deadline ran out).
+    pub fn after_retries(mut self, attempts: u32, elapsed: std::time::Duration) -> Self {
+        let note = format!(
+            "gave up after {attempts} attempts over {:.1} s",
+            elapsed.as_secs_f64()
+        );
+        self.message = Some(match self.message.take() {
+            Some(m) => format!("{m}; {note}"),
+            None => note,
+        });
+        self
+    }
+
     fn detail(&self) -> String {
         match (&self.code, &self.message) {
             (Some(c), Some(m)) => format!(" ({c}: {m})"),
@@ -137,6 +153,11 @@ impl StoreError {
             }
             SdkError::TimeoutError(_) => (
                 ErrorKind::Timeout,
+                None,
+                Some(DisplayErrorContext(&err).to_string()),
+            ),
+            SdkError::ResponseError(_) => (
+                ErrorKind::Interrupted,
                 None,
                 Some(DisplayErrorContext(&err).to_string()),
             ),

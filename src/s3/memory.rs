@@ -44,6 +44,16 @@ fn content_type(opts: &PutOptions) -> String {
     }
 }
 
+/// A part's ETag as S3 computes it: the MD5 of its bytes, quoted.
+fn md5_etag(body: &[u8]) -> String {
+    use md5::Digest;
+    let hex: String = md5::Md5::digest(body)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("\"{hex}\"")
+}
+
 /// What the store and its multipart uploads share.
 #[derive(Default)]
 struct Shared {
@@ -402,11 +412,9 @@ impl MultipartUpload for MemoryUpload {
             .uploads
             .get_mut(&self.id)
             .ok_or_else(|| StoreError::new("UploadPart", &*self.key, ErrorKind::NotFound))?;
+        let etag = md5_etag(&body);
         parts.insert(number, body);
-        Ok(CompletedPart {
-            number,
-            etag: format!("\"part-{number}\""),
-        })
+        Ok(CompletedPart { number, etag })
     }
 
     async fn copy_part(
@@ -440,16 +448,16 @@ impl MultipartUpload for MemoryUpload {
             .uploads
             .get_mut(&self.id)
             .ok_or_else(|| StoreError::new("UploadPartCopy", &*self.key, ErrorKind::NotFound))?;
-        parts.insert(number, body.slice(range.start as usize..range.end as usize));
-        Ok(CompletedPart {
-            number,
-            etag: format!("\"part-{number}\""),
-        })
+        let part = body.slice(range.start as usize..range.end as usize);
+        let etag = md5_etag(&part);
+        parts.insert(number, part);
+        Ok(CompletedPart { number, etag })
     }
 
     async fn complete(&self, parts: Vec<CompletedPart>) -> Result<PutResult, StoreError> {
         let key = self.key.as_str();
-        let etag = self.shared.etag();
+        // As S3 does: the MD5 of the parts' MD5s, then the number of parts.
+        let etag = super::retry::multipart_etag(&parts).unwrap_or_else(|| self.shared.etag());
         let mut st = self.shared.tick("CompleteMultipartUpload");
         let (_, opts, stored) = st
             .uploads

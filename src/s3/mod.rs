@@ -12,8 +12,10 @@ pub mod conformance;
 pub mod connect;
 pub mod connection;
 pub mod error;
+pub mod faulty;
 pub mod memory;
 pub mod region;
+pub mod retry;
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -21,7 +23,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use async_trait::async_trait;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use futures::stream::BoxStream;
 
@@ -167,6 +169,20 @@ pub trait ObjectStore: Send + Sync + 'static {
         range: Range<u64>,
         if_match: Option<&str>,
     ) -> Result<Bytes, StoreError>;
+
+    /// GetObject of `range` appended to `buf` as it arrives: when the response breaks off,
+    /// `buf` keeps what was received, so a retry can continue from there (with the same
+    /// `if_match`) instead of starting over.
+    async fn get_range_into(
+        &self,
+        key: &str,
+        range: Range<u64>,
+        if_match: Option<&str>,
+        buf: &mut BytesMut,
+    ) -> Result<(), StoreError> {
+        buf.extend_from_slice(&self.get_range(key, range, if_match).await?);
+        Ok(())
+    }
 
     /// PutObject of a whole body.
     async fn put(&self, key: &str, body: Bytes, opts: &PutOptions)
