@@ -8,7 +8,10 @@ use std::sync::Arc;
 
 use proptest::prelude::*;
 use s3mount::fs::{Caller, Fs, FsConfig, FsError, Ino, Kind, OpenMode, ROOT_INO, SetAttr};
+use s3mount::s3::ObjectStore;
+use s3mount::s3::faulty::{Faults, Faulty};
 use s3mount::s3::memory::MemoryStore;
+use s3mount::s3::retry::{RetryPolicy, Retrying};
 
 const DIRS: [&str; 3] = ["", "d1", "d2"];
 const NAMES: [&str; 3] = ["a", "b", "c"];
@@ -279,6 +282,12 @@ async fn apply(fs: &Fs, m: &mut Model, op: &Op) {
 /// client would see it; a long one makes the core answer from what it remembers (caches,
 /// known directory contents), which must give the same answers since nobody else writes.
 fn run(ops: Vec<Op>, ttl: std::time::Duration) {
+    run_with(ops, ttl, None)
+}
+
+/// [`run`], with seeded faults injected under the retry layer when `faults` is given: the
+/// answers must be the same, since every fault is transient.
+fn run_with(ops: Vec<Op>, ttl: std::time::Duration, faults: Option<u64>) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -291,7 +300,25 @@ fn run(ops: Vec<Op>, ttl: std::time::Duration) {
             write_part_size: 5 << 20,
             ..FsConfig::default()
         };
-        let fs = Fs::new(store.clone(), "m/", cfg);
+        let under: Arc<dyn ObjectStore> = match faults {
+            None => store.clone(),
+            Some(seed) => {
+                let faults = Faults {
+                    before: 0.1,
+                    after: 0.1,
+                    cut_body: 0.3,
+                };
+                let policy = RetryPolicy {
+                    deadline: std::time::Duration::from_secs(60),
+                    initial_backoff: std::time::Duration::from_micros(100),
+                    max_backoff: std::time::Duration::from_millis(1),
+                    ..RetryPolicy::default()
+                };
+                let faulty = Arc::new(Faulty::new(store.clone(), faults, seed));
+                Arc::new(Retrying::new(faulty, policy))
+            }
+        };
+        let fs = Fs::new(under, "m/", cfg);
         let mut model = Model::default();
         for op in &ops {
             apply(&fs, &mut model, op).await;
@@ -332,5 +359,13 @@ proptest! {
     #[test]
     fn filesystem_with_caches_matches_the_model(ops in proptest::collection::vec(op(), 1..40)) {
         run(ops, std::time::Duration::from_secs(3600));
+    }
+
+    #[test]
+    fn filesystem_with_faults_matches_the_model(
+        ops in proptest::collection::vec(op(), 1..40),
+        seed in any::<u64>(),
+    ) {
+        run_with(ops, std::time::Duration::ZERO, Some(seed));
     }
 }

@@ -40,7 +40,6 @@ pub fn errno(e: &FsError) -> Errno {
             ErrorKind::AccessDenied | ErrorKind::InvalidCredentials => Errno::EACCES,
             ErrorKind::TooLarge => Errno::EFBIG,
             ErrorKind::NoSpace => Errno::ENOSPC,
-            ErrorKind::Timeout => Errno::from_i32(libc::ETIMEDOUT),
             _ => Errno::EIO,
         },
     }
