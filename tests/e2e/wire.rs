@@ -3,8 +3,6 @@
 //! the raw HTTP requests the client sends to a recording server on loopback — the local S3
 //! servers accept these headers but do not enforce them.
 
-mod common;
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
@@ -12,6 +10,8 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use s3mount::s3::client::{AwsStore, StoreSettings};
 use s3mount::s3::{ObjectStore, PutOptions};
+
+use crate::common;
 
 /// A server that records each request's head and answers 200 with `body`.
 fn recorder() -> (String, Arc<Mutex<Vec<String>>>) {

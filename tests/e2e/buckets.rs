@@ -2,15 +2,9 @@
 //! the buckets, each bucket is entered lazily, mkdir creates a bucket and rmdir deletes an
 //! empty one.
 
-mod common;
-
 use std::fs;
 
-use common::{Mount, S3, rt, unique};
-
-fn errno(e: &std::io::Error) -> i32 {
-    e.raw_os_error().unwrap_or(0)
-}
+use crate::common::{self, Mount, S3, errno, rt, unique};
 
 fn mount_all(extra: &[&str]) -> Mount {
     let g = common::garage();

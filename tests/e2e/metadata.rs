@@ -1,25 +1,97 @@
-//! S3 features through the file system, against moto: upload options applied to every
-//! object the mount writes (ACL, SSE, storage class, Content-Type by extension) and the
-//! `user.s3.*` extended attributes (ETag, storage class, content type, URLs, tags).
-
-mod common;
+//! File metadata: mode, owner and mtime (chmod, chown, touch) stored in s3fs's headers,
+//! surviving a remount and read from objects s3fs wrote (against Garage); and, against
+//! moto, the `user.s3.*` extended attributes (ETag, storage class, content type, URLs,
+//! tags) together with the upload options the mount applies to every object it writes
+//! (ACL, SSE, storage class, Content-Type by extension).
 
 use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::process::Command;
+use std::time::{Duration, UNIX_EPOCH};
 
-use common::{MotoRole, Mount, S3, rt, sh};
+use aws_sdk_s3::primitives::ByteStream;
 use serde_json::json;
 
-const BUCKET: &str = "s3mount-features";
+use crate::common::{self, MotoRole, Mount, S3, moto_lock, rt, sh, unique};
 
-/// Each test resets moto's state: run them one at a time.
-static MOTO: std::sync::Mutex<()> = std::sync::Mutex::new(());
+const BUCKET: &str = "s3mount-features";
 const PREFIX: &str = "f";
 
 #[test]
+fn metadata_survives_a_remount_and_matches_s3fs_headers() {
+    let s3 = S3::garage();
+    let p = unique("meta");
+    let target = format!("{}/{p}", s3.bucket);
+    {
+        let m = Mount::garage(&target, &[]);
+        fs::write(m.path("f"), b"x").unwrap();
+        fs::set_permissions(m.path("f"), fs::Permissions::from_mode(0o640)).unwrap();
+        std::os::unix::fs::chown(m.path("f"), Some(4321), Some(99)).unwrap();
+        sh(&m.dir, "touch -d @1600000000 f");
+        fs::create_dir(m.path("d")).unwrap();
+        fs::set_permissions(m.path("d"), fs::Permissions::from_mode(0o700)).unwrap();
+        std::os::unix::fs::chown(m.path("d"), Some(321), Some(54)).unwrap();
+        sh(&m.dir, "touch -d @1400000000 d");
+    }
+    // The headers are s3fs's.
+    let head = rt()
+        .block_on(
+            s3.client
+                .head_object()
+                .bucket(&s3.bucket)
+                .key(format!("{p}/f"))
+                .send(),
+        )
+        .unwrap();
+    let meta = head.metadata().unwrap();
+    assert_eq!(meta["mode"], (0o100640).to_string());
+    assert_eq!(meta["uid"], "4321");
+    assert_eq!(meta["gid"], "99");
+    assert_eq!(meta["mtime"], "1600000000");
+
+    let m = Mount::garage(&target, &[]);
+    let md = fs::metadata(m.path("f")).unwrap();
+    assert_eq!(md.mode() & 0o7777, 0o640);
+    assert_eq!((md.uid(), md.gid()), (4321, 99));
+    assert_eq!(md.mtime(), 1_600_000_000);
+    assert_eq!(fs::read(m.path("f")).unwrap(), b"x");
+
+    // An object written by s3fs (its headers set directly) shows the same attributes.
+    rt().block_on(
+        s3.client
+            .put_object()
+            .bucket(&s3.bucket)
+            .key(format!("{p}/from-s3fs"))
+            .metadata("mode", (0o100600).to_string())
+            .metadata("uid", "1001")
+            .metadata("gid", "1002")
+            .metadata("mtime", "1500000000")
+            .body(ByteStream::from_static(b"s3fs"))
+            .send(),
+    )
+    .unwrap();
+    let md = fs::metadata(m.path("from-s3fs")).unwrap();
+    assert_eq!(md.mode() & 0o7777, 0o600);
+    assert_eq!(
+        (md.uid(), md.gid(), md.mtime()),
+        (1001, 1002, 1_500_000_000)
+    );
+    assert_eq!(
+        md.modified().unwrap(),
+        UNIX_EPOCH + Duration::from_secs(1_500_000_000)
+    );
+    // A directory's attributes live on its marker, and survive a listing too.
+    for _ in 0..2 {
+        let md = fs::metadata(m.path("d")).unwrap();
+        assert_eq!(md.mode() & 0o7777, 0o700);
+        assert_eq!((md.uid(), md.gid(), md.mtime()), (321, 54, 1_400_000_000));
+        sh(&m.dir, "ls -l");
+    }
+}
+
+#[test]
 fn upload_options_and_s3_xattrs() {
-    let _one_at_a_time = MOTO.lock().unwrap_or_else(|e| e.into_inner());
-    let m = common::moto();
+    let mut moto = moto_lock();
     let policy = json!({
         "Version": "2012-10-17",
         "Statement": [{
@@ -28,7 +100,7 @@ fn upload_options_and_s3_xattrs() {
             "Resource": [format!("arn:aws:s3:::{BUCKET}"), format!("arn:aws:s3:::{BUCKET}/*")],
         }],
     });
-    let conn = MotoRole::setup(BUCKET, PREFIX, "ext-f", &policy, false).conn();
+    let conn = MotoRole::setup(&mut moto, BUCKET, PREFIX, "ext-f", &policy, false).conn();
     // The connection test covers the ACL too.
     let mut check = common::s3mount_cmd();
     check.envs(conn.env.iter().map(|(k, v)| (k, v)));
@@ -89,7 +161,7 @@ fn upload_options_and_s3_xattrs() {
     assert!(get("notes.txt", "user.s3.etag").starts_with('"'));
     let url = get("notes.txt", "user.s3.presigned_url");
     assert!(
-        url.starts_with(&m.endpoint) && url.contains("X-Amz-Signature="),
+        url.starts_with(moto.endpoint()) && url.contains("X-Amz-Signature="),
         "{url}"
     );
     assert!(url.contains("X-Amz-Expires=3600"), "{url}");
@@ -107,8 +179,8 @@ fn upload_options_and_s3_xattrs() {
     drop(mount);
 
     // Check on the server side, with auth switched off.
-    common::moto_auth_off();
-    let s3 = S3::new(&m.endpoint, "test", "test", BUCKET);
+    moto.auth_off();
+    let s3 = S3::new(moto.endpoint(), "test", "test", BUCKET);
     for name in ["notes.txt", "blob2"] {
         let key = format!("{PREFIX}/{name}");
         let head = rt()
@@ -157,62 +229,4 @@ fn upload_options_and_s3_xattrs() {
         )
         .unwrap();
     assert!(!acl.grants().is_empty());
-}
-
-#[test]
-fn kms_encryption_of_uploads() {
-    let _one_at_a_time = MOTO.lock().unwrap_or_else(|e| e.into_inner());
-    let m = common::moto();
-    let policy = json!({
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Effect": "Allow",
-                "Action": "s3:*",
-                "Resource": [format!("arn:aws:s3:::{BUCKET}"), format!("arn:aws:s3:::{BUCKET}/*")],
-            },
-            {"Effect": "Allow", "Action": ["kms:GenerateDataKey", "kms:Decrypt"], "Resource": "*"},
-        ],
-    });
-    let role = MotoRole::setup(BUCKET, PREFIX, "ext-k", &policy, true);
-    let key_arn = role.kms_key_arn.clone().expect("a KMS key");
-    let conn = role.conn();
-    let kms = ["--sse", "aws:kms", "--sse-kms-key-id", key_arn.as_str()];
-
-    let mut check = common::s3mount_cmd();
-    check.envs(conn.env.iter().map(|(k, v)| (k, v)));
-    check
-        .args(["check", &format!("{BUCKET}/{PREFIX}")])
-        .args(kms)
-        .args(&conn.args);
-    let out = check.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-
-    let mount = Mount::with(&conn, &format!("{BUCKET}/{PREFIX}"), &kms);
-    fs::write(mount.path("secret.txt"), b"encrypted at rest").unwrap();
-    assert_eq!(
-        fs::read(mount.path("secret.txt")).unwrap(),
-        b"encrypted at rest"
-    );
-    drop(mount);
-    common::moto_auth_off();
-    let s3 = S3::new(&m.endpoint, "test", "test", BUCKET);
-    let head = rt()
-        .block_on(
-            s3.client
-                .head_object()
-                .bucket(BUCKET)
-                .key(format!("{PREFIX}/secret.txt"))
-                .send(),
-        )
-        .unwrap();
-    assert_eq!(
-        head.server_side_encryption().map(|e| e.as_str()),
-        Some("aws:kms")
-    );
-    assert_eq!(head.ssekms_key_id(), Some(key_arn.as_str()));
 }

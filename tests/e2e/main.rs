@@ -1,0 +1,20 @@
+//! The end-to-end tests: one binary, one module per concern. They mount real FUSE file
+//! systems with the built `s3mount` binary against a local Garage (S3) and a local moto
+//! (S3 + STS + IAM), both started or reused by [`common`], and check results through
+//! aws-sdk-s3 directly. Run them with `cargo test --test e2e` (or everything with
+//! `scripts/test.sh`); the reference-model property test is its own binary
+//! (`tests/model.rs`).
+//!
+//! Every test shares this process: Garage tests keep to their own prefix or bucket, and
+//! moto tests take `common::moto_lock()` first, since moto setups reset the whole server.
+
+mod common;
+
+mod auth;
+mod buckets;
+mod cli;
+mod metadata;
+mod namespace;
+mod read;
+mod wire;
+mod write;
