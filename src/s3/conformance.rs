@@ -270,8 +270,14 @@ async fn deletes_and_tags(store: &dyn ObjectStore, p: &str) {
         .await
         .unwrap();
     let tags = vec![("team".to_owned(), "a b".to_owned())];
-    store.put_tags(&key, &tags).await.expect("PutObjectTagging");
-    assert_eq!(store.get_tags(&key).await.expect("GetObjectTagging"), tags);
+    match store.put_tags(&key, &tags).await {
+        // Some servers (Garage) have no tagging; what they must not do is pretend.
+        Err(e) if e.code.as_deref() == Some("NotImplemented") => {}
+        r => {
+            r.expect("PutObjectTagging");
+            assert_eq!(store.get_tags(&key).await.expect("GetObjectTagging"), tags);
+        }
+    }
     let keys = vec![key.clone(), format!("{p}del/never-existed")];
     let left = store.delete_many(&keys).await.expect("DeleteObjects");
     assert!(left.is_empty(), "missing keys count as deleted: {left:?}");

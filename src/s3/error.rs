@@ -142,12 +142,22 @@ impl StoreError {
                 (classify(status, code.as_deref()), code, message)
             }
             SdkError::DispatchFailure(d) => {
+                use aws_smithy_types::retry::ErrorKind as Sdk;
                 let kind = if d.is_timeout() {
                     ErrorKind::Timeout
-                } else if d.is_io() || !d.is_other() {
+                } else if d.is_io() {
                     ErrorKind::Unreachable
-                } else {
+                } else if d.is_user() {
                     ErrorKind::Other
+                } else {
+                    match d.as_other() {
+                        // A connection closed or reset mid-request, as the HTTP client saw it.
+                        Some(Sdk::TransientError) => ErrorKind::Interrupted,
+                        Some(Sdk::ThrottlingError) => ErrorKind::Throttled,
+                        Some(Sdk::ServerError) => ErrorKind::ServerError,
+                        Some(Sdk::ClientError) | Some(_) => ErrorKind::Other,
+                        None => ErrorKind::Unreachable,
+                    }
                 };
                 (kind, None, Some(DisplayErrorContext(&err).to_string()))
             }
@@ -200,6 +210,8 @@ pub fn classify(status: u16, code: Option<&str>) -> ErrorKind {
             return ErrorKind::Throttled;
         }
         Some("RequestTimeTooSkewed") => return ErrorKind::ClockSkew,
+        // A 501: the server does not do this at all; asking again will not help.
+        Some("NotImplemented") => return ErrorKind::InvalidRequest,
         Some("EntityTooLarge") => return ErrorKind::TooLarge,
         Some("QuotaExceeded" | "NotEnoughSpace" | "InsufficientStorage") => {
             return ErrorKind::NoSpace;

@@ -65,6 +65,9 @@ impl Default for RetryPolicy {
     }
 }
 
+/// How long an abort that failed within its deadline keeps being retried in the background.
+const ABORT_PATIENCE: Duration = Duration::from_secs(600);
+
 /// After retrying this long, a request is worth a warning (once).
 const WARN_AFTER: Duration = Duration::from_secs(5);
 
@@ -448,13 +451,36 @@ impl MultipartUpload for RetryingUpload {
 
     async fn abort(&self) -> Result<(), StoreError> {
         let key = self.inner.key();
-        match retry(&self.policy, "AbortMultipartUpload", key, 0, |_| {
+        let r = retry(&self.policy, "AbortMultipartUpload", key, 0, |_| {
             self.inner.abort()
         })
-        .await
-        {
+        .await;
+        match r {
             // Nothing left to abort: an earlier attempt did it.
             Err(e) if e.kind == ErrorKind::NotFound => Ok(()),
+            Err(e) if is_transient(&e) => {
+                // The caller has its error already; the parts must not linger once the
+                // server is back, so keep trying in the background for a while.
+                let (inner, policy) = (self.inner.clone(), self.policy);
+                tokio::spawn(async move {
+                    let key = inner.key().to_owned();
+                    let patient = RetryPolicy {
+                        deadline: ABORT_PATIENCE,
+                        ..policy
+                    };
+                    match retry(&patient, "AbortMultipartUpload", &key, 0, |_| inner.abort()).await
+                    {
+                        Ok(()) => {
+                            info!(key, "aborted the failed multipart upload once S3 was back")
+                        }
+                        Err(e) if e.kind == ErrorKind::NotFound => {}
+                        Err(e) => {
+                            warn!(key, error = %e, "could not abort the failed multipart upload; it may linger until a lifecycle rule removes it")
+                        }
+                    }
+                });
+                Err(e)
+            }
             other => other,
         }
     }

@@ -243,7 +243,7 @@ impl Upload {
             h.abort();
         }
         if let Err(e) = mp.upload.abort().await {
-            warn!(error = %e, key = %self.key, "could not abort multipart upload; it may linger until a lifecycle rule removes it");
+            warn!(error = %e, key = %self.key, "could not abort multipart upload yet");
         }
     }
 }

@@ -6,13 +6,15 @@
 //! - [`servers`]: Garage and moto (start or reuse, keys, buckets, moto scenarios and the
 //!   lock every moto test holds);
 //! - [`s3`]: the direct aws-sdk-s3 client [`S3`] that checks results;
-//! - [`mount`]: the binary under test, connections ([`Conn`]) and live mounts ([`Mount`]).
+//! - [`mount`]: the binary under test, connections ([`Conn`]) and live mounts ([`Mount`]);
+//! - [`proxy`]: a fault-injecting TCP proxy between a mount and Garage.
 //!
 //! All tests share this one process: each works under its own prefix or bucket on Garage
 //! (see [`unique`]), and the moto server, which scenario setups reset, is used by one test at
 //! a time ([`moto_lock`]).
 
 pub mod mount;
+pub mod proxy;
 pub mod s3;
 pub mod servers;
 

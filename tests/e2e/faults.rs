@@ -1,0 +1,148 @@
+//! Faults on the network between the mount and Garage, through the fault-injecting proxy:
+//! reads through connection resets, an outage and silence come back byte-exact; a write
+//! rides out a 20 s outage or 20 s of silence; with a short `--retry-deadline` the same
+//! outage fails the write with EIO and leaves no object and no pending upload.
+
+use std::fs;
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use crate::common::proxy::{Mode, Proxy};
+use crate::common::{Conn, Mount, S3, garage, pseudo_random, unique};
+
+/// A mount of `prefix` reached through `proxy`.
+fn mount_through(proxy: &Proxy, prefix: &str, extra: &[&str]) -> Mount {
+    let mut conn = Conn::garage();
+    conn.args = vec!["--endpoint-url".into(), proxy.url()];
+    Mount::with(&conn, &format!("{}/{prefix}", garage().bucket), extra)
+}
+
+/// Read `rel` in `m` whole; on failure, the panic shows the end of the mount's log.
+fn read_all(m: &Mount, rel: &str) -> Vec<u8> {
+    fs::read(m.path(rel)).unwrap_or_else(|e| panic!("reading {rel}: {e}\n{}", log_tail(m)))
+}
+
+fn log_tail(m: &Mount) -> String {
+    let log = m.log_text();
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(30)..].join("\n")
+}
+
+fn seeded_object(s3: &S3, key: &str, len: usize, seed: u64) -> Vec<u8> {
+    let data = pseudo_random(len, seed);
+    s3.put(key, data.clone());
+    data
+}
+
+#[test]
+fn a_read_through_connection_resets_is_exact() {
+    let s3 = S3::garage();
+    let p = unique("fault-resets");
+    let data = seeded_object(&s3, &format!("{p}/f"), 64 << 20, 1);
+    let proxy = Proxy::for_endpoint(&garage().endpoint, 11);
+    let m = mount_through(&proxy, &p, &[]);
+    // About one reset per 200 chunks of 64 KiB from the server: ~5 over 64 MiB.
+    proxy.set_resets(1.0 / 200.0);
+    let got = read_all(&m, "f");
+    proxy.set_resets(0.0);
+    assert!(got == data, "bytes differ after {} resets", proxy.resets());
+    assert!(proxy.resets() > 0, "the proxy reset no connection");
+}
+
+#[test]
+fn a_read_through_an_outage_and_through_silence_is_exact() {
+    let s3 = S3::garage();
+    let p = unique("fault-read");
+    let data = seeded_object(&s3, &format!("{p}/f"), 32 << 20, 2);
+    for (mode, lasting) in [
+        (Mode::Refuse, Duration::from_secs(6)),
+        (Mode::Silent, Duration::from_secs(10)),
+    ] {
+        let proxy = Proxy::for_endpoint(&garage().endpoint, 12);
+        // Slow enough that the fault starts mid-read.
+        proxy.set_trickle(8 << 20);
+        let m = mount_through(&proxy, &p, &[]);
+        proxy.schedule(Duration::from_millis(500), mode, lasting);
+        let t = Instant::now();
+        let got = read_all(&m, "f");
+        assert!(got == data, "{mode:?}: bytes differ");
+        assert!(
+            t.elapsed() >= lasting,
+            "{mode:?}: the read ended before the fault did"
+        );
+    }
+}
+
+fn write_file(path: &std::path::Path, data: &[u8]) -> std::io::Result<()> {
+    let mut f = fs::File::create(path)?;
+    for chunk in data.chunks(1 << 20) {
+        f.write_all(chunk)?;
+    }
+    f.sync_all()
+}
+
+#[test]
+fn a_write_rides_out_an_outage_and_silence() {
+    let s3 = S3::garage();
+    let p = unique("fault-write");
+    let data = pseudo_random(30 << 20, 3);
+    for (i, mode) in [Mode::Refuse, Mode::Silent].into_iter().enumerate() {
+        let proxy = Proxy::for_endpoint(&garage().endpoint, 13);
+        // Slow enough that the fault starts mid-write.
+        proxy.set_trickle(8 << 20);
+        let m = mount_through(&proxy, &p, &[]);
+        proxy.schedule(Duration::from_millis(300), mode, Duration::from_secs(20));
+        let t = Instant::now();
+        let name = format!("w{i}");
+        write_file(&m.path(&name), &data)
+            .unwrap_or_else(|e| panic!("{mode:?}: write + fsync failed: {e}\n{}", log_tail(&m)));
+        assert!(
+            t.elapsed() >= Duration::from_secs(20),
+            "{mode:?}: the write ended before the fault did"
+        );
+        drop(m);
+        assert!(
+            s3.get(&format!("{p}/{name}")).as_deref() == Some(&data[..]),
+            "{mode:?}: object differs"
+        );
+        assert_eq!(s3.pending_uploads(&format!("{p}/")), 0, "{mode:?}");
+    }
+}
+
+#[test]
+fn past_the_retry_deadline_a_write_fails_and_leaves_nothing() {
+    let s3 = S3::garage();
+    let p = unique("fault-deadline");
+    let proxy = Proxy::for_endpoint(&garage().endpoint, 14);
+    proxy.set_trickle(8 << 20);
+    let m = mount_through(&proxy, &p, &["--retry-deadline", "5s"]);
+    proxy.schedule(
+        Duration::from_millis(300),
+        Mode::Refuse,
+        Duration::from_secs(30),
+    );
+    let t = Instant::now();
+    let e = write_file(&m.path("f"), &pseudo_random(30 << 20, 4))
+        .expect_err("the write must fail once the deadline passed");
+    assert_eq!(e.raw_os_error(), Some(libc::EIO), "{e}");
+    assert!(
+        t.elapsed() < Duration::from_secs(15),
+        "took {:?}",
+        t.elapsed()
+    );
+    proxy.heal();
+    assert!(s3.get(&format!("{p}/f")).is_none(), "no object");
+    // The abort failed in the outage too; it is retried once the server is back.
+    let t = Instant::now();
+    while s3.pending_uploads(&format!("{p}/")) > 0 && t.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(
+        s3.pending_uploads(&format!("{p}/")),
+        0,
+        "no pending upload\n{}",
+        log_tail(&m)
+    );
+    assert!(!m.path("f").exists(), "the failed new file's name is gone");
+    assert!(m.log_text().contains("gave up after"), "{}", m.log_text());
+}
