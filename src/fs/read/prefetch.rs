@@ -166,10 +166,39 @@ impl Reader {
                 for (range, fut, waiters) in parts {
                     let r = fut.await;
                     waiters.fetch_sub(1, Ordering::AcqRel);
-                    results.push((range, r?));
+                    match r {
+                        Ok(data) => results.push((range, data)),
+                        Err(e) => {
+                            self.drop_failed();
+                            return Err(e);
+                        }
+                    }
                 }
                 Ok(assemble(off..end, &results))
             }
+        }
+    }
+
+    /// Forget the chunks whose GET failed, so that the next read asks again instead of
+    /// being answered with the same error.
+    fn drop_failed(&self) {
+        let mut st = self.stream.lock().unwrap();
+        st.chunks
+            .retain(|c| !matches!(c.data.peek(), Some(Err(_))));
+        if let Some(first_gap) = st
+            .chunks
+            .iter()
+            .zip(st.chunks.iter().skip(1))
+            .find(|(a, b)| a.range.end != b.range.start)
+            .map(|(a, _)| a.range.end)
+        {
+            // Keep the window contiguous: chunks after a hole are dropped and rescheduled.
+            st.chunks.retain(|c| c.range.end <= first_gap);
+        }
+        let resume = st.chunks.back().map(|c| c.range.end);
+        match resume {
+            Some(at) => st.next_start = at,
+            None => st.active = false,
         }
     }
 
@@ -374,6 +403,40 @@ mod tests {
             shared(64 << 20),
         );
         (store, r, d)
+    }
+
+    #[tokio::test]
+    async fn a_failed_prefetch_is_asked_again_by_the_next_read() {
+        use crate::s3::faulty::{Faults, Faulty};
+        let store = Arc::new(MemoryStore::new("b", 1000));
+        let d = data(3_000_000);
+        store.insert("k", d.clone());
+        let etag = store.head("k").await.unwrap().etag;
+        let faults = Faults {
+            before: 0.5,
+            ..Faults::default()
+        };
+        let faulty = Arc::new(Faulty::new(store, faults, 5));
+        let cfg = ReadConfig {
+            threads: 4,
+            max_part: 1 << 20,
+        };
+        let r = Reader::new(faulty.clone(), "k".into(), 3_000_000, etag, cfg, shared(64 << 20));
+        let (mut got, mut off, mut failures) = (Vec::new(), 0u64, 0);
+        while off < 3_000_000 {
+            match r.read(off, 131072).await {
+                Ok(b) => {
+                    off += b.len() as u64;
+                    got.extend_from_slice(&b);
+                }
+                Err(_) => {
+                    failures += 1;
+                    assert!(failures < 200, "a failed chunk keeps failing every read");
+                }
+            }
+        }
+        assert!(got == d);
+        assert!(failures > 0 && faulty.injected() > 0);
     }
 
     #[tokio::test]
