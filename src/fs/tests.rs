@@ -633,3 +633,27 @@ async fn a_file_renamed_while_open_for_writing_keeps_receiving_its_writes() {
     assert_eq!(store.get("d/x"), None);
     assert_eq!(store.get("e/x").as_deref(), Some(&b"12"[..]));
 }
+
+#[tokio::test]
+async fn sizes_s3_cannot_hold_fail_at_once_with_efbig() {
+    let (store, fs) = fs_with(&[("p/f", "abc")]);
+    let f = fs.lookup(ROOT_INO, "f").await.unwrap();
+    // 10,000 parts of the default 8 MiB: 78.1 GiB.
+    let too_big = 10_000 * (8 << 20) + 1;
+    let grow = SetAttr {
+        size: Some(too_big),
+        ..SetAttr::default()
+    };
+    assert!(matches!(
+        fs.setattr(f.ino, grow, None).await,
+        Err(FsError::FileTooLarge)
+    ));
+    let (_, fh) = fs.create(ROOT_INO, "g", 0o644, who(1)).await.unwrap();
+    assert!(matches!(
+        fs.write(fh, too_big - 1, b"xy").await,
+        Err(FsError::FileTooLarge)
+    ));
+    fs.release(fh).await.unwrap();
+    assert_eq!(store.count("UploadPart"), 0, "nothing was uploaded");
+    assert_eq!(&store.get("p/f").unwrap()[..], b"abc");
+}

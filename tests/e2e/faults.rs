@@ -1,7 +1,8 @@
 //! Faults on the network between the mount and Garage, through the fault-injecting proxy:
 //! reads through connection resets, an outage and silence come back byte-exact; a write
 //! rides out a 20 s outage or 20 s of silence; with a short `--retry-deadline` the same
-//! outage fails the write with EIO and leaves no object and no pending upload.
+//! outage fails the write with EIO and leaves no object and no pending upload; a size S3
+//! cannot hold fails at once with EFBIG.
 
 use std::fs;
 use std::io::Write;
@@ -145,4 +146,27 @@ fn past_the_retry_deadline_a_write_fails_and_leaves_nothing() {
     );
     assert!(!m.path("f").exists(), "the failed new file's name is gone");
     assert!(m.log_text().contains("gave up after"), "{}", m.log_text());
+}
+
+#[test]
+fn a_size_s3_cannot_hold_fails_at_once_with_efbig() {
+    let s3 = S3::garage();
+    let p = unique("efbig");
+    s3.put(&format!("{p}/f"), b"abc".to_vec());
+    let m = Mount::garage(&format!("{}/{p}", s3.bucket), &[]);
+    let t = Instant::now();
+    let out = std::process::Command::new("truncate")
+        .args(["-s", "200G"])
+        .arg(m.path("f"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "truncate -s 200G succeeded");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("File too large"), "{stderr}");
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        t.elapsed()
+    );
+    assert_eq!(s3.get(&format!("{p}/f")).as_deref(), Some(&b"abc"[..]));
 }

@@ -33,6 +33,9 @@ impl Fs {
         let node = self.node(ino)?;
         if let Some(size) = change.size {
             self.guards.writable()?;
+            if size > self.uploads.max_size() {
+                return Err(FsError::FileTooLarge);
+            }
             match node.kind {
                 Kind::Dir => return Err(FsError::IsDir),
                 Kind::Symlink => return Err(FsError::InvalidName("a symbolic link".into())),

@@ -258,6 +258,9 @@ impl Fs {
 
     /// Write to a file opened for writing.
     pub async fn write(&self, fh: u64, off: u64, data: &[u8]) -> Result<u32> {
+        if off.saturating_add(data.len() as u64) > self.uploads.max_size() {
+            return Err(FsError::FileTooLarge);
+        }
         let wh = self.write_handle(fh)?;
         let mut st = wh.body.lock().await;
         if st.cancelled {

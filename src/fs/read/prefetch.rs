@@ -183,8 +183,7 @@ impl Reader {
     /// being answered with the same error.
     fn drop_failed(&self) {
         let mut st = self.stream.lock().unwrap();
-        st.chunks
-            .retain(|c| !matches!(c.data.peek(), Some(Err(_))));
+        st.chunks.retain(|c| !matches!(c.data.peek(), Some(Err(_))));
         if let Some(first_gap) = st
             .chunks
             .iter()
@@ -421,7 +420,14 @@ mod tests {
             threads: 4,
             max_part: 1 << 20,
         };
-        let r = Reader::new(faulty.clone(), "k".into(), 3_000_000, etag, cfg, shared(64 << 20));
+        let r = Reader::new(
+            faulty.clone(),
+            "k".into(),
+            3_000_000,
+            etag,
+            cfg,
+            shared(64 << 20),
+        );
         let (mut got, mut off, mut failures) = (Vec::new(), 0u64, 0);
         while off < 3_000_000 {
             match r.read(off, 131072).await {

@@ -55,6 +55,14 @@ impl Uploads {
         }
     }
 
+    /// The largest file these uploads can make: 10,000 parts, at most 5 TiB. A size beyond
+    /// it is refused at once (EFBIG) rather than after uploading that much.
+    pub fn max_size(&self) -> u64 {
+        (stream::MAX_PARTS as u64)
+            .saturating_mul(self.cfg.part_size)
+            .min(stream::MAX_OBJECT)
+    }
+
     /// A new object `key`, written sequentially from empty.
     pub fn stream(&self, key: String, opts: PutOptions) -> Upload {
         Upload::new(self, key, opts)

@@ -22,7 +22,10 @@ use crate::s3::{
 };
 
 /// S3's limit on parts per upload.
-const MAX_PARTS: i32 = 10_000;
+pub const MAX_PARTS: i32 = 10_000;
+
+/// S3's limit on the size of an object (5 TiB).
+pub const MAX_OBJECT: u64 = 5 << 40;
 
 struct Multipart {
     upload: Arc<dyn MultipartUpload>,
