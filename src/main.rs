@@ -6,6 +6,7 @@ use clap::Parser;
 use s3mount::cli::{CheckArgs, Cli, Command, MountArgs, PolicyArgs};
 use s3mount::config::{self, MountConfig};
 use s3mount::policy;
+use s3mount::s3::connection::Target;
 use s3mount::{daemon, mount};
 use tracing_subscriber::EnvFilter;
 
@@ -133,6 +134,13 @@ fn main() -> ExitCode {
     })
 }
 
+/// `BUCKET[/PREFIX]` when given; none means every bucket.
+fn optional_target(arg: Option<&str>) -> Result<Option<Target>, Failure> {
+    arg.map(config::parse_target)
+        .transpose()
+        .map_err(Failure::usage)
+}
+
 fn run_presign(path: &std::path::Path) -> Result<ExitCode, Failure> {
     let url = presign(path).map_err(|e| Failure::run(format!("{}: {e}", path.display())))?;
     print_out(&format!("{url}\n"));
@@ -140,12 +148,7 @@ fn run_presign(path: &std::path::Path) -> Result<ExitCode, Failure> {
 }
 
 fn run_policy(args: PolicyArgs) -> Result<ExitCode, Failure> {
-    let target = args
-        .target
-        .as_deref()
-        .map(config::parse_target)
-        .transpose()
-        .map_err(Failure::usage)?;
+    let target = optional_target(args.target.as_deref())?;
     let extras = policy::Extras {
         acl: args.acl,
         kms_key: args
@@ -175,12 +178,7 @@ fn print_json(doc: &serde_json::Value) {
 }
 
 fn run_check(args: CheckArgs) -> Result<ExitCode, Failure> {
-    let target = args
-        .target
-        .as_deref()
-        .map(config::parse_target)
-        .transpose()
-        .map_err(Failure::usage)?;
+    let target = optional_target(args.target.as_deref())?;
     let conn = config::connection_from_args(&args.connection).map_err(Failure::usage)?;
     init_logging(&args.logging.log_level);
     let rt = tokio::runtime::Runtime::new().map_err(Failure::run)?;

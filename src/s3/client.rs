@@ -252,19 +252,6 @@ impl ObjectStore for AwsStore {
         })
     }
 
-    async fn get_range(
-        &self,
-        key: &str,
-        range: Range<u64>,
-        if_match: Option<&str>,
-    ) -> Result<Bytes, StoreError> {
-        // Copy each network frame once into a buffer of the exact size: collecting all
-        // frames and then concatenating them would hold the range twice.
-        let mut buf = BytesMut::with_capacity((range.end - range.start) as usize);
-        self.get_range_into(key, range, if_match, &mut buf).await?;
-        Ok(buf.freeze())
-    }
-
     async fn get_range_into(
         &self,
         key: &str,

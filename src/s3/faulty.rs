@@ -114,17 +114,6 @@ impl ObjectStore for Faulty {
             .await
     }
 
-    async fn get_range(
-        &self,
-        key: &str,
-        range: Range<u64>,
-        if_match: Option<&str>,
-    ) -> Result<Bytes, StoreError> {
-        let mut buf = BytesMut::new();
-        self.get_range_into(key, range, if_match, &mut buf).await?;
-        Ok(buf.freeze())
-    }
-
     async fn get_range_into(
         &self,
         key: &str,

@@ -235,12 +235,13 @@ impl ObjectStore for MemoryStore {
         })
     }
 
-    async fn get_range(
+    async fn get_range_into(
         &self,
         key: &str,
         range: Range<u64>,
         if_match: Option<&str>,
-    ) -> Result<Bytes, StoreError> {
+        buf: &mut BytesMut,
+    ) -> Result<(), StoreError> {
         let st = self.tick("GetObject");
         let o = st
             .objects
@@ -256,7 +257,8 @@ impl ObjectStore for MemoryStore {
         let len = o.body.len() as u64;
         let start = range.start.min(len) as usize;
         let end = range.end.min(len) as usize;
-        Ok(o.body.slice(start..end))
+        buf.extend_from_slice(&o.body[start..end]);
+        Ok(())
     }
 
     async fn put(

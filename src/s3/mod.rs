@@ -161,27 +161,29 @@ pub trait ObjectStore: Send + Sync + 'static {
     /// HeadObject.
     async fn head(&self, key: &str) -> Result<ObjectInfo, StoreError>;
 
-    /// GetObject of `range` (end exclusive). With `if_match`, fails with
-    /// [`ErrorKind::PreconditionFailed`] when the object changed.
-    async fn get_range(
-        &self,
-        key: &str,
-        range: Range<u64>,
-        if_match: Option<&str>,
-    ) -> Result<Bytes, StoreError>;
-
-    /// GetObject of `range` appended to `buf` as it arrives: when the response breaks off,
-    /// `buf` keeps what was received, so a retry can continue from there (with the same
-    /// `if_match`) instead of starting over.
+    /// GetObject of `range` (end exclusive) appended to `buf` as it arrives. With
+    /// `if_match`, fails with [`ErrorKind::PreconditionFailed`] when the object changed.
+    /// When the response breaks off, `buf` keeps what was received, so a retry can
+    /// continue from there (with the same `if_match`) instead of starting over.
     async fn get_range_into(
         &self,
         key: &str,
         range: Range<u64>,
         if_match: Option<&str>,
         buf: &mut BytesMut,
-    ) -> Result<(), StoreError> {
-        buf.extend_from_slice(&self.get_range(key, range, if_match).await?);
-        Ok(())
+    ) -> Result<(), StoreError>;
+
+    /// GetObject of `range` (end exclusive) into a buffer of the exact size (see
+    /// [`ObjectStore::get_range_into`]).
+    async fn get_range(
+        &self,
+        key: &str,
+        range: Range<u64>,
+        if_match: Option<&str>,
+    ) -> Result<Bytes, StoreError> {
+        let mut buf = BytesMut::with_capacity(range.end.saturating_sub(range.start) as usize);
+        self.get_range_into(key, range, if_match, &mut buf).await?;
+        Ok(buf.freeze())
     }
 
     /// PutObject of a whole body.

@@ -247,17 +247,6 @@ impl ObjectStore for Retrying {
         retry(&self.policy, "HeadObject", key, 0, |_| self.inner.head(key)).await
     }
 
-    async fn get_range(
-        &self,
-        key: &str,
-        range: Range<u64>,
-        if_match: Option<&str>,
-    ) -> Result<Bytes, StoreError> {
-        let mut buf = BytesMut::with_capacity((range.end - range.start) as usize);
-        self.get_range_into(key, range, if_match, &mut buf).await?;
-        Ok(buf.freeze())
-    }
-
     async fn get_range_into(
         &self,
         key: &str,
