@@ -11,8 +11,9 @@ cd "$(dirname "$0")/.."
 scripts/deps.sh
 
 garage_was_running=0; moto_was_running=0
-[[ -f target/garage/garage.pid ]] && kill -0 "$(cat target/garage/garage.pid)" 2>/dev/null && garage_was_running=1
-[[ -f target/moto/moto.pid ]] && kill -0 "$(cat target/moto/moto.pid)" 2>/dev/null && moto_was_running=1
+garage_dir="${S3MOUNT_GARAGE_DIR:-target/garage}"; moto_dir="${S3MOUNT_MOTO_DIR:-target/moto}"
+[[ -f "$garage_dir/garage.pid" ]] && kill -0 "$(cat "$garage_dir/garage.pid")" 2>/dev/null && garage_was_running=1
+[[ -f "$moto_dir/moto.pid" ]] && kill -0 "$(cat "$moto_dir/moto.pid")" 2>/dev/null && moto_was_running=1
 cleanup() {
     ((garage_was_running)) || scripts/garage.sh stop >/dev/null 2>&1 || true
     ((moto_was_running)) || scripts/moto.sh stop >/dev/null 2>&1 || true
