@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use fuser::{Config, MountOption, SessionACL};
@@ -40,7 +41,13 @@ pub fn run(cfg: MountConfig, ready: Option<Ready>) -> Result<()> {
     c.tree
         .set_invalidator(Arc::new(KernelInvalidator(session.notifier())));
     let unmounter = session.unmount_callable();
-    rt.spawn(unmount_on_signal(unmounter, mountpoint.clone()));
+    let bound = WRITER_GRACE + cfg.retry.deadline + Duration::from_secs(5);
+    rt.spawn(on_signals(
+        c.tree.clone(),
+        unmounter,
+        mountpoint.clone(),
+        bound,
+    ));
 
     let log_file = cfg
         .mount
@@ -137,28 +144,108 @@ fn fuse_config(cfg: &MountConfig, target: &str) -> Config {
     fuse_config
 }
 
-/// SIGINT or SIGTERM unmounts, which ends the session.
-async fn unmount_on_signal(mut unmounter: fuser::SessionUnmounter, mountpoint: PathBuf) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut int), Ok(mut term)) = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) else {
+/// How long files open for writing may take to be closed by their writers at shutdown,
+/// before what they hold is committed as it is.
+const WRITER_GRACE: Duration = Duration::from_secs(5);
+
+/// Signals (what a container runtime or systemd sends): the first SIGINT, SIGTERM or
+/// SIGHUP refuses new writers, gives the files still open for writing a few seconds to be
+/// closed by their writers, commits what is still open (within `bound`: that grace plus the
+/// retry deadline plus a little), then unmounts — lazily when something still uses the mount —
+/// and the process exits 0. A second signal aborts what is still pending (no multipart
+/// upload is left behind), unmounts lazily and exits 1.
+async fn on_signals(
+    tree: Arc<dyn Tree>,
+    mut unmounter: fuser::SessionUnmounter,
+    mountpoint: PathBuf,
+    bound: Duration,
+) {
+    let Ok(mut signals) = Signals::new() else {
+        warn!("cannot install signal handlers; unmount with fusermount3 -u");
         return;
     };
+    let first = signals.next().await;
+    info!(
+        "{first} received: committing files being written, then unmounting {}",
+        mountpoint.display()
+    );
+    let drained = async {
+        // Writers still going get a moment to finish by themselves: committing a file in
+        // the middle of a copy would publish part of it.
+        let until = tokio::time::Instant::now() + WRITER_GRACE;
+        while tree.stop_new_writers() > 0 && tokio::time::Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        tree.shutdown().await
+    };
     tokio::select! {
-        _ = int.recv() => {},
-        _ = term.recv() => {},
+        r = tokio::time::timeout(bound, drained) => {
+            if r.is_err() {
+                warn!("uploads still pending after {} s; unmounting anyway", bound.as_secs());
+            }
+        }
+        second = signals.next() => {
+            warn!("{second} received again: aborting the uploads under way");
+            let _ = tokio::time::timeout(Duration::from_secs(10), tree.abort()).await;
+            lazy_unmount(&mountpoint);
+            std::process::exit(1);
+        }
     }
-    unmount(&mut unmounter, &mountpoint);
+    if let Err(e) = unmounter.unmount() {
+        info!("{} is busy ({e}); unmounting lazily", mountpoint.display());
+        lazy_unmount(&mountpoint);
+        // The kernel keeps a lazily unmounted file system alive while it is in use; what
+        // was written is committed, so the process may go.
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(2)) => std::process::exit(0),
+            second = signals.next() => {
+                warn!("{second} received again: exiting");
+                std::process::exit(1);
+            }
+        }
+    }
 }
 
-fn unmount(unmounter: &mut fuser::SessionUnmounter, mountpoint: &Path) {
-    info!("signal received, unmounting {}", mountpoint.display());
-    if let Err(e) = unmounter.unmount() {
-        warn!(
-            "could not unmount {}: {e} (files still open?)",
-            mountpoint.display()
-        );
+/// SIGINT, SIGTERM and SIGHUP, whichever comes.
+struct Signals {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> std::io::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            int: signal(SignalKind::interrupt())?,
+            term: signal(SignalKind::terminate())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    async fn next(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.int.recv() => "SIGINT",
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.hup.recv() => "SIGHUP",
+        }
+    }
+}
+
+/// `fusermount3 -u -z`: detach now, let the kernel finish when the last user leaves.
+fn lazy_unmount(mountpoint: &Path) {
+    let out = std::process::Command::new("fusermount3")
+        .arg("-u")
+        .arg("-z")
+        .arg(mountpoint)
+        .output();
+    match out {
+        Ok(o) if o.status.success() => {}
+        Ok(o) => warn!(
+            "lazy unmount of {} failed: {}",
+            mountpoint.display(),
+            String::from_utf8_lossy(&o.stderr).trim()
+        ),
+        Err(e) => warn!("cannot run fusermount3: {e}"),
     }
 }

@@ -179,6 +179,16 @@ impl Buckets {
         self.slot(slot)?.fs.get().cloned().ok_or(FsError::NotFound)
     }
 
+    /// Every bucket entered so far.
+    fn connected_buckets(&self) -> Vec<Arc<Fs>> {
+        let slots = self.slots.lock().unwrap();
+        slots
+            .by_id
+            .values()
+            .filter_map(|s| s.fs.get().cloned())
+            .collect()
+    }
+
     fn root_attr(&self) -> Attr {
         Attr {
             ino: ROOT_INO,
@@ -511,12 +521,22 @@ impl Tree for Buckets {
         }
     }
 
+    fn stop_new_writers(&self) -> usize {
+        self.connected_buckets()
+            .iter()
+            .map(|fs| fs.stop_new_writers())
+            .sum()
+    }
+
     async fn shutdown(&self) {
-        let slots: Vec<Arc<Slot>> = self.slots.lock().unwrap().by_id.values().cloned().collect();
-        for s in slots {
-            if let Some(fs) = s.fs.get() {
-                fs.shutdown().await;
-            }
+        for fs in self.connected_buckets() {
+            fs.shutdown().await;
+        }
+    }
+
+    async fn abort(&self) {
+        for fs in self.connected_buckets() {
+            fs.abort().await;
         }
     }
 }

@@ -21,6 +21,9 @@ pub enum FsError {
     /// `rmdir` of a directory that still has entries.
     #[error("directory not empty")]
     NotEmpty,
+    /// The mount is shutting down: no new files or writers.
+    #[error("the mount is shutting down")]
+    ShuttingDown,
     /// The mount is read-only.
     #[error("read-only mount")]
     ReadOnly,

@@ -175,6 +175,8 @@ pub struct Fs {
     negative: NegativeCache,
     /// Directories whose every name is known (made or listed here within the TTL).
     known: KnownDirs,
+    /// Shutdown began: no new writers.
+    closing: std::sync::atomic::AtomicBool,
 }
 
 impl Fs {
@@ -210,6 +212,7 @@ impl Fs {
             invalidator: std::sync::OnceLock::new(),
             read_shared,
             known: KnownDirs::default(),
+            closing: Default::default(),
         }
     }
 

@@ -82,16 +82,20 @@ async fn write_then_read_back() {
     assert_eq!(attr.size, 0);
     // Visible in listings while being written.
     assert_eq!(names(&fs, ROOT_INO).await, vec!["new.txt"]);
-    // A close before any write (a shell redirection's dup2 + close) does not commit.
+    // A close before any write (`touch`, or a shell redirection's dup2 + close) commits the
+    // empty file, so that close gets the upload's error.
     fs.flush(fh, 42).await.unwrap();
-    assert!(store.get("p/new.txt").is_none());
+    assert_eq!(store.get("p/new.txt").as_deref(), Some(&b""[..]));
+    // The writes that follow stream a new body (no staging, no GET of the empty object).
     fs.write(fh, 0, b"hello").await.unwrap();
     assert_eq!(fs.getattr(attr.ino).await.unwrap().size, 5);
     // A close by another process does not commit.
     fs.flush(fh, 7).await.unwrap();
-    assert!(store.get("p/new.txt").is_none());
+    assert_eq!(store.get("p/new.txt").as_deref(), Some(&b""[..]));
     fs.flush(fh, 42).await.unwrap();
     assert_eq!(&store.get("p/new.txt").unwrap()[..], b"hello");
+    assert_eq!(store.count("PutObject"), 2);
+    assert_eq!(store.count("GetObject"), 0);
     fs.release(fh).await.unwrap();
     let rfh = fs
         .open(attr.ino, OpenMode::default(), who(1))

@@ -129,6 +129,14 @@ pub trait Tree: Send + Sync + 'static {
     /// Remove extended attribute `name`.
     async fn removexattr(&self, ino: Ino, name: &str) -> Result<()>;
 
-    /// Commit every file still being written (on unmount).
+    /// Refuse new files and opens for writing from now on (shutdown began); returns how
+    /// many files are still open for writing.
+    fn stop_new_writers(&self) -> usize;
+
+    /// Commit every file still being written and refuse new writers (on unmount).
     async fn shutdown(&self);
+
+    /// Abort every upload under way, leaving nothing partial and no multipart upload
+    /// pending (a second signal: stop now).
+    async fn abort(&self);
 }

@@ -15,6 +15,7 @@ use fuser::{
     ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs,
     ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
+use futures::FutureExt;
 use tokio::runtime::Handle;
 use tracing::{debug, warn};
 
@@ -76,13 +77,18 @@ impl FuseAdapter {
         W: FnOnce(Shared) -> F,
     {
         let _in_runtime = self.rt.enter();
-        let fut = work(self.fs.clone());
+        let fut = std::panic::AssertUnwindSafe(work(self.fs.clone())).catch_unwind();
         let mut task = Box::pin(async move {
             match fut.await {
-                Ok(v) => ok(reply, v),
-                Err(e) => {
+                Ok(Ok(v)) => ok(reply, v),
+                Ok(Err(e)) => {
                     log_failure(op, &e);
                     reply.fail(errno(&e));
+                }
+                // A bug must cost one request, not the mount.
+                Err(_) => {
+                    tracing::error!(op, "request handler panicked; answering EIO");
+                    reply.fail(Errno::EIO);
                 }
             }
         });
@@ -98,9 +104,23 @@ fn with_ttl<T>(fs: &Shared, r: Result<T, FsError>) -> Result<(T, Duration), FsEr
     r.map(|v| (v, fs.ttl()))
 }
 
+/// FUSE reports the calling *thread*; a close from another thread of the process that
+/// opened a file is that process's close. Its thread group id, from /proc (the thread id
+/// itself when /proc does not know it, e.g. a caller in another PID namespace).
+fn process_of(tid: u32) -> u32 {
+    std::fs::read_to_string(format!("/proc/{tid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Tgid:"))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or(tid)
+}
+
 fn caller(req: &Request) -> Caller {
     Caller {
-        pid: req.pid(),
+        pid: process_of(req.pid()),
         uid: req.uid(),
         gid: req.gid(),
     }
@@ -299,7 +319,16 @@ impl Filesystem for FuseAdapter {
             write: !matches!(flags.acc_mode(), OpenAccMode::O_RDONLY),
             truncate: flags.0 & libc::O_TRUNC != 0,
         };
-        let who = caller(req);
+        // Only writers need the process (its close commits); readers skip the /proc read.
+        let who = if mode.write {
+            caller(req)
+        } else {
+            Caller {
+                pid: req.pid(),
+                uid: req.uid(),
+                gid: req.gid(),
+            }
+        };
         self.spawn(
             "open",
             reply,
@@ -363,7 +392,7 @@ impl Filesystem for FuseAdapter {
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
-        let pid = req.pid();
+        let pid = process_of(req.pid());
         self.spawn(
             "flush",
             reply,

@@ -20,7 +20,7 @@ pub fn errno(e: &FsError) -> Errno {
         FsError::NotDir => Errno::ENOTDIR,
         FsError::IsDir => Errno::EISDIR,
         FsError::NotEmpty => Errno::ENOTEMPTY,
-        FsError::ReadOnly => Errno::EROFS,
+        FsError::ReadOnly | FsError::ShuttingDown => Errno::EROFS,
         FsError::InvalidName(_) => Errno::EINVAL,
         FsError::NameTooLong => Errno::ENAMETOOLONG,
         FsError::Busy(_) => Errno::EBUSY,

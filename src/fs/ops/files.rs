@@ -46,6 +46,7 @@ impl Fs {
         caller: Caller,
     ) -> Result<(Attr, u64)> {
         self.guards.writable()?;
+        self.check_open()?;
         self.dir_node(parent)?;
         check_name(name)?;
         let writer = self
@@ -142,6 +143,7 @@ impl Fs {
         }
         if mode.write {
             self.guards.overwrite()?;
+            self.check_open()?;
             let node = self.with_posix(ino).await?;
             let mut posix = node.stat.posix.clone().unwrap_or_default();
             posix.mtime = Some(SystemTime::now());
@@ -269,6 +271,13 @@ impl Fs {
         let (n, size) = loop {
             match &mut st.body {
                 Body::Stream(up) => match up.write(off, data).await {
+                    // Committed empty by a close before any write (`cmd > f`: the shell's
+                    // dup2 and close come first): writing from the start streams a new body
+                    // instead of staging the file.
+                    Err(FsError::AlreadyCommitted) if off == 0 && up.written() == 0 => {
+                        let opts = up.opts().clone();
+                        st.body = Body::Stream(self.uploads.stream(st.at.key.clone(), opts));
+                    }
                     Err(FsError::OutOfOrderWrite { .. } | FsError::AlreadyCommitted) => {
                         self.to_staged(&mut st).await?;
                     }
@@ -346,20 +355,23 @@ impl Fs {
     }
 
     /// `close()` of a descriptor. What was written is committed — and its error returned to
-    /// the closing process — when the process that opened the file closes a descriptor after
-    /// writing to it. Other closes leave the commit to `release`: one from another process
-    /// (a forked child sharing the descriptor), and one before any write, which is how a
-    /// shell redirection looks (`open`, `dup2` onto stdout, `close` of the original, then
-    /// the writes).
+    /// the closing process — when the process that opened the file (any of its threads:
+    /// `pid` is the process, not the thread) closes a descriptor after writing to it, or
+    /// closes a new file before any write (`touch`; also the first close of a shell
+    /// redirection, `open` + `dup2` + `close` of the original: the empty object is then
+    /// replaced by the writes that follow, streamed). A close from another process (a forked
+    /// child sharing the descriptor) leaves the commit to the opener's close or `release`.
     pub async fn flush(&self, fh: u64, pid: u32) -> Result<()> {
         let Handle::Write(wh) = self.handle(fh)? else {
             return Ok(());
         };
-        let wrote = match &wh.body.lock().await.body {
-            Body::Stream(up) => up.written() > 0,
+        let pending = match &wh.body.lock().await.body {
+            // A new file is committed at its close even when empty (`touch`, `: > f`), so
+            // that close returns the upload's error.
+            Body::Stream(up) => up.written() > 0 || (wh.created && !up.is_committed()),
             Body::Staged(s) => s.is_changed(),
         };
-        if wh.pid == pid && wrote {
+        if wh.pid == pid && pending {
             self.commit(fh, &wh).await
         } else {
             Ok(())
@@ -511,8 +523,39 @@ impl Fs {
 
     /// Commit every file still being written (on unmount). Errors are logged.
     pub async fn shutdown(&self) {
-        let writers: Vec<(u64, Arc<WriteHandle>)> = self
-            .handles
+        self.closing
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        for (fh, wh) in self.writers() {
+            if let Err(e) = self.commit(fh, &wh).await {
+                let key = wh.body.lock().await.at.key.clone();
+                warn!(key, error = %e, "upload failed at unmount");
+            }
+        }
+    }
+
+    /// Refuse new writers from now on; how many files are still open for writing.
+    pub fn stop_new_writers(&self) -> usize {
+        self.closing
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        self.writers().len()
+    }
+
+    /// Abort every upload under way (a second signal): nothing partial becomes visible and
+    /// no multipart upload is left pending. What was not committed is lost, as asked.
+    pub async fn abort(&self) {
+        self.closing
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        for (_, wh) in self.writers() {
+            let mut st = wh.body.lock().await;
+            if let Body::Stream(up) = &mut st.body {
+                up.cancel().await;
+            }
+            st.cancelled = true;
+        }
+    }
+
+    fn writers(&self) -> Vec<(u64, Arc<WriteHandle>)> {
+        self.handles
             .lock()
             .unwrap()
             .iter()
@@ -520,12 +563,14 @@ impl Fs {
                 Handle::Write(w) => Some((*fh, w.clone())),
                 _ => None,
             })
-            .collect();
-        for (fh, wh) in writers {
-            if let Err(e) = self.commit(fh, &wh).await {
-                let key = wh.body.lock().await.at.key.clone();
-                warn!(key, error = %e, "upload failed at unmount");
-            }
+            .collect()
+    }
+
+    /// New files and opens for writing are refused once shutdown began.
+    fn check_open(&self) -> Result<()> {
+        if self.closing.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(FsError::ShuttingDown);
         }
+        Ok(())
     }
 }

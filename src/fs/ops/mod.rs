@@ -155,7 +155,15 @@ impl Tree for Fs {
         Fs::removexattr(self, ino, name).await
     }
 
+    fn stop_new_writers(&self) -> usize {
+        Fs::stop_new_writers(self)
+    }
+
     async fn shutdown(&self) {
         Fs::shutdown(self).await
+    }
+
+    async fn abort(&self) {
+        Fs::abort(self).await
     }
 }
