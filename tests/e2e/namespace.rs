@@ -201,10 +201,17 @@ fn new_directories_cost_one_upload_per_file_and_still_see_other_clients() {
     let s3 = S3::garage();
     let p = unique("known");
     let m = Mount::garage(&format!("{}/{p}", s3.bucket), &["--log-level", "trace"]);
-    // What cp -r and tar -x do: make a directory, then create names in it.
+    // What cp -r and tar -x do: make a directory, then create names in it (open, write,
+    // close: one PutObject each). A shell redirect (`echo $i > f`) closes the new file once
+    // before writing, which commits it empty first: two PutObjects (see the README).
+    let src = tempfile::tempdir().unwrap();
+    let s = src.path().display();
     sh(
         &m.dir,
-        "mkdir d && for i in $(seq 1 30); do echo $i > d/f$i; done && mkdir d/sub && echo deep > d/sub/x",
+        &format!(
+            "mkdir {s}/d {s}/d/sub && for i in $(seq 1 30); do echo $i > {s}/d/f$i; done && \
+             echo deep > {s}/d/sub/x && cp -r {s}/d d"
+        ),
     );
     let log = m.log_text();
     assert_eq!(
