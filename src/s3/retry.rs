@@ -179,7 +179,9 @@ impl<'a> Attempts<'a> {
                 elapsed
             );
         }
-        tokio::time::sleep(pause).await;
+        if !pause.is_zero() {
+            tokio::time::sleep(pause).await;
+        }
         self.n += 1;
         Ok(())
     }
