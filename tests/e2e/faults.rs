@@ -50,28 +50,33 @@ fn a_read_through_connection_resets_is_exact() {
     assert!(proxy.resets() > 0, "the proxy reset no connection");
 }
 
-#[test]
-fn a_read_through_an_outage_and_through_silence_is_exact() {
+/// A 32 MiB read through `mode` lasting `lasting`, starting mid-read, is exact.
+fn read_through(mode: Mode, lasting: Duration, seed: u64) {
     let s3 = S3::garage();
     let p = unique("fault-read");
-    let data = seeded_object(&s3, &format!("{p}/f"), 32 << 20, 2);
-    for (mode, lasting) in [
-        (Mode::Refuse, Duration::from_secs(6)),
-        (Mode::Silent, Duration::from_secs(10)),
-    ] {
-        let proxy = Proxy::for_endpoint(&garage().endpoint, 12);
-        // Slow enough that the fault starts mid-read.
-        proxy.set_trickle(8 << 20);
-        let m = mount_through(&proxy, &p, &[]);
-        proxy.schedule(Duration::from_millis(500), mode, lasting);
-        let t = Instant::now();
-        let got = read_all(&m, "f");
-        assert!(got == data, "{mode:?}: bytes differ");
-        assert!(
-            t.elapsed() >= lasting,
-            "{mode:?}: the read ended before the fault did"
-        );
-    }
+    let data = seeded_object(&s3, &format!("{p}/f"), 32 << 20, seed);
+    let proxy = Proxy::for_endpoint(&garage().endpoint, seed);
+    // Slow enough that the fault starts mid-read.
+    proxy.set_trickle(8 << 20);
+    let m = mount_through(&proxy, &p, &[]);
+    proxy.schedule(Duration::from_millis(500), mode, lasting);
+    let t = Instant::now();
+    let got = read_all(&m, "f");
+    assert!(got == data, "{mode:?}: bytes differ");
+    assert!(
+        t.elapsed() >= lasting,
+        "{mode:?}: the read ended before the fault did"
+    );
+}
+
+#[test]
+fn a_read_through_a_6_s_outage_is_exact() {
+    read_through(Mode::Refuse, Duration::from_secs(6), 12);
+}
+
+#[test]
+fn a_read_through_10_s_of_silence_is_exact() {
+    read_through(Mode::Silent, Duration::from_secs(10), 15);
 }
 
 fn write_file(path: &std::path::Path, data: &[u8]) -> std::io::Result<()> {
@@ -82,32 +87,40 @@ fn write_file(path: &std::path::Path, data: &[u8]) -> std::io::Result<()> {
     f.sync_all()
 }
 
-#[test]
-fn a_write_rides_out_an_outage_and_silence() {
+/// A 30 MiB write + fsync through 20 s of `mode`, starting mid-write, succeeds and the
+/// object is exact, with no upload left pending.
+fn write_through(mode: Mode, seed: u64) {
     let s3 = S3::garage();
     let p = unique("fault-write");
-    let data = pseudo_random(30 << 20, 3);
-    for (i, mode) in [Mode::Refuse, Mode::Silent].into_iter().enumerate() {
-        let proxy = Proxy::for_endpoint(&garage().endpoint, 13);
-        // Slow enough that the fault starts mid-write.
-        proxy.set_trickle(8 << 20);
-        let m = mount_through(&proxy, &p, &[]);
-        proxy.schedule(Duration::from_millis(300), mode, Duration::from_secs(20));
-        let t = Instant::now();
-        let name = format!("w{i}");
-        write_file(&m.path(&name), &data)
-            .unwrap_or_else(|e| panic!("{mode:?}: write + fsync failed: {e}\n{}", log_tail(&m)));
-        assert!(
-            t.elapsed() >= Duration::from_secs(20),
-            "{mode:?}: the write ended before the fault did"
-        );
-        drop(m);
-        assert!(
-            s3.get(&format!("{p}/{name}")).as_deref() == Some(&data[..]),
-            "{mode:?}: object differs"
-        );
-        assert_eq!(s3.pending_uploads(&format!("{p}/")), 0, "{mode:?}");
-    }
+    let data = pseudo_random(30 << 20, seed);
+    let proxy = Proxy::for_endpoint(&garage().endpoint, seed);
+    // Slow enough that the fault starts mid-write.
+    proxy.set_trickle(8 << 20);
+    let m = mount_through(&proxy, &p, &[]);
+    proxy.schedule(Duration::from_millis(300), mode, Duration::from_secs(20));
+    let t = Instant::now();
+    write_file(&m.path("w"), &data)
+        .unwrap_or_else(|e| panic!("{mode:?}: write + fsync failed: {e}\n{}", log_tail(&m)));
+    assert!(
+        t.elapsed() >= Duration::from_secs(20),
+        "{mode:?}: the write ended before the fault did"
+    );
+    drop(m);
+    assert!(
+        s3.get(&format!("{p}/w")).as_deref() == Some(&data[..]),
+        "{mode:?}: object differs"
+    );
+    assert_eq!(s3.pending_uploads(&format!("{p}/")), 0, "{mode:?}");
+}
+
+#[test]
+fn a_write_rides_out_a_20_s_outage() {
+    write_through(Mode::Refuse, 13);
+}
+
+#[test]
+fn a_write_rides_out_20_s_of_silence() {
+    write_through(Mode::Silent, 16);
 }
 
 #[test]
