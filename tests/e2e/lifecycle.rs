@@ -1,6 +1,6 @@
 //! The end of a file's and of a mount's life: `close` carries the commit's result whichever
 //! thread of the opener closes, a new empty file is committed at its close, and the daemon
-//! shuts down cleanly on signals (once: commit and exit 0; twice: abort and exit; with a
+//! shuts down cleanly on signals (once: no new writers, commit and exit 0; twice: abort and exit; with a
 //! shell inside the mount: lazily unmounted, and gone within seconds).
 
 use std::fs;
@@ -142,7 +142,10 @@ fn a_second_sigterm_aborts_and_a_shell_inside_does_not_keep_the_daemon() {
         .unwrap();
     std::thread::sleep(Duration::from_millis(1500));
     signal(pid, libc::SIGTERM);
-    std::thread::sleep(Duration::from_millis(500));
+    std::thread::sleep(Duration::from_millis(300));
+    // Shutting down (waiting for the writer): no new writers.
+    let e = fs::write(m.path("late"), b"x").expect_err("a new file during shutdown");
+    assert_eq!(errno(&e), libc::EROFS, "{e}");
     signal(pid, libc::SIGTERM);
     wait_gone(pid, Duration::from_secs(15));
     let _ = holder.kill();
