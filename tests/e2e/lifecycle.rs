@@ -1,7 +1,7 @@
 //! The end of a file's and of a mount's life: `close` carries the commit's result whichever
 //! thread of the opener closes, a new empty file is committed at its close, and the daemon
-//! shuts down cleanly on signals (once: no new writers, commit and exit 0; twice: abort and exit; with a
-//! shell inside the mount: lazily unmounted, and gone within seconds).
+//! shuts down cleanly on signals (once: no new writers, commit and exit 0; twice: abort and
+//! exit; with a shell inside the mount: lazily unmounted, and gone within seconds).
 
 use std::fs;
 use std::io::Write;
