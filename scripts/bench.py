@@ -5,7 +5,7 @@ Usually run through scripts/bench.sh (installs the peers, starts the benchmark's
 builds s3mount). Standalone:
 
     python3 scripts/bench.py [--tools raw,s3mount,s3fs,rclone] [--runs N] [--quick]
-                             [--only reads|writes] [--out FILE] [--budget-minutes M]
+                             [--only reads|writes|faults] [--out FILE] [--budget-minutes M]
                              [--s3mount-bin PATH] [--baseline-bin PATH [--baseline-rev REV]]
 
 Comparing two s3mount builds (e.g. before and after a refactor) in the same run:
@@ -41,6 +41,18 @@ What it does
      rclone writes with --vfs-cache-mode writes (off cannot do all of them).
   5. Prints a markdown table and writes it, with machine info, versions and the exact
      commands, to bench/results-YYYY-MM-DD.md (or --out).
+
+Fault scenarios (--only faults; opt-in: not part of a default run: a default run takes 19-28
+minutes of its 35-minute --budget-minutes, the faults 8-10 more per run, and they have their
+own report): scripts/bench_faults.py mounts s3mount, s3fs and rclone through a
+fault-injecting TCP proxy on loopback (trickled to 100 MiB/s down, 25 MiB/s up, so that every
+fault starts mid-transfer) and measures sha256sum of big/1GiB.bin with seeded connection resets
+(1 per 2,000 x 64 KiB), with the server down 6 s (connections reset, new ones refused) and with
+10 s of silence, and dd of 100 MiB + fsync with the server down 20 s and with 20 s of silence:
+exact or not, time against a clean run through the proxy, and for writes whether the object in
+S3 is exact and whether a multipart upload is left pending. --runs defaults to 1 there (about
+10 minutes); results go to bench/results-YYYY-MM-DD-faults.md (or --out). See that file's
+docstring; it also runs standalone (python3 scripts/bench_faults.py --help).
 
 Environment
   AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY  the S3 server (must be on
@@ -1831,6 +1843,13 @@ class Bench:
     # -------------------------------------------------------------- main
 
     def main(self):
+        if self.args.only == "faults":
+            # scripts/bench_faults.py imports this module as `bench`: give it this one (run as
+            # __main__), so that its BenchError and Interrupted are the ones caught here.
+            sys.modules.setdefault("bench", sys.modules[__name__])
+            import bench_faults
+            self.reads = self.writes = False
+            return bench_faults.run(self)
         started = datetime.datetime.now().astimezone()
         t0 = time.time()
         self.reads = self.args.only in ("all", "reads")
@@ -1896,11 +1915,14 @@ def main():
     ap.add_argument("--tools", default=None,
                     help=f"comma-separated subset of raw,s3mount,s3fs,rclone and, with --baseline-bin, "
                          f"{BASE} (default: all; with --baseline-bin raw,s3mount,{BASE},s3fs,rclone)")
-    ap.add_argument("--runs", type=int, default=3, help="runs per workload and tool (default 3)")
+    ap.add_argument("--runs", type=int, default=None,
+                    help="runs per workload and tool (default 3; with --only faults 1)")
     ap.add_argument("--quick", action="store_true",
                     help="smoke test: 1 run, no 1 GiB dd (read or write) for the peers")
-    ap.add_argument("--only", choices=["reads", "writes", "all"], default="all",
-                    help="run only the read or only the write workloads (default: all)")
+    ap.add_argument("--only", choices=["reads", "writes", "all", "faults"], default="all",
+                    help="run only the read or only the write workloads (default: all: both), or "
+                         "only the fault scenarios of scripts/bench_faults.py (faults: opt-in, never "
+                         "part of all)")
     ap.add_argument("--out", help="results file (default bench/results-YYYY-MM-DD.md)")
     ap.add_argument("--budget-minutes", type=float, default=35,
                     help="skip the remaining runs after this many minutes (default 35; a default run "
@@ -1920,6 +1942,8 @@ def main():
     ap.add_argument("--baseline-rev", metavar="REV",
                     help="label for the report: the commit --baseline-bin was built from")
     args = ap.parse_args()
+    if args.runs is None:
+        args.runs = 1 if args.only == "faults" else 3
     if args.runs < 1:
         ap.error("--runs must be >= 1")
     if args.baseline_rev and not args.baseline_bin:

@@ -5,12 +5,17 @@
 # given arguments.
 #
 #   scripts/bench.sh [--tools raw,s3mount,s3fs,rclone] [--runs N] [--quick] [--out FILE]
-#                    [--only reads|writes] [--budget-minutes M] [--wait-idle SECONDS]
+#                    [--only reads|writes|faults] [--budget-minutes M] [--wait-idle SECONDS]
 #                    [--server-cache warm|cold] [--s3mount-bin PATH]
 #                    [--baseline-bin PATH [--baseline-rev REV]]
 #
 #   --quick            1 run, no 1 GiB dd (read or write) for the peers (smoke test, ~5 min)
-#   --only             only the read or only the write workloads (default both)
+#   --only             only the read or only the write workloads (default both), or only
+#                      the fault scenarios (faults; opt-in, never part of a default run):
+#                      scripts/bench_faults.py mounts s3mount, s3fs and rclone through a
+#                      fault-injecting loopback proxy (resets, server down, silence) and reads
+#                      1 GiB / writes 100 MiB + fsync through each fault; --runs defaults to 1
+#                      there (~10 min); results in bench/results-YYYY-MM-DD-faults.md
 #   --wait-idle S      before each measurement wait up to S s for the CPUs to be < 25% busy
 #                      (useful while something else, e.g. cargo, runs now and then)
 #   --server-cache     after dropping the page cache, read Garage's files back in (warm,
