@@ -173,7 +173,8 @@ pub struct UploadArgs {
     #[arg(long, value_name = "TYPE", default_value = "application/octet-stream")]
     pub content_type_default: String,
 
-    /// Validity of the URL in the user.s3.presigned_url extended attribute.
+    /// Validity of the URL in the user.s3.presigned_url extended attribute (up to 7d, the
+    /// SigV4 limit).
     #[arg(long, value_name = "DURATION", default_value = "1h")]
     pub presign_expiry: String,
 }

@@ -145,6 +145,24 @@ impl MountConfig {
             ..RetryPolicy::default()
         };
         let mountpoint = check_mountpoint(&mountpoint)?;
+        // The daemon writing into its own mount would wait on itself (a deadlock that even
+        // `mountpoint -q` then joins).
+        let log_file = args.logging.log_file.clone();
+        for (flag, path) in [
+            ("--log-file", log_file.as_deref()),
+            ("--cache-dir", Some(fs.cache_dir.as_path())),
+        ] {
+            if let Some(p) = path
+                && is_inside(p, &mountpoint)
+            {
+                return err(format!(
+                    "{flag} {} is inside the mount point {}: the mount would write into itself; \
+                     choose a path outside it",
+                    p.display(),
+                    mountpoint.display()
+                ));
+            }
+        }
         Ok(MountConfig {
             target,
             connection,
@@ -156,11 +174,37 @@ impl MountConfig {
                 allow_other: m.allow_other,
                 allow_root: m.allow_root,
                 auto_unmount: m.auto_unmount,
-                log_file: args.logging.log_file.clone(),
+                log_file,
             },
             retry,
         })
     }
+}
+
+/// Whether `path` (which may not exist yet) lies inside directory `dir` (canonical): its
+/// nearest existing ancestor is resolved, so symlinks and `..` cannot hide it.
+fn is_inside(path: &Path, dir: &Path) -> bool {
+    let Ok(abs) = std::path::absolute(path) else {
+        return false;
+    };
+    let mut existing = abs.as_path();
+    let mut rest = Vec::new();
+    while !existing.exists() {
+        match (existing.parent(), existing.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_owned());
+                existing = parent;
+            }
+            _ => return false,
+        }
+    }
+    let Ok(mut resolved) = std::fs::canonicalize(existing) else {
+        return false;
+    };
+    for name in rest.iter().rev() {
+        resolved.push(name);
+    }
+    resolved.starts_with(dir)
 }
 
 /// `$XDG_CACHE_HOME/s3mount`, else `~/.cache/s3mount`, else a temp dir.
@@ -343,10 +387,15 @@ pub fn parse_duration(s: &str, flag: &str) -> Result<std::time::Duration, Config
         "ms" => n / 1000.0,
         "m" | "min" => n * 60.0,
         "h" => n * 3600.0,
+        "d" => n * 86_400.0,
         _ => return err(format!("invalid {flag} '{s}': unknown unit '{unit}'")),
     };
-    if !(0.0..=86_400.0).contains(&secs) {
-        return err(format!("invalid {flag} '{s}': must be between 0 and 24h"));
+    // 7 days: the longest a presigned URL may live (SigV4), and more than any TTL or
+    // retry deadline needs.
+    if !(0.0..=7.0 * 86_400.0).contains(&secs) {
+        return err(format!(
+            "invalid {flag} '{s}': must be between 0 and 7 days (168h)"
+        ));
     }
     Ok(std::time::Duration::from_secs_f64(secs))
 }
@@ -458,6 +507,9 @@ mod tests {
         assert_eq!(parse_duration("250ms", "x").unwrap().as_millis(), 250);
         assert_eq!(parse_duration("0", "x").unwrap().as_millis(), 0);
         assert!(parse_duration("-1", "x").is_err());
+        assert_eq!(parse_duration("48h", "x").unwrap().as_secs(), 48 * 3600);
+        assert_eq!(parse_duration("7d", "x").unwrap().as_secs(), 7 * 86_400);
+        assert!(parse_duration("8d", "x").is_err());
         assert!(parse_duration("5 parsecs", "x").is_err());
     }
 

@@ -1,5 +1,6 @@
 //! The command line before anything is mounted: bad input (bucket, bucket name, endpoint,
-//! mount point, role ARN, `..` in the prefix) gets a one-line error and a non-zero exit
+//! mount point, role ARN, `..` in the prefix, a log file or cache dir inside the mount point,
+//! a presign expiry beyond 7 days) gets a one-line error and a non-zero exit
 //! with nothing mounted, and `s3mount check` names what is wrong, one reason per case.
 
 use crate::common::{self, Conn, Mount, S3, empty_dir, garage, must_fail_to_mount, unique};
@@ -128,4 +129,55 @@ fn check_distinguishes_failures() {
     let out = run(&ro, &format!("{}/{}", g.bucket, unique("chk")));
     assert!(out.contains("s3:PutObject") && out.contains("✗"), "{out}");
     assert!(out.contains("s3:ListBucket") && out.contains("✔"), "{out}");
+}
+
+#[test]
+fn a_log_file_or_cache_dir_inside_the_mount_point_is_refused() {
+    let d = empty_dir();
+    let mnt = d.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let inside = mnt.join("logs/s3mount.log");
+    let inside = inside.to_str().unwrap();
+    let e = must_fail_to_mount(
+        &Conn::garage(),
+        &garage().bucket,
+        &mnt,
+        &["--log-file", inside],
+    );
+    assert!(
+        e.contains("--log-file") && e.contains("inside the mount point"),
+        "{e}"
+    );
+    // Through a symlink and `..` too.
+    std::os::unix::fs::symlink(&mnt, d.path().join("link")).unwrap();
+    let sneaky = d.path().join("link/../link/cache");
+    let sneaky = sneaky.to_str().unwrap();
+    let e = must_fail_to_mount(
+        &Conn::garage(),
+        &garage().bucket,
+        &mnt,
+        &["--cache-dir", sneaky],
+    );
+    assert!(
+        e.contains("--cache-dir") && e.contains("inside the mount point"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_presign_expiry_up_to_7_days_is_accepted() {
+    let s3 = S3::garage();
+    let p = unique("presign");
+    s3.put(&format!("{p}/f"), b"x".to_vec());
+    let m = Mount::garage(&format!("{}/{p}", s3.bucket), &["--presign-expiry", "48h"]);
+    let url = common::sh(&m.dir, "getfattr -n user.s3.presigned_url --only-values f");
+    assert!(url.contains("X-Amz-Expires=172800"), "{url}");
+    let d = empty_dir();
+    let e = must_fail_to_mount(
+        &Conn::garage(),
+        &garage().bucket,
+        d.path(),
+        &["--presign-expiry", "8d"],
+    );
+    assert!(e.contains("7 days"), "{e}");
 }
