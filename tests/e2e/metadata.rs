@@ -230,3 +230,43 @@ fn upload_options_and_s3_xattrs() {
         .unwrap();
     assert!(!acl.grants().is_empty());
 }
+
+#[test]
+fn hostile_s3fs_metadata_falls_back_to_defaults() {
+    // Another tool may write any value; none may take the mount down or show garbage.
+    let s3 = S3::garage();
+    let p = unique("hostile-meta");
+    for (name, mtime, mode) in [
+        ("huge", "18446744073709551616", "33188"),
+        ("past-i64", "9223372036854775808", "not-a-mode"),
+        ("multibyte", "1700000000.１２３", "4294967295"),
+    ] {
+        rt().block_on(
+            s3.client
+                .put_object()
+                .bucket(&s3.bucket)
+                .key(format!("{p}/{name}"))
+                .metadata("mtime", mtime)
+                .metadata("mode", mode)
+                .body(ByteStream::from_static(b"data"))
+                .send(),
+        )
+        .unwrap();
+    }
+    let m = Mount::garage(&format!("{}/{p}", s3.bucket), &[]);
+    let now = std::time::SystemTime::now();
+    for name in ["huge", "past-i64", "multibyte"] {
+        let md = fs::metadata(m.path(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(md.len(), 4, "{name}");
+        // The object's Last-Modified instead of the unreadable time.
+        let age = now
+            .duration_since(md.modified().unwrap())
+            .unwrap_or_default();
+        assert!(
+            age < Duration::from_secs(600),
+            "{name}: mtime {:?}",
+            md.modified()
+        );
+        assert_eq!(fs::read(m.path(name)).unwrap(), b"data", "{name}");
+    }
+}

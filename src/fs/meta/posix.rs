@@ -85,14 +85,18 @@ impl Posix {
 pub fn parse_time(v: &str) -> Option<SystemTime> {
     let (s, ns) = match v.trim().split_once('.') {
         Some((s, ns)) => {
-            let digits: String = ns.chars().take(9).collect();
+            if ns.is_empty() || !ns.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            let digits = &ns[..ns.len().min(9)];
             let scale = 10u32.pow(9 - digits.len() as u32);
             (s, digits.parse::<u32>().ok()? * scale)
         }
         None => (v.trim(), 0),
     };
     let secs: u64 = s.parse().ok()?;
-    Some(UNIX_EPOCH + Duration::new(secs, ns))
+    // Any client can write any value: a time the clock cannot hold is no time at all.
+    UNIX_EPOCH.checked_add(Duration::new(secs, ns))
 }
 
 /// Seconds, with nanoseconds only when not zero (what s3fs writes and reads).
@@ -160,5 +164,33 @@ mod tests {
         p.to_meta(&mut meta);
         assert!(!meta["xattr"].contains('{'), "URL-encoded");
         assert_eq!(Posix::from_meta(&meta).xattrs, p.xattrs);
+    }
+
+    #[test]
+    fn times_beyond_what_the_clock_holds_are_ignored() {
+        assert_eq!(parse_time("9223372036854775808"), None);
+        assert_eq!(parse_time("18446744073709551615.999999999"), None);
+        assert!(parse_time("1700000000.5").is_some());
+    }
+
+    proptest::proptest! {
+        /// Metadata other tools wrote is untrusted: no value may panic the parser.
+        #[test]
+        fn any_metadata_parses_without_panicking(
+            mode in ".{0,24}",
+            uid in ".{0,24}",
+            mtime in "[0-9.+-]{0,40}|.{0,40}",
+            xattr in ".{0,200}",
+        ) {
+            let mut meta = UserMeta::new();
+            for (k, v) in [("mode", mode), ("uid", uid), ("gid", "7".into()), ("mtime", mtime), ("xattr", xattr)] {
+                meta.insert(k.into(), v);
+            }
+            let p = Posix::from_meta(&meta);
+            let _ = p.file_type();
+            let mut out = UserMeta::new();
+            p.to_meta(&mut out);
+            proptest::prop_assert_eq!(Posix::from_meta(&out), p);
+        }
     }
 }
