@@ -14,7 +14,7 @@ use tracing::warn;
 
 use super::inode::{Kind, Stat};
 use super::key::{Prefix, validate_name};
-use crate::s3::{ObjectStore, StoreError};
+use crate::s3::{ListPage, ObjectStore, StoreError};
 
 /// How many distinct bad keys are warned about before going quiet.
 const MAX_WARNINGS: usize = 10_000;
@@ -56,49 +56,69 @@ pub async fn list(
     let mut entries: BTreeMap<String, Listed> = BTreeMap::new();
     let mut pages = store.list_all(&list_prefix, true);
     while let Some(page) = pages.try_next().await? {
-        for cp in &page.prefixes {
-            // A key with an empty component (`dir//x`) lists as the common prefix `dir//`,
-            // whose name is empty: refused below.
-            let name = cp[list_prefix.len()..].trim_end_matches('/');
-            if let Err(why) = validate_name(name) {
-                warnings.once(cp, &why);
-                continue;
-            }
-            entries.insert(
-                name.to_owned(),
-                Listed {
-                    name: name.to_owned(),
-                    kind: Kind::Dir,
-                    stat: Stat::new(0, dir_mtime, None),
-                },
-            );
-        }
-        for o in &page.objects {
-            let name = &o.key[list_prefix.len()..];
-            if name.is_empty() {
-                // The directory's own marker object.
-                if o.size > 0 {
-                    warnings.once(&o.key, &"directory marker holds data, which is ignored");
-                }
-                continue;
-            }
-            if let Err(why) = validate_name(name) {
-                warnings.once(&o.key, &why);
-                continue;
-            }
-            entries.entry(name.to_owned()).or_insert_with(|| Listed {
-                name: name.to_owned(),
-                kind: Kind::File,
-                stat: Stat::new(o.size, o.mtime, o.etag.clone()),
-            });
-        }
+        add_page(&mut entries, &page, &list_prefix, dir_mtime, warnings);
     }
     Ok(entries.into_values().collect())
+}
+
+/// Add one listing page's entries. A server (or proxy) may answer with keys that are not
+/// under the prefix asked for: they are skipped with a warning, never sliced blindly.
+fn add_page(
+    entries: &mut BTreeMap<String, Listed>,
+    page: &ListPage,
+    list_prefix: &str,
+    dir_mtime: SystemTime,
+    warnings: &Warnings,
+) {
+    for cp in &page.prefixes {
+        let Some(rest) = cp.strip_prefix(list_prefix) else {
+            warnings.once(cp, &"listed outside the prefix asked for");
+            continue;
+        };
+        // A key with an empty component (`dir//x`) lists as the common prefix `dir//`,
+        // whose name is empty: refused below.
+        let name = rest.trim_end_matches('/');
+        if let Err(why) = validate_name(name) {
+            warnings.once(cp, &why);
+            continue;
+        }
+        entries.insert(
+            name.to_owned(),
+            Listed {
+                name: name.to_owned(),
+                kind: Kind::Dir,
+                stat: Stat::new(0, dir_mtime, None),
+            },
+        );
+    }
+    for o in &page.objects {
+        let Some(name) = o.key.strip_prefix(list_prefix) else {
+            warnings.once(&o.key, &"listed outside the prefix asked for");
+            continue;
+        };
+        if name.is_empty() {
+            // The directory's own marker object.
+            if o.size > 0 {
+                warnings.once(&o.key, &"directory marker holds data, which is ignored");
+            }
+            continue;
+        }
+        if let Err(why) = validate_name(name) {
+            warnings.once(&o.key, &why);
+            continue;
+        }
+        entries.entry(name.to_owned()).or_insert_with(|| Listed {
+            name: name.to_owned(),
+            kind: Kind::File,
+            stat: Stat::new(o.size, o.mtime, o.etag.clone()),
+        });
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::s3::ObjectInfo;
     use crate::s3::memory::MemoryStore;
 
     #[tokio::test]
@@ -134,5 +154,33 @@ mod tests {
             .await
             .unwrap();
         assert!(bad.is_empty());
+    }
+
+    #[test]
+    fn entries_listed_outside_the_prefix_are_skipped() {
+        // What a misbehaving server or proxy might answer to a listing of `p/d/`.
+        let obj = |key: &str| ObjectInfo {
+            key: key.into(),
+            size: 1,
+            mtime: SystemTime::UNIX_EPOCH,
+            etag: None,
+            meta: None,
+        };
+        let page = ListPage {
+            objects: vec![
+                obj("p/d/ok"),
+                obj("q/secret"),
+                obj("p"),
+                obj("é"),
+                obj("p/d"),
+            ],
+            prefixes: vec!["p/d/sub/".into(), "elsewhere/".into(), "p/".into()],
+            next: None,
+        };
+        let mut entries = BTreeMap::new();
+        let w = Warnings::default();
+        add_page(&mut entries, &page, "p/d/", SystemTime::UNIX_EPOCH, &w);
+        let names: Vec<&String> = entries.keys().collect();
+        assert_eq!(names, ["ok", "sub"]);
     }
 }

@@ -407,13 +407,21 @@ impl Fs {
         let mut objects = Vec::new();
         let mut pages = self.store.list_all(&src_prefix, false);
         while let Some(page) = pages.try_next().await? {
-            objects.extend(page.objects);
+            for o in page.objects {
+                // Only keys below the directory move: a key the server listed outside it is
+                // never copied or deleted.
+                match o.key.strip_prefix(src_prefix.as_str()) {
+                    Some(rest) => objects.push((format!("{dst_prefix}{rest}"), o)),
+                    None => self
+                        .warnings
+                        .once(&o.key, &"listed outside the directory being renamed"),
+                }
+            }
         }
         drop(pages);
         let copies: Vec<Outcome> = futures::stream::iter(objects.clone())
-            .map(|o| {
+            .map(|(dst, o)| {
                 let store = self.store.clone();
-                let dst = format!("{dst_prefix}{}", &o.key[src_prefix.len()..]);
                 async move {
                     let r = store.copy(&o.key, &dst, o.size, None).await;
                     (o.key, r.map(|p| p.etag).map_err(FsError::from))
@@ -437,7 +445,7 @@ impl Fs {
         // directories) instead of one DeleteObject per key.
         let batches: Vec<Vec<String>> = objects
             .chunks(MAX_DELETE_BATCH)
-            .map(|c| c.iter().map(|o| o.key.clone()).collect())
+            .map(|c| c.iter().map(|(_, o)| o.key.clone()).collect())
             .collect();
         let outcomes: Vec<(Vec<String>, DeleteOutcome)> = futures::stream::iter(batches)
             .map(|batch| {
