@@ -46,6 +46,9 @@ use read::cache::BlockCache;
 use read::{ReadShared, Reader};
 use write::{Staged, Upload, Uploads, WriteConfig};
 
+/// Longest symlink target Linux accepts (PATH_MAX).
+const PATH_MAX: u64 = 4096;
+
 /// Content type of directory marker objects (as s3fs and the S3 console write them).
 const DIR_CONTENT_TYPE: &str = "application/x-directory";
 
@@ -317,7 +320,13 @@ impl Fs {
     fn head_stat(info: crate::s3::ObjectInfo) -> (Kind, Stat) {
         let posix = info.meta.as_ref().map(Posix::from_meta);
         let kind = match posix.as_ref().and_then(Posix::file_type) {
-            Some(posix::S_IFLNK) => Kind::Symlink,
+            // A target longer than PATH_MAX is no symlink, whatever the metadata claims:
+            // readlink would otherwise load an arbitrary body into memory.
+            Some(posix::S_IFLNK) if info.size <= PATH_MAX => Kind::Symlink,
+            Some(posix::S_IFLNK) => {
+                tracing::warn!(key = %info.key, size = info.size, "object claims to be a symlink but its target would exceed PATH_MAX; shown as a file");
+                Kind::File
+            }
             _ => Kind::File,
         };
         (

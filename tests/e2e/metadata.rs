@@ -270,3 +270,32 @@ fn hostile_s3fs_metadata_falls_back_to_defaults() {
         assert_eq!(fs::read(m.path(name)).unwrap(), b"data", "{name}");
     }
 }
+
+#[test]
+fn bearer_urls_are_not_listed_and_oversized_symlinks_are_files() {
+    let s3 = S3::garage();
+    let p = unique("untrusted");
+    s3.put(&format!("{p}/f"), b"x".to_vec());
+    // An object whose metadata says "symlink" but whose body is no path (8 KiB).
+    rt().block_on(
+        s3.client
+            .put_object()
+            .bucket(&s3.bucket)
+            .key(format!("{p}/fake-link"))
+            .metadata("mode", "41471") // S_IFLNK | 0777
+            .body(ByteStream::from(vec![b'a'; 8192]))
+            .send(),
+    )
+    .unwrap();
+    let m = Mount::garage(&format!("{}/{p}", s3.bucket), &[]);
+    // `cp -a`, `rsync -X`, `tar --xattrs` copy what listxattr names: no presigned URL.
+    let listed = sh(&m.dir, "getfattr -d -m - f");
+    assert!(listed.contains("user.s3.etag"), "{listed}");
+    assert!(!listed.contains("presigned"), "{listed}");
+    let url = sh(&m.dir, "getfattr -n user.s3.presigned_url --only-values f");
+    assert!(url.contains("X-Amz-Signature="), "{url}");
+    let md = fs::symlink_metadata(m.path("fake-link")).unwrap();
+    assert!(md.is_file(), "an 8 KiB 'target' must not be a symlink");
+    assert_eq!(md.len(), 8192);
+    assert!(m.log_text().contains("exceed PATH_MAX"), "{}", m.log_text());
+}

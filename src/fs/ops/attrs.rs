@@ -10,11 +10,13 @@ use crate::fs::meta::inode::Residence;
 use crate::fs::meta::posix::{self as meta, Posix};
 use crate::fs::{Attr, Body, DIR_CONTENT_TYPE, Fs, FsError, Handle, Ino, Kind, Result, SetAttr};
 
-/// Read-only attributes computed from S3 (`user.s3.tags` can also be set).
-const S3_XATTRS: [&str; 7] = [
+/// Read-only attributes computed from S3 (`user.s3.tags` can also be set), as `listxattr`
+/// names them. `user.s3.presigned_url` is readable by name but not listed: `cp -a`,
+/// `rsync -X` and `tar --xattrs` copy every listed attribute, and a bearer URL must not end
+/// up in backups.
+const S3_XATTRS: [&str; 6] = [
     "user.s3.content_type",
     "user.s3.etag",
-    "user.s3.presigned_url",
     "user.s3.storage_class",
     "user.s3.tags",
     "user.s3.url",
