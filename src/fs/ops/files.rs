@@ -3,7 +3,7 @@
 //! A file written from its first byte onwards (a new file, or `O_TRUNC`) streams to S3 as a
 //! (multipart) upload. Anything else — opening an existing file for writing, appending, a
 //! write out of order, a truncate, reading back what is being written, writing again after
-//! an `fsync` — goes through a local staging file (see [`super::stage`]). A stream switches
+//! an `fsync` — goes through a local staging file (see `crate::fs::write::stage`). A stream switches
 //! to staging on the first such request: the bytes not yet sent move into the staging file,
 //! or, once parts are sent, the stream is committed and becomes the staged file's base.
 
@@ -521,11 +521,10 @@ impl Fs {
         Ok(())
     }
 
-    /// Commit every file still being written (on unmount). Errors are logged.
+    /// Commit every file still being written and refuse new writers (on unmount). Errors
+    /// are logged.
     pub async fn shutdown(&self) {
-        self.closing
-            .store(true, std::sync::atomic::Ordering::Relaxed);
-        for (fh, wh) in self.writers() {
+        for (fh, wh) in self.close_to_writers() {
             if let Err(e) = self.commit(fh, &wh).await {
                 let key = wh.body.lock().await.at.key.clone();
                 warn!(key, error = %e, "upload failed at unmount");
@@ -535,17 +534,13 @@ impl Fs {
 
     /// Refuse new writers from now on; how many files are still open for writing.
     pub fn stop_new_writers(&self) -> usize {
-        self.closing
-            .store(true, std::sync::atomic::Ordering::Relaxed);
-        self.writers().len()
+        self.close_to_writers().len()
     }
 
     /// Abort every upload under way (a second signal): nothing partial becomes visible and
     /// no multipart upload is left pending. What was not committed is lost, as asked.
     pub async fn abort(&self) {
-        self.closing
-            .store(true, std::sync::atomic::Ordering::Relaxed);
-        for (_, wh) in self.writers() {
+        for (_, wh) in self.close_to_writers() {
             let mut st = wh.body.lock().await;
             if let Body::Stream(up) = &mut st.body {
                 up.cancel().await;
@@ -554,7 +549,11 @@ impl Fs {
         }
     }
 
-    fn writers(&self) -> Vec<(u64, Arc<WriteHandle>)> {
+    /// Refuse new writers from now on, and return the handles of the files still open for
+    /// writing.
+    fn close_to_writers(&self) -> Vec<(u64, Arc<WriteHandle>)> {
+        self.closing
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         self.handles
             .lock()
             .unwrap()
