@@ -118,11 +118,21 @@ fn process_of(tid: u32) -> u32 {
         .unwrap_or(tid)
 }
 
+/// Who asks, for ownership and guard checks (`pid` is the calling thread).
 fn caller(req: &Request) -> Caller {
     Caller {
-        pid: process_of(req.pid()),
+        pid: req.pid(),
         uid: req.uid(),
         gid: req.gid(),
+    }
+}
+
+/// Who opens a file for writing: its process, whose close commits (one /proc read, so
+/// only where it counts).
+fn writer(req: &Request) -> Caller {
+    Caller {
+        pid: process_of(req.pid()),
+        ..caller(req)
     }
 }
 
@@ -319,16 +329,7 @@ impl Filesystem for FuseAdapter {
             write: !matches!(flags.acc_mode(), OpenAccMode::O_RDONLY),
             truncate: flags.0 & libc::O_TRUNC != 0,
         };
-        // Only writers need the process (its close commits); readers skip the /proc read.
-        let who = if mode.write {
-            caller(req)
-        } else {
-            Caller {
-                pid: req.pid(),
-                uid: req.uid(),
-                gid: req.gid(),
-            }
-        };
+        let who = if mode.write { writer(req) } else { caller(req) };
         self.spawn(
             "open",
             reply,
@@ -568,7 +569,7 @@ impl Filesystem for FuseAdapter {
         let Some((name, reply)) = utf8_name(name, reply) else {
             return;
         };
-        let who = caller(req);
+        let who = writer(req);
         self.spawn(
             "create",
             reply,
