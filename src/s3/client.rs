@@ -268,10 +268,35 @@ impl ObjectStore for AwsStore {
             .send()
             .await
             .map_err(|e| StoreError::from_sdk("GetObject", key, e))?;
+        let expect =
+            ranged_answer(&range, out.content_range(), out.content_length()).map_err(|why| {
+                StoreError::with_message("GetObject", key.to_owned(), ErrorKind::Other, why)
+            })?;
         let mut body = out.body;
+        let mut got = 0u64;
         loop {
             match body.try_next().await {
-                Ok(Some(frame)) => buf.extend_from_slice(&frame),
+                Ok(Some(frame)) => {
+                    got += frame.len() as u64;
+                    if got > expect {
+                        return Err(StoreError::with_message(
+                            "GetObject",
+                            key.to_owned(),
+                            ErrorKind::Other,
+                            format!("the server sent more than the {expect} bytes it announced"),
+                        ));
+                    }
+                    buf.extend_from_slice(&frame);
+                }
+                // A body that ends short is a cut connection: the retry layer resumes it.
+                Ok(None) if got < expect => {
+                    return Err(StoreError::with_message(
+                        "GetObject",
+                        key.to_owned(),
+                        ErrorKind::Interrupted,
+                        format!("the body ended after {got} of {expect} bytes"),
+                    ));
+                }
                 Ok(None) => return Ok(()),
                 Err(e) => {
                     return Err(StoreError::with_message(
@@ -602,5 +627,99 @@ mod tests {
     #[test]
     fn copy_source_is_url_encoded() {
         assert_eq!(super::copy_source("b", "a dir/é+x"), "b/a%20dir/%C3%A9%2Bx");
+    }
+}
+
+/// How many bytes a ranged GET's answer must carry, or why it cannot be used: the server
+/// honoured the range (206 with a `Content-Range` that starts where asked and ends no
+/// later — earlier only at the object's end), or, for a range from 0, sent a whole object
+/// no longer than asked (200). A server or proxy that ignores `Range` or answers another
+/// range would otherwise put wrong bytes at this offset of the file.
+fn ranged_answer(
+    asked: &Range<u64>,
+    content_range: Option<&str>,
+    content_length: Option<i64>,
+) -> Result<u64, String> {
+    let length = content_length.and_then(|l| u64::try_from(l).ok());
+    let Some(cr) = content_range else {
+        return match length {
+            Some(l) if asked.start == 0 && l <= asked.end => Ok(l),
+            _ => Err(format!(
+                "the server ignored the range {}-{} (no Content-Range in its answer)",
+                asked.start,
+                asked.end - 1
+            )),
+        };
+    };
+    let parsed = cr
+        .strip_prefix("bytes ")
+        .and_then(|r| r.split_once('/'))
+        .and_then(|(span, _total)| span.split_once('-'))
+        .and_then(|(a, b)| Some((a.trim().parse::<u64>().ok()?, b.trim().parse::<u64>().ok()?)));
+    match parsed {
+        Some((first, last))
+            if first == asked.start
+                && last >= first
+                && last < asked.end
+                && length.is_none_or(|l| l == last - first + 1) =>
+        {
+            Ok(last - first + 1)
+        }
+        _ => Err(format!(
+            "asked for bytes {}-{}, the server answered Content-Range {cr:?}",
+            asked.start,
+            asked.end - 1
+        )),
+    }
+}
+
+#[cfg(test)]
+mod range_tests {
+    use super::ranged_answer;
+
+    #[test]
+    fn an_honoured_range_is_accepted() {
+        assert_eq!(
+            ranged_answer(&(100..200), Some("bytes 100-199/1000"), Some(100)),
+            Ok(100)
+        );
+        assert_eq!(
+            ranged_answer(&(100..200), Some("bytes 100-199/*"), None),
+            Ok(100)
+        );
+        // Cut at the object's end.
+        assert_eq!(
+            ranged_answer(&(900..1100), Some("bytes 900-999/1000"), Some(100)),
+            Ok(100)
+        );
+    }
+
+    #[test]
+    fn a_whole_body_is_accepted_only_from_offset_0_and_no_longer_than_asked() {
+        assert_eq!(ranged_answer(&(0..4096), None, Some(1000)), Ok(1000));
+        assert!(ranged_answer(&(0..100), None, Some(1000)).is_err());
+        assert!(ranged_answer(&(100..200), None, Some(1000)).is_err());
+        assert!(ranged_answer(&(100..200), None, None).is_err());
+    }
+
+    #[test]
+    fn another_range_or_garbage_is_refused() {
+        for cr in [
+            "bytes 0-99/1000",
+            "bytes 101-200/1000",
+            "bytes 100-299/1000",
+            "bytes 150-120/1000",
+            "bytes */1000",
+            "items 100-199/1000",
+            "bytes 100-199",
+            "",
+        ] {
+            assert!(
+                ranged_answer(&(100..200), Some(cr), Some(100)).is_err(),
+                "{cr}"
+            );
+        }
+        // A length that contradicts the range.
+        assert!(ranged_answer(&(100..200), Some("bytes 100-199/1000"), Some(1000)).is_err());
     }
 }
