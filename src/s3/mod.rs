@@ -233,16 +233,31 @@ pub trait ObjectStore: Send + Sync + 'static {
     /// Every page of the listing under `prefix` (see [`ObjectStore::list`]), as a stream:
     /// pagination is the store's business, not the caller's.
     fn list_all<'a>(&'a self, prefix: &'a str, delimited: bool) -> ListStream<'a> {
-        // State: the continuation token, `None` once the last page was returned.
+        // State: the continuation token (`None` once the last page was returned), and the
+        // tokens already used: a server that hands one out again would make a listing that
+        // never ends.
         futures::stream::try_unfold(
-            Some(None),
-            move |token: Option<Option<String>>| async move {
+            (Some(None), std::collections::HashSet::new()),
+            move |(token, mut seen): (
+                Option<Option<String>>,
+                std::collections::HashSet<String>,
+            )| async move {
                 let Some(token) = token else {
                     return Ok(None);
                 };
                 let page = self.list(prefix, delimited, token, None).await?;
+                if let Some(next) = &page.next
+                    && !seen.insert(next.clone())
+                {
+                    return Err(StoreError::with_message(
+                        "ListObjectsV2",
+                        prefix.to_owned(),
+                        ErrorKind::Other,
+                        "the server repeated a continuation token (the listing would never end)",
+                    ));
+                }
                 let next = page.next.clone().map(Some);
-                Ok(Some((page, next)))
+                Ok(Some((page, (next, seen))))
             },
         )
         .boxed()

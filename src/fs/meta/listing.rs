@@ -183,4 +183,64 @@ mod tests {
         let names: Vec<&String> = entries.keys().collect();
         assert_eq!(names, ["ok", "sub"]);
     }
+
+    /// Key-like strings from pieces a hostile bucket may hold: separators, dots, empty
+    /// components, NUL, multi-byte characters, overlong names.
+    fn hostile_key() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let piece = prop_oneof![
+            Just("p/".to_owned()),
+            Just("d/".to_owned()),
+            Just("/".to_owned()),
+            Just(".".to_owned()),
+            Just("..".to_owned()),
+            Just("\0".to_owned()),
+            Just("é".to_owned()),
+            Just("n".repeat(256)),
+            "[a-z/.]{0,6}",
+            any::<String>(),
+        ];
+        proptest::collection::vec(piece, 0..6).prop_map(|v| v.concat())
+    }
+
+    proptest::proptest! {
+        /// Whatever a server lists, adding the page never panics, and every entry is a
+        /// valid name taken from a key under the prefix asked for.
+        #[test]
+        fn any_page_gives_only_valid_names_under_the_prefix(
+            list_prefix in proptest::prop_oneof![
+                proptest::strategy::Just(String::new()),
+                proptest::strategy::Just("p/".to_owned()),
+                proptest::strategy::Just("p/d/".to_owned()),
+            ],
+            objects in proptest::collection::vec((hostile_key(), proptest::num::u64::ANY), 0..12),
+            prefixes in proptest::collection::vec(hostile_key(), 0..8),
+        ) {
+            let page = ListPage {
+                objects: objects
+                    .iter()
+                    .map(|(key, size)| ObjectInfo {
+                        key: key.clone(),
+                        size: *size,
+                        mtime: SystemTime::UNIX_EPOCH,
+                        etag: None,
+                        meta: None,
+                    })
+                    .collect(),
+                prefixes: prefixes.clone(),
+                next: None,
+            };
+            let mut entries = BTreeMap::new();
+            add_page(&mut entries, &page, &list_prefix, SystemTime::UNIX_EPOCH, &Warnings::default());
+            for (name, e) in &entries {
+                proptest::prop_assert!(validate_name(name).is_ok(), "{name:?}");
+                let full = format!("{list_prefix}{name}");
+                let listed = match e.kind {
+                    Kind::Dir => prefixes.iter().any(|p| p.trim_end_matches('/') == full),
+                    _ => objects.iter().any(|(k, _)| *k == full),
+                };
+                proptest::prop_assert!(listed, "{name:?} is not from a key under {list_prefix:?}");
+            }
+        }
+    }
 }
