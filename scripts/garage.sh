@@ -84,8 +84,9 @@ ensure_garage() {
     fi
     command -v cargo >/dev/null 2>&1 || die "garage not found and cargo is not installed"
     mkdir -p "$STATE"
-    # One build at a time, even if several copies of this script run at once.
-    exec 9>"$STATE/.install.lock"
+    # One build at a time on this machine, even if several copies of this script run at
+    # once with different state dirs (they all install into ~/.cargo/bin).
+    exec 9>"${TMPDIR:-/tmp}/s3mount-garage-install.lock"
     if command -v flock >/dev/null 2>&1; then
         flock 9
     fi
