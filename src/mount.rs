@@ -38,8 +38,9 @@ pub fn run(cfg: MountConfig, ready: Option<Ready>) -> Result<()> {
     let mountpoint = &cfg.mount.mountpoint;
     let mut session = fuser::Session::new(adapter, mountpoint, &fuse_config(&cfg, &c.target))
         .with_context(|| format!("mounting at {}", mountpoint.display()))?;
-    c.tree
-        .set_invalidator(Arc::new(KernelInvalidator(session.notifier())));
+    c.tree.set_invalidator(Arc::new(
+        KernelInvalidator::new(session.notifier()).context("starting the notifier thread")?,
+    ));
     let unmounter = session.unmount_callable();
     let bound = WRITER_GRACE + cfg.retry.deadline + Duration::from_secs(5);
     rt.spawn(on_signals(

@@ -33,14 +33,34 @@ const MAX_WRITE: u32 = 1 << 20;
 /// Largest readahead the kernel may ask for.
 const MAX_READAHEAD: u32 = 1 << 20;
 
-/// Drops the kernel's cached entries through FUSE notifications.
-pub struct KernelInvalidator(pub fuser::Notifier);
+/// Drops the kernel's cached entries through FUSE notifications, sent from a thread of
+/// its own and never from inside a request handler: the kernel takes the directory's lock
+/// to apply a notification, and a handler of a rename (whose commit can fail and drop a
+/// name) runs while the kernel holds that very lock, so notifying from there would wait
+/// on the reply it is holding up. Queued, the notification is sent after the reply.
+pub struct KernelInvalidator(std::sync::mpsc::Sender<(u64, String)>);
+
+impl KernelInvalidator {
+    /// Start the notifying thread; it ends when the invalidator is dropped.
+    pub fn new(notifier: fuser::Notifier) -> std::io::Result<Self> {
+        let (tx, rx) = std::sync::mpsc::channel::<(u64, String)>();
+        std::thread::Builder::new()
+            .name("s3mount-notify".into())
+            .spawn(move || {
+                for (parent, name) in rx {
+                    if let Err(e) = notifier.inval_entry(INodeNo(parent), OsStr::new(&name)) {
+                        debug!(name, "could not invalidate kernel entry: {e}");
+                    }
+                }
+            })?;
+        Ok(KernelInvalidator(tx))
+    }
+}
 
 impl crate::fs::Invalidator for KernelInvalidator {
     fn entry_gone(&self, parent: u64, name: &str) {
-        if let Err(e) = self.0.inval_entry(INodeNo(parent), OsStr::new(name)) {
-            debug!(name, "could not invalidate kernel entry: {e}");
-        }
+        // Only fails once the thread is gone, i.e. the session is over.
+        let _ = self.0.send((parent, name.to_owned()));
     }
 }
 
@@ -48,22 +68,20 @@ impl crate::fs::Invalidator for KernelInvalidator {
 pub struct FuseAdapter {
     fs: Shared,
     rt: Handle,
+    pending: Pending,
 }
 
 impl FuseAdapter {
     /// Serve `fs` with tasks spawned on `rt`.
     pub fn new(fs: Shared, rt: Handle) -> Self {
-        FuseAdapter { fs, rt }
+        FuseAdapter {
+            fs,
+            rt,
+            pending: Pending::default(),
+        }
     }
 
     /// Run `work`; reply with `ok` on success or the mapped errno.
-    ///
-    /// The work is first polled right here on the FUSE thread: most requests (a cached
-    /// lookup, a write into a buffer, a metadata change on a file being written, a known
-    /// absent name) finish without waiting for anything, and answering them inline saves
-    /// waking a runtime worker for each, which was the largest CPU cost per small file.
-    /// Only work that has to wait (an S3 request) is handed to the runtime, which polls it
-    /// again with a real waker.
     fn spawn<R, T, F, W>(
         &self,
         op: &'static str,
@@ -76,26 +94,132 @@ impl FuseAdapter {
         F: Future<Output = Result<T, FsError>> + Send + 'static,
         W: FnOnce(Shared) -> F,
     {
+        self.run(None, op, reply, work, ok)
+    }
+
+    /// [`spawn`](Self::spawn) for a request that changes nothing, so it can be abandoned
+    /// at any await point: when its caller is interrupted (Ctrl-C, `timeout`) while it
+    /// waits on S3, it is answered `EINTR` at once instead of after the retry deadline.
+    /// Requests that change things are never cut half-way: they finish (bounded by the
+    /// deadline) and report what happened.
+    fn spawn_interruptible<R, T, F, W>(
+        &self,
+        req: &Request,
+        op: &'static str,
+        reply: R,
+        work: W,
+        ok: impl FnOnce(R, T) + Send + 'static,
+    ) where
+        R: ErrorReply,
+        T: Send + 'static,
+        F: Future<Output = Result<T, FsError>> + Send + 'static,
+        W: FnOnce(Shared) -> F,
+    {
+        self.run(Some(req.unique().0), op, reply, work, ok)
+    }
+
+    /// The work is first polled right here on the FUSE thread: most requests (a cached
+    /// lookup, a write into a buffer, a metadata change on a file being written, a known
+    /// absent name) finish without waiting for anything, and answering them inline saves
+    /// waking a runtime worker for each, which was the largest CPU cost per small file.
+    /// Only work that has to wait (an S3 request) is handed to the runtime, which polls it
+    /// again with a real waker; an interruptible one is registered under its request id
+    /// first (the FUSE thread reads the kernel's interrupt only after this returns).
+    fn run<R, T, F, W>(
+        &self,
+        unique: Option<u64>,
+        op: &'static str,
+        reply: R,
+        work: W,
+        ok: impl FnOnce(R, T) + Send + 'static,
+    ) where
+        R: ErrorReply,
+        T: Send + 'static,
+        F: Future<Output = Result<T, FsError>> + Send + 'static,
+        W: FnOnce(Shared) -> F,
+    {
         let _in_runtime = self.rt.enter();
         let fut = std::panic::AssertUnwindSafe(work(self.fs.clone())).catch_unwind();
+        let (cancel, cancelled) = match unique {
+            Some(_) => {
+                let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+                (Some(tx), Some(rx))
+            }
+            None => (None, None),
+        };
+        let pending = self.pending.clone();
         let mut task = Box::pin(async move {
-            match fut.await {
-                Ok(Ok(v)) => ok(reply, v),
-                Ok(Err(e)) => {
+            let outcome = match cancelled {
+                None => Some(fut.await),
+                Some(mut rx) => {
+                    tokio::select! {
+                        biased;
+                        r = fut => Some(r),
+                        Ok(()) = &mut rx => None,
+                    }
+                }
+            };
+            if let Some(id) = unique {
+                pending.forget(id);
+            }
+            match outcome {
+                Some(Ok(Ok(v))) => ok(reply, v),
+                Some(Ok(Err(e))) => {
                     log_failure(op, &e);
                     reply.fail(errno(&e));
                 }
                 // A bug must cost one request, not the mount.
-                Err(_) => {
+                Some(Err(_)) => {
                     tracing::error!(op, "request handler panicked; answering EIO");
                     reply.fail(Errno::EIO);
+                }
+                None => {
+                    debug!(op, "caller interrupted; answering EINTR");
+                    reply.fail(Errno::EINTR);
                 }
             }
         });
         let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
         if task.as_mut().poll(&mut cx).is_pending() {
+            if let (Some(id), Some(tx)) = (unique, cancel) {
+                self.pending.register(id, tx);
+            }
             self.rt.spawn(task);
         }
+    }
+}
+
+/// Interruptible requests waiting on S3, by the kernel's request id, each with the switch
+/// that makes it answer `EINTR`.
+#[derive(Clone, Default)]
+struct Pending(
+    Arc<std::sync::Mutex<std::collections::HashMap<u64, tokio::sync::oneshot::Sender<()>>>>,
+);
+
+impl Pending {
+    fn register(&self, id: u64, cancel: tokio::sync::oneshot::Sender<()>) {
+        self.lock().insert(id, cancel);
+    }
+
+    /// The request finished (or was interrupted): nothing left to cancel.
+    fn forget(&self, id: u64) {
+        self.lock().remove(&id);
+    }
+
+    /// Interrupt request `id`; false when it is not waiting (finished already, or a kind
+    /// of request that is never cut short).
+    fn interrupt(&self, id: u64) -> bool {
+        match self.lock().remove(&id) {
+            Some(cancel) => cancel.send(()).is_ok(),
+            None => false,
+        }
+    }
+
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<u64, tokio::sync::oneshot::Sender<()>>>
+    {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -176,11 +300,12 @@ impl Filesystem for FuseAdapter {
         Ok(())
     }
 
-    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+    fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         let Some((name, reply)) = utf8_name(name, reply) else {
             return;
         };
-        self.spawn(
+        self.spawn_interruptible(
+            req,
             "lookup",
             reply,
             |fs| async move { with_ttl(&fs, fs.lookup(parent.0, &name).await) },
@@ -188,12 +313,21 @@ impl Filesystem for FuseAdapter {
         );
     }
 
+    fn interrupt(&self, _req: &Request, unique: fuser::RequestId) -> Result<(), Errno> {
+        if self.pending.interrupt(unique.0) {
+            debug!(request = unique.0, "interrupt delivered");
+        }
+        // Otherwise it finished already or is a request that always runs to its end.
+        Ok(())
+    }
+
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
         self.fs.forget(ino.0, nlookup);
     }
 
-    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        self.spawn(
+    fn getattr(&self, req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        self.spawn_interruptible(
+            req,
             "getattr",
             reply,
             |fs| async move { with_ttl(&fs, fs.getattr(ino.0).await) },
@@ -315,8 +449,9 @@ impl Filesystem for FuseAdapter {
         );
     }
 
-    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
-        self.spawn(
+    fn readlink(&self, req: &Request, ino: INodeNo, reply: ReplyData) {
+        self.spawn_interruptible(
+            req,
             "readlink",
             reply,
             |fs| async move { fs.readlink(ino.0).await },
@@ -330,7 +465,10 @@ impl Filesystem for FuseAdapter {
             truncate: flags.0 & libc::O_TRUNC != 0,
         };
         let who = if mode.write { writer(req) } else { caller(req) };
-        self.spawn(
+        // An open for writing starts a write; only an open for reading may be cut short.
+        let unique = (!mode.write).then(|| req.unique().0);
+        self.run(
+            unique,
             "open",
             reply,
             |fs| async move { fs.open(ino.0, mode, who).await },
@@ -347,7 +485,7 @@ impl Filesystem for FuseAdapter {
 
     fn read(
         &self,
-        _req: &Request,
+        req: &Request,
         _ino: INodeNo,
         fh: FileHandle,
         offset: u64,
@@ -356,7 +494,8 @@ impl Filesystem for FuseAdapter {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        self.spawn(
+        self.spawn_interruptible(
+            req,
             "read",
             reply,
             |fs| async move { fs.read(fh.0, offset, size).await },
@@ -436,8 +575,9 @@ impl Filesystem for FuseAdapter {
         );
     }
 
-    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        self.spawn(
+    fn opendir(&self, req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        self.spawn_interruptible(
+            req,
             "opendir",
             reply,
             |fs| async move { fs.opendir(ino.0).await },
@@ -447,13 +587,14 @@ impl Filesystem for FuseAdapter {
 
     fn readdir(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         reply: ReplyDirectory,
     ) {
-        self.spawn(
+        self.spawn_interruptible(
+            req,
             "readdir",
             reply,
             |fs| async move {
@@ -486,13 +627,14 @@ impl Filesystem for FuseAdapter {
 
     fn readdirplus(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         reply: ReplyDirectoryPlus,
     ) {
-        self.spawn(
+        self.spawn_interruptible(
+            req,
             "readdirplus",
             reply,
             |fs| async move {
@@ -586,12 +728,13 @@ impl Filesystem for FuseAdapter {
         );
     }
 
-    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+    fn getxattr(&self, req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
         let Some(name) = name.to_str().map(str::to_owned) else {
             reply.error(Errno::from_i32(libc::ENODATA));
             return;
         };
-        self.spawn(
+        self.spawn_interruptible(
+            req,
             "getxattr",
             reply,
             |fs| async move { fs.getxattr(ino.0, &name).await },
@@ -599,8 +742,9 @@ impl Filesystem for FuseAdapter {
         );
     }
 
-    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
-        self.spawn(
+    fn listxattr(&self, req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        self.spawn_interruptible(
+            req,
             "listxattr",
             reply,
             |fs| async move { fs.listxattr(ino.0).await },
@@ -692,5 +836,112 @@ impl Filesystem for FuseAdapter {
         reply: ReplyEntry,
     ) {
         reply.error(Errno::from_i32(libc::ENOTSUP));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+
+    use super::*;
+    use crate::fs::{Fs, FsConfig};
+    use crate::s3::memory::MemoryStore;
+
+    /// A reply that reports what it was answered: `None` for success, or the errno.
+    struct Probe(mpsc::Sender<Option<Errno>>);
+
+    impl ErrorReply for Probe {
+        fn fail(self, e: Errno) {
+            let _ = self.0.send(Some(e));
+        }
+    }
+
+    fn answered(p: Probe, (): ()) {
+        let _ = p.0.send(None);
+    }
+
+    fn adapter() -> (FuseAdapter, tokio::runtime::Runtime) {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let store = Arc::new(MemoryStore::new("b", 3));
+        let fs: Shared = Arc::new(Fs::new(store, "", FsConfig::default()));
+        (FuseAdapter::new(fs, rt.handle().clone()), rt)
+    }
+
+    fn wait(rx: &mpsc::Receiver<Option<Errno>>) -> Option<Errno> {
+        rx.recv_timeout(Duration::from_secs(10))
+            .expect("the request was never answered")
+    }
+
+    #[test]
+    fn a_panicking_handler_answers_eio_and_the_next_request_is_served() {
+        let (a, _rt) = adapter();
+        let (tx, rx) = mpsc::channel();
+        a.spawn(
+            "test",
+            Probe(tx.clone()),
+            |_fs| async {
+                if std::hint::black_box(true) {
+                    panic!("a bug in a handler");
+                }
+                Ok::<(), FsError>(())
+            },
+            answered,
+        );
+        assert_eq!(wait(&rx), Some(Errno::EIO));
+        // Also when the panic comes after the request was handed to the runtime.
+        a.spawn(
+            "test",
+            Probe(tx.clone()),
+            |_fs| async {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                panic!("a bug after an await");
+            },
+            answered,
+        );
+        assert_eq!(wait(&rx), Some(Errno::EIO));
+        a.spawn("test", Probe(tx), |_fs| async { Ok(()) }, answered);
+        assert_eq!(wait(&rx), None);
+    }
+
+    #[test]
+    fn an_interrupted_request_answers_eintr_and_others_are_left_alone() {
+        let (a, _rt) = adapter();
+        let (tx, rx) = mpsc::channel();
+        // Waiting (on S3, say): the interrupt answers it EINTR at once.
+        let never = |_fs| futures::future::pending::<Result<(), FsError>>();
+        a.run(Some(7), "test", Probe(tx.clone()), never, answered);
+        assert!(rx.try_recv().is_err(), "answered before the interrupt");
+        assert!(a.pending.interrupt(7));
+        assert_eq!(wait(&rx), Some(Errno::EINTR));
+        assert!(!a.pending.interrupt(7), "interrupted twice");
+
+        // Finished (inline) before the interrupt came: nothing to cancel.
+        a.run(
+            Some(8),
+            "test",
+            Probe(tx.clone()),
+            |_fs| async { Ok(()) },
+            answered,
+        );
+        assert_eq!(wait(&rx), None);
+        assert!(!a.pending.interrupt(8));
+
+        // A request that is never cut short is not registered, and finishes normally.
+        a.run(
+            None,
+            "test",
+            Probe(tx),
+            |_fs| async {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                Ok(())
+            },
+            answered,
+        );
+        assert!(a.pending.lock().is_empty());
+        assert_eq!(wait(&rx), None);
     }
 }

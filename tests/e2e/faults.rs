@@ -183,3 +183,59 @@ fn a_size_s3_cannot_hold_fails_at_once_with_efbig() {
     );
     assert_eq!(s3.get(&format!("{p}/f")).as_deref(), Some(&b"abc"[..]));
 }
+
+/// Runs `cmd` (blocked on the mount in an outage), checks it is still blocked after a
+/// moment, sends it SIGINT and returns how long it took to exit.
+fn interrupt_blocked(mut cmd: std::process::Command, what: &str) -> Duration {
+    let mut child = cmd
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "{what} was not blocked by the outage"
+    );
+    let t = Instant::now();
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "{what} ignored SIGINT for 20 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    t.elapsed()
+}
+
+#[test]
+fn a_process_blocked_in_an_outage_stops_at_once_on_sigint() {
+    let s3 = S3::garage();
+    let p = unique("fault-intr");
+    let data = seeded_object(&s3, &format!("{p}/f"), 1 << 20, 21);
+    seeded_object(&s3, &format!("{p}/g"), 1 << 20, 22);
+    let proxy = Proxy::for_endpoint(&garage().endpoint, 21);
+    let m = mount_through(&proxy, &p, &[]);
+    // The lookup of `g` is done before the outage, so its direct read is what blocks.
+    fs::metadata(m.path("g")).unwrap();
+    proxy.schedule(Duration::ZERO, Mode::Refuse, Duration::from_secs(60));
+    std::thread::sleep(Duration::from_millis(200));
+
+    // cat: its lookup blocks (SIGINT is fatal to it).
+    let mut cat = std::process::Command::new("cat");
+    cat.arg(m.path("f"));
+    let took = interrupt_blocked(cat, "cat");
+    assert!(took < Duration::from_secs(3), "cat took {took:?} to stop");
+
+    // dd with O_DIRECT: a read request blocks (dd catches SIGINT, so the read must
+    // return EINTR for it to go on).
+    let mut dd = std::process::Command::new("dd");
+    dd.arg(format!("if={}", m.path("g").display()))
+        .args(["of=/dev/null", "bs=1M", "iflag=direct"]);
+    let took = interrupt_blocked(dd, "dd");
+    assert!(took < Duration::from_secs(3), "dd took {took:?} to stop");
+
+    // The mount is unharmed.
+    proxy.heal();
+    assert!(read_all(&m, "f") == data);
+}

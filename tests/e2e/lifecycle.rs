@@ -175,3 +175,37 @@ fn a_second_sigterm_aborts_and_a_shell_inside_does_not_keep_the_daemon() {
     assert!(took < Duration::from_secs(10));
     assert!(m.log_text().contains("lazily"), "{}", m.log_text());
 }
+
+#[test]
+fn a_rename_whose_commit_fails_answers_at_once_and_drops_the_name() {
+    let s3 = S3::garage();
+    let p = unique("rename-denied");
+    let m = read_only_key_mount(&s3, &p);
+    // A new file still open for writing: rename commits it first, which is denied, and
+    // the name that never came to exist is dropped from the kernel's cache from inside
+    // that rename — the kernel holds the directory locked until the rename is answered.
+    use std::os::unix::fs::MetadataExt;
+    let dev = fs::metadata(&m.dir).unwrap().dev();
+    let mut f = fs::File::create(m.path("c")).unwrap();
+    f.write_all(b"never stored").unwrap();
+    let (from, to) = (m.path("c"), m.path("d"));
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(fs::rename(from, to)).unwrap());
+    let Ok(r) = rx.recv_timeout(Duration::from_secs(20)) else {
+        // Deadlocked: abort the FUSE connection so that the test fails instead of hanging.
+        let minor = (dev & 0xff) | ((dev >> 12) & !0xff);
+        let _ = Command::new("mount")
+            .args(["-t", "fusectl", "none", "/sys/fs/fuse/connections"])
+            .status();
+        let _ = fs::write(format!("/sys/fs/fuse/connections/{minor}/abort"), "1");
+        panic!("rename hung: the invalidation waited on the rename it was sent from");
+    };
+    let e = r.expect_err("rename of a file whose commit is denied succeeded");
+    assert_eq!(errno(&e), libc::EACCES, "{e}");
+    drop(f);
+    // The directory is usable, the name is gone, and nothing was stored.
+    let names: Vec<_> = fs::read_dir(&m.dir).unwrap().flatten().collect();
+    assert!(names.is_empty(), "{names:?}");
+    assert!(fs::metadata(m.path("c")).is_err());
+    assert!(s3.get(&format!("{p}/c")).is_none() && s3.get(&format!("{p}/d")).is_none());
+}

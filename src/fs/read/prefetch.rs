@@ -63,6 +63,16 @@ struct Chunk {
     _memory: Reservation,
 }
 
+/// One reader's claim on a chunk, given up when dropped: also when the read is abandoned
+/// half-way (an interrupted request), so the chunk can still be cancelled later.
+struct Waiting(Arc<AtomicUsize>);
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 impl Drop for Chunk {
     fn drop(&mut self) {
         if self.waiters.load(Ordering::Acquire) == 0 {
@@ -102,7 +112,7 @@ pub struct Reader {
 
 /// A read's plan: chunks to await, or one direct GET.
 enum Plan {
-    Chunks(Vec<(Range<u64>, ChunkFuture, Arc<AtomicUsize>)>),
+    Chunks(Vec<(Range<u64>, ChunkFuture, Waiting)>),
     Direct,
 }
 
@@ -163,9 +173,9 @@ impl Reader {
             }
             Plan::Chunks(parts) => {
                 let mut results = Vec::with_capacity(parts.len());
-                for (range, fut, waiters) in parts {
+                for (range, fut, waiting) in parts {
                     let r = fut.await;
-                    waiters.fetch_sub(1, Ordering::AcqRel);
+                    drop(waiting);
                     match r {
                         Ok(data) => results.push((range, data)),
                         Err(e) => {
@@ -272,7 +282,7 @@ impl Reader {
             .filter(|c| c.range.start < end && c.range.end > off)
             .map(|c| {
                 c.waiters.fetch_add(1, Ordering::AcqRel);
-                (c.range.clone(), c.data.clone(), c.waiters.clone())
+                (c.range.clone(), c.data.clone(), Waiting(c.waiters.clone()))
             })
             .collect();
         Plan::Chunks(parts)
