@@ -17,6 +17,7 @@ mod faults;
 mod lifecycle;
 mod metadata;
 mod namespace;
+mod policy_escape;
 mod read;
 mod store;
 mod wire;
