@@ -11,7 +11,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use serde_json::json;
 
-use crate::policy::Mode;
+use crate::policy::{self, Mode};
 use crate::s3::client::AwsStore;
 use crate::s3::connect::{Connector, explain, is_credential_problem};
 use crate::s3::connection::{Connection, Target};
@@ -239,7 +239,7 @@ impl<'a> Scope<'a> {
         Scope {
             target,
             bucket_arn: format!("arn:aws:s3:::{}", target.bucket),
-            objects_arn: format!("arn:aws:s3:::{}/{}*", target.bucket, target.prefix),
+            objects_arn: policy::objects_arn(&target.bucket, &target.prefix),
             test_key: format!(
                 "{}.s3mount-check-{}-{nonce:x}",
                 target.prefix,
@@ -514,4 +514,22 @@ pub async fn run_all_buckets(conn: &Connection) -> Report {
         r,
     ));
     report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scope_reports_the_escaped_objects_arn() {
+        let target = Target {
+            bucket: "b".into(),
+            prefix: "team-*/a?$/".into(),
+        };
+        let scope = Scope::new(&target);
+        assert_eq!(scope.bucket_arn, "arn:aws:s3:::b");
+        assert_eq!(scope.objects_arn, "arn:aws:s3:::b/team-${*}/a${?}${$}/*");
+        // The test object itself lives under the real (unescaped) prefix.
+        assert!(scope.test_key.starts_with("team-*/a?$/.s3mount-check-"));
+    }
 }

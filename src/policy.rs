@@ -12,6 +12,10 @@
 //! - `s3:DeleteObject` — rm, rmdir, and the source side of a rename.
 //! - `s3:PutObjectAcl` — only with `--acl`; `kms:GenerateDataKey`/`kms:Decrypt` — only with
 //!   `--sse aws:kms`.
+//!
+//! The mounted prefix goes into the resource ARNs and the `s3:prefix` condition through
+//! [`iam_literal`], so a prefix such as `team-*` grants that one prefix and not every
+//! `team-…` one.
 
 use serde_json::{Value, json};
 
@@ -62,7 +66,36 @@ pub fn object_actions(mode: Mode, extras: &Extras) -> Vec<&'static str> {
     a
 }
 
+/// `s` written so that IAM matches it literally, in a resource ARN or a `StringLike`
+/// condition value: IAM reads `*` and `?` as wildcards there and `${…}` as a policy
+/// variable, so an S3 key prefix (which may contain all three) must spell them as IAM's
+/// escapes `${*}`, `${?}` and `${$}` — or the policy grants, or refers to, something else
+/// (`team-*/` would grant every `team-…/` prefix). Each character is escaped once, in one
+/// pass, so the `$` of an escape is never escaped again; a `${` in `s` becomes `${$}{`.
+/// The escapes are policy variables, which need policy version 2012-10-17 (the version
+/// every policy here carries). Bucket names cannot contain these characters and are not
+/// passed through this.
+pub fn iam_literal(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '*' => out.push_str("${*}"),
+            '?' => out.push_str("${?}"),
+            '$' => out.push_str("${$}"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The ARN of the objects under `bucket`/`prefix`: the prefix matched literally
+/// ([`iam_literal`]), followed by the wildcard for every key under it.
+pub fn objects_arn(bucket: &str, prefix: &str) -> String {
+    format!("arn:aws:s3:::{bucket}/{}*", iam_literal(prefix))
+}
+
 /// The permissions policy for mounting `bucket`/`prefix` (prefix `""` or ending in `/`).
+/// The prefix is matched literally (see [`iam_literal`]).
 pub fn permissions_policy(bucket: &str, prefix: &str, mode: Mode, extras: &Extras) -> Value {
     let mut list = json!({
         "Sid": "ListTheMountedPath",
@@ -71,8 +104,9 @@ pub fn permissions_policy(bucket: &str, prefix: &str, mode: Mode, extras: &Extra
         "Resource": format!("arn:aws:s3:::{bucket}"),
     });
     if !prefix.is_empty() {
+        let literal = iam_literal(prefix);
         list["Condition"] =
-            json!({ "StringLike": { "s3:prefix": [prefix, format!("{prefix}*")] } });
+            json!({ "StringLike": { "s3:prefix": [literal.clone(), format!("{literal}*")] } });
     }
     let mut statements = vec![
         list,
@@ -80,7 +114,7 @@ pub fn permissions_policy(bucket: &str, prefix: &str, mode: Mode, extras: &Extra
             "Sid": "ObjectsUnderTheMountedPath",
             "Effect": "Allow",
             "Action": object_actions(mode, extras),
-            "Resource": format!("arn:aws:s3:::{bucket}/{prefix}*"),
+            "Resource": objects_arn(bucket, prefix),
         }),
     ];
     if let Some(key) = &extras.kms_key {
@@ -160,6 +194,63 @@ mod tests {
             ])
         );
         assert_eq!(s.as_array().unwrap().len(), 2);
+    }
+
+    /// The ListBucket condition values and the objects ARN of a read-write policy.
+    fn scoped(prefix: &str) -> (Value, Value) {
+        let p = permissions_policy("b", prefix, Mode::ReadWrite, &Extras::default());
+        assert_eq!(p["Version"], "2012-10-17", "escapes need policy variables");
+        let s = &p["Statement"];
+        assert_eq!(
+            s[0]["Resource"], "arn:aws:s3:::b",
+            "the bucket is never escaped"
+        );
+        (
+            s[0]["Condition"]["StringLike"]["s3:prefix"].clone(),
+            s[1]["Resource"].clone(),
+        )
+    }
+
+    #[test]
+    fn iam_wildcards_and_variables_in_the_prefix_are_escaped_once() {
+        assert_eq!(iam_literal("team-*/"), "team-${*}/");
+        assert_eq!(iam_literal("a?b/"), "a${?}b/");
+        assert_eq!(iam_literal("cost$/"), "cost${$}/");
+        assert_eq!(iam_literal("${aws:username}/"), "${$}{aws:username}/");
+        assert_eq!(iam_literal("x/*?$*/"), "x/${*}${?}${$}${*}/");
+        // Escaping is one pass: an escape already in the input is itself escaped.
+        assert_eq!(iam_literal("${*}"), "${$}{${*}}");
+        assert_eq!(
+            iam_literal("team-a/ü é+=,@_~!()'&/"),
+            "team-a/ü é+=,@_~!()'&/"
+        );
+
+        let (cond, arn) = scoped("team-*/");
+        assert_eq!(cond, json!(["team-${*}/", "team-${*}/*"]));
+        assert_eq!(arn, "arn:aws:s3:::b/team-${*}/*");
+
+        let (cond, arn) = scoped("q?/");
+        assert_eq!(cond, json!(["q${?}/", "q${?}/*"]));
+        assert_eq!(arn, "arn:aws:s3:::b/q${?}/*");
+
+        let (cond, arn) = scoped("price$/");
+        assert_eq!(cond, json!(["price${$}/", "price${$}/*"]));
+        assert_eq!(arn, "arn:aws:s3:::b/price${$}/*");
+
+        let (cond, arn) = scoped("home/${aws:username}/");
+        assert_eq!(
+            cond,
+            json!(["home/${$}{aws:username}/", "home/${$}{aws:username}/*"])
+        );
+        assert_eq!(arn, "arn:aws:s3:::b/home/${$}{aws:username}/*");
+
+        let (cond, arn) = scoped("a*/b?c/$d/");
+        assert_eq!(cond, json!(["a${*}/b${?}c/${$}d/", "a${*}/b${?}c/${$}d/*"]));
+        assert_eq!(arn, "arn:aws:s3:::b/a${*}/b${?}c/${$}d/*");
+
+        let (cond, arn) = scoped("team-a/reports/");
+        assert_eq!(cond, json!(["team-a/reports/", "team-a/reports/*"]));
+        assert_eq!(arn, "arn:aws:s3:::b/team-a/reports/*");
     }
 
     #[test]

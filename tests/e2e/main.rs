@@ -18,6 +18,7 @@ mod lifecycle;
 mod metadata;
 mod misbehaving;
 mod namespace;
+mod policy_escape;
 mod read;
 mod store;
 mod wire;
