@@ -478,3 +478,64 @@ pub fn s3_name<T: ValueEnum>(v: &T) -> String {
         .get_name()
         .to_owned()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mount_args(extra: &[&str]) -> Result<MountArgs, clap::Error> {
+        let mut argv = vec!["s3mount", "mount", "bucket", "/mnt"];
+        argv.extend(extra);
+        match Cli::try_parse_from(argv)?.command {
+            Command::Mount(m) => Ok(*m),
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn upload_values_are_the_s3_ones_in_any_case() {
+        let m = mount_args(&[
+            "--acl",
+            "Bucket-Owner-Full-Control",
+            "--storage-class",
+            "standard_ia",
+            "--sse",
+            "AWS:KMS:DSSE",
+        ])
+        .unwrap();
+        assert_eq!(
+            s3_name(&m.uploads.acl.unwrap()),
+            "bucket-owner-full-control"
+        );
+        assert_eq!(s3_name(&m.uploads.storage_class.unwrap()), "STANDARD_IA");
+        assert_eq!(s3_name(&m.uploads.sse.unwrap()), "aws:kms:dsse");
+        assert_eq!(StorageClass::value_variants().len(), 11);
+        assert_eq!(CannedAcl::value_variants().len(), 7);
+        for (flag, bad) in [
+            ("--acl", "public"),
+            ("--storage-class", "COLD"),
+            ("--sse", "aes128"),
+            ("--log-level", "loud"),
+        ] {
+            let e = mount_args(&[flag, bad]).unwrap_err();
+            use clap::error::ErrorKind;
+            assert!(
+                matches!(
+                    e.kind(),
+                    ErrorKind::InvalidValue | ErrorKind::ValueValidation
+                ),
+                "{flag}: {:?}",
+                e.kind()
+            );
+            let msg = e.to_string();
+            assert!(msg.contains(flag), "{msg}");
+        }
+        assert_eq!(
+            mount_args(&["--log-level", "DEBUG"])
+                .unwrap()
+                .logging
+                .log_level,
+            "debug"
+        );
+    }
+}

@@ -232,7 +232,7 @@ pub fn check_upload_memory(part: u64, threads: usize, limit: u64) -> Result<(), 
 /// A size as the flags spell it: `8MiB`, `1GiB`, `300KiB`, else bytes.
 pub fn show_size(n: u64) -> String {
     for (unit, shift) in [("GiB", 30), ("MiB", 20), ("KiB", 10)] {
-        if n >= 1 << shift && n % (1 << shift) == 0 {
+        if n >= 1 << shift && n.is_multiple_of(1 << shift) {
             return format!("{}{unit}", n >> shift);
         }
     }
