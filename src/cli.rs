@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// Mount an S3 bucket, or one path inside it, as a local folder.
 #[derive(Debug, Parser)]
@@ -63,12 +63,12 @@ pub struct CheckArgs {
     pub json: bool,
 
     /// Also check that uploads may carry this canned ACL (s3:PutObjectAcl).
-    #[arg(long, value_name = "ACL")]
-    pub acl: Option<String>,
+    #[arg(long, value_name = "ACL", value_enum, ignore_case = true)]
+    pub acl: Option<CannedAcl>,
 
     /// Also check server-side encryption of uploads (aws:kms needs kms:GenerateDataKey).
-    #[arg(long, value_name = "ALGORITHM", value_parser = ["AES256", "aws:kms"])]
-    pub sse: Option<String>,
+    #[arg(long, value_name = "ALGORITHM", value_enum, ignore_case = true)]
+    pub sse: Option<Sse>,
 
     /// KMS key for --sse aws:kms.
     #[arg(long, value_name = "KEY", requires = "sse")]
@@ -154,20 +154,20 @@ pub struct MountArgs {
 pub struct UploadArgs {
     /// Canned ACL for new objects, e.g. bucket-owner-full-control (writing into another
     /// account's bucket), private, public-read.
-    #[arg(long, value_name = "ACL")]
-    pub acl: Option<String>,
+    #[arg(long, value_name = "ACL", value_enum, ignore_case = true)]
+    pub acl: Option<CannedAcl>,
 
-    /// Server-side encryption: AES256 or aws:kms.
-    #[arg(long, value_name = "ALGORITHM", value_parser = ["AES256", "aws:kms"])]
-    pub sse: Option<String>,
+    /// Server-side encryption of new objects.
+    #[arg(long, value_name = "ALGORITHM", value_enum, ignore_case = true)]
+    pub sse: Option<Sse>,
 
     /// KMS key (id or ARN) for --sse aws:kms (default: the bucket's / account's key).
     #[arg(long, value_name = "KEY", requires = "sse")]
     pub sse_kms_key_id: Option<String>,
 
-    /// Storage class for new objects (STANDARD, STANDARD_IA, INTELLIGENT_TIERING, ...).
-    #[arg(long, value_name = "CLASS")]
-    pub storage_class: Option<String>,
+    /// Storage class for new objects.
+    #[arg(long, value_name = "CLASS", value_enum, ignore_case = true)]
+    pub storage_class: Option<StorageClass>,
 
     /// Content-Type of new objects whose extension says nothing.
     #[arg(long, value_name = "TYPE", default_value = "application/octet-stream")]
@@ -179,8 +179,9 @@ pub struct UploadArgs {
     pub presign_expiry: String,
 }
 
-/// Connection options, shared by every subcommand.
-#[derive(Debug, Args, Clone, Default)]
+/// Connection options, shared by every subcommand. `Debug` hides the secret access key and
+/// the session token.
+#[derive(Args, Clone, Default)]
 #[command(next_help_heading = "Connection")]
 pub struct ConnectionArgs {
     /// AWS region of the bucket. Detected from the bucket (HeadBucket) when not given.
@@ -354,12 +355,187 @@ pub struct TuningArgs {
 #[derive(Debug, Args, Clone)]
 #[command(next_help_heading = "Logging")]
 pub struct LoggingArgs {
-    /// Log level or tracing filter (error, warn, info, debug, trace); RUST_LOG overrides.
-    #[arg(long, value_name = "LEVEL", default_value = "warn")]
+    /// Log level (error, warn, info, debug, trace, off) or a tracing filter such as
+    /// warn,s3mount=debug; RUST_LOG overrides. Secrets and data are never logged.
+    #[arg(
+        long,
+        value_name = "LEVEL",
+        default_value = "warn",
+        value_parser = crate::logging::parse_log_level
+    )]
     pub log_level: String,
 
     /// Log file once running in the background (default:
     /// $XDG_STATE_HOME/s3mount/s3mount.log, i.e. ~/.local/state/s3mount/s3mount.log).
     #[arg(long, value_name = "PATH")]
     pub log_file: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for ConnectionArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hidden = |v: &Option<String>| v.as_ref().map(|_| "[redacted]");
+        f.debug_struct("ConnectionArgs")
+            .field("region", &self.region)
+            .field("endpoint_url", &self.endpoint_url)
+            .field("force_path_style", &self.force_path_style)
+            .field("profile", &self.profile)
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &hidden(&self.secret_access_key))
+            .field("session_token", &hidden(&self.session_token))
+            .field("role_arn", &self.role_arn)
+            .field("external_id", &self.external_id)
+            .field("role_session_name", &self.role_session_name)
+            .field("sts_endpoint_url", &self.sts_endpoint_url)
+            .field("no_sign_request", &self.no_sign_request)
+            .field("expected_bucket_owner", &self.expected_bucket_owner)
+            .field("requester_pays", &self.requester_pays)
+            .finish()
+    }
+}
+
+/// The canned ACLs S3 defines (`x-amz-acl`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum CannedAcl {
+    /// Owner only.
+    #[value(name = "private")]
+    Private,
+    /// Anyone may read.
+    #[value(name = "public-read")]
+    PublicRead,
+    /// Anyone may read and write.
+    #[value(name = "public-read-write")]
+    PublicReadWrite,
+    /// Any authenticated AWS user may read.
+    #[value(name = "authenticated-read")]
+    AuthenticatedRead,
+    /// EC2 may read AMI bundles.
+    #[value(name = "aws-exec-read")]
+    AwsExecRead,
+    /// The bucket owner may read.
+    #[value(name = "bucket-owner-read")]
+    BucketOwnerRead,
+    /// The bucket owner gets full control (writing into another account's bucket).
+    #[value(name = "bucket-owner-full-control")]
+    BucketOwnerFullControl,
+}
+
+/// The storage classes S3 defines (`x-amz-storage-class`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum StorageClass {
+    /// Standard.
+    #[value(name = "STANDARD")]
+    Standard,
+    /// Reduced redundancy (deprecated by AWS).
+    #[value(name = "REDUCED_REDUNDANCY")]
+    ReducedRedundancy,
+    /// Standard infrequent access.
+    #[value(name = "STANDARD_IA")]
+    StandardIa,
+    /// One-zone infrequent access.
+    #[value(name = "ONEZONE_IA")]
+    OnezoneIa,
+    /// Intelligent tiering.
+    #[value(name = "INTELLIGENT_TIERING")]
+    IntelligentTiering,
+    /// Glacier flexible retrieval.
+    #[value(name = "GLACIER")]
+    Glacier,
+    /// Glacier deep archive.
+    #[value(name = "DEEP_ARCHIVE")]
+    DeepArchive,
+    /// S3 on Outposts.
+    #[value(name = "OUTPOSTS")]
+    Outposts,
+    /// Glacier instant retrieval.
+    #[value(name = "GLACIER_IR")]
+    GlacierIr,
+    /// Snowball Edge.
+    #[value(name = "SNOW")]
+    Snow,
+    /// S3 Express One Zone (directory buckets).
+    #[value(name = "EXPRESS_ONEZONE")]
+    ExpressOnezone,
+}
+
+/// The server-side encryption algorithms S3 defines (`x-amz-server-side-encryption`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Sse {
+    /// S3-managed keys (SSE-S3).
+    #[value(name = "AES256")]
+    Aes256,
+    /// KMS keys (SSE-KMS).
+    #[value(name = "aws:kms")]
+    AwsKms,
+    /// Dual-layer KMS encryption (DSSE-KMS).
+    #[value(name = "aws:kms:dsse")]
+    AwsKmsDsse,
+}
+
+/// The S3 spelling of a command-line value (the name `--help` lists).
+pub fn s3_name<T: ValueEnum>(v: &T) -> String {
+    v.to_possible_value()
+        .expect("no skipped variants")
+        .get_name()
+        .to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mount_args(extra: &[&str]) -> Result<MountArgs, clap::Error> {
+        let mut argv = vec!["s3mount", "mount", "bucket", "/mnt"];
+        argv.extend(extra);
+        match Cli::try_parse_from(argv)?.command {
+            Command::Mount(m) => Ok(*m),
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn upload_values_are_the_s3_ones_in_any_case() {
+        let m = mount_args(&[
+            "--acl",
+            "Bucket-Owner-Full-Control",
+            "--storage-class",
+            "standard_ia",
+            "--sse",
+            "AWS:KMS:DSSE",
+        ])
+        .unwrap();
+        assert_eq!(
+            s3_name(&m.uploads.acl.unwrap()),
+            "bucket-owner-full-control"
+        );
+        assert_eq!(s3_name(&m.uploads.storage_class.unwrap()), "STANDARD_IA");
+        assert_eq!(s3_name(&m.uploads.sse.unwrap()), "aws:kms:dsse");
+        assert_eq!(StorageClass::value_variants().len(), 11);
+        assert_eq!(CannedAcl::value_variants().len(), 7);
+        for (flag, bad) in [
+            ("--acl", "public"),
+            ("--storage-class", "COLD"),
+            ("--sse", "aes128"),
+            ("--log-level", "loud"),
+        ] {
+            let e = mount_args(&[flag, bad]).unwrap_err();
+            use clap::error::ErrorKind;
+            assert!(
+                matches!(
+                    e.kind(),
+                    ErrorKind::InvalidValue | ErrorKind::ValueValidation
+                ),
+                "{flag}: {:?}",
+                e.kind()
+            );
+            let msg = e.to_string();
+            assert!(msg.contains(flag), "{msg}");
+        }
+        assert_eq!(
+            mount_args(&["--log-level", "DEBUG"])
+                .unwrap()
+                .logging
+                .log_level,
+            "debug"
+        );
+    }
 }

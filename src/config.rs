@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::cli::{ConnectionArgs, MountArgs};
+use crate::cli::{ConnectionArgs, MountArgs, s3_name};
 use crate::fs::FsConfig;
 use crate::s3::buckets::validate_bucket_name;
 use crate::s3::connection::{Connection, RoleConfig, StaticKeys, Target};
@@ -108,6 +108,7 @@ impl MountConfig {
         if cache_memory > memory_limit {
             return err("--cache-memory cannot exceed --memory-limit");
         }
+        check_upload_memory(write_part_size, t.upload_threads, memory_limit)?;
         let metadata_ttl = parse_duration(&t.metadata_ttl, "--metadata-ttl")?;
         // SAFETY: getuid/getgid cannot fail.
         let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
@@ -135,10 +136,10 @@ impl MountConfig {
         }
         let u = &args.uploads;
         let uploads = UploadSettings {
-            acl: u.acl.clone(),
-            sse: u.sse.clone(),
+            acl: u.acl.as_ref().map(s3_name),
+            sse: u.sse.as_ref().map(s3_name),
             sse_kms_key_id: u.sse_kms_key_id.clone(),
-            storage_class: u.storage_class.clone(),
+            storage_class: u.storage_class.as_ref().map(s3_name),
         };
         let retry = RetryPolicy {
             deadline: parse_duration(&t.retry_deadline, "--retry-deadline")?,
@@ -162,6 +163,10 @@ impl MountConfig {
                     mountpoint.display()
                 ));
             }
+        }
+        // A read-only mount never stages a file.
+        if !fs.read_only {
+            probe_cache_dir(&fs.cache_dir)?;
         }
         Ok(MountConfig {
             target,
@@ -205,6 +210,95 @@ fn is_inside(path: &Path, dir: &Path) -> bool {
         resolved.push(name);
     }
     resolved.starts_with(dir)
+}
+
+/// Every file being written may hold `--upload-threads` parts of `--write-part-size` in
+/// memory at once: that must fit in `--memory-limit`.
+pub fn check_upload_memory(part: u64, threads: usize, limit: u64) -> Result<(), ConfigError> {
+    let need = part.saturating_mul(threads as u64);
+    if need > limit {
+        return err(format!(
+            "--write-part-size {} × --upload-threads {threads} = {} exceeds --memory-limit {}: \
+             lower either, or raise --memory-limit to at least {}",
+            show_size(part),
+            show_size(need),
+            show_size(limit),
+            show_size(need)
+        ));
+    }
+    Ok(())
+}
+
+/// A size as the flags spell it: `8MiB`, `1GiB`, `300KiB`, else bytes.
+pub fn show_size(n: u64) -> String {
+    for (unit, shift) in [("GiB", 30), ("MiB", 20), ("KiB", 10)] {
+        if n >= 1 << shift && n.is_multiple_of(1 << shift) {
+            return format!("{}{unit}", n >> shift);
+        }
+    }
+    n.to_string()
+}
+
+/// The cache dir must exist (it is created if missing) and take a file: a probe file is
+/// created and removed again, so a mount never starts with nowhere to stage a write.
+pub fn probe_cache_dir(dir: &Path) -> Result<(), ConfigError> {
+    let shown = dir.display();
+    std::fs::create_dir_all(dir).map_err(|e| {
+        ConfigError(format!(
+            "--cache-dir {shown} cannot be created: {e}; choose a writable directory"
+        ))
+    })?;
+    let probe = tempfile::Builder::new()
+        .prefix(".s3mount-probe-")
+        .tempfile_in(dir)
+        .map_err(|e| {
+            ConfigError(format!(
+                "--cache-dir {shown} is not writable: {e}; choose a writable directory"
+            ))
+        })?;
+    probe.close().map_err(|e| {
+        ConfigError(format!(
+            "--cache-dir {shown}: cannot remove a probe file: {e}; choose a writable directory"
+        ))
+    })
+}
+
+/// The one-line warning for secrets given as flags (visible to every local user in `ps`
+/// and /proc/PID/cmdline), naming the safer ways; `None` when there are none.
+pub fn secret_flags_warning(a: &ConnectionArgs) -> Option<String> {
+    let flags: Vec<&str> = [
+        ("--secret-access-key", a.secret_access_key.is_some()),
+        ("--session-token", a.session_token.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(f, given)| given.then_some(f))
+    .collect();
+    if flags.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "s3mount: warning: {} on the command line {} visible to other local users (ps, \
+         /proc/PID/cmdline); prefer the environment variables AWS_ACCESS_KEY_ID, \
+         AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN, a profile in ~/.aws (--profile), or a \
+         role (--role-arn)",
+        flags.join(" and "),
+        if flags.len() == 1 { "is" } else { "are" }
+    ))
+}
+
+/// The secret values on the command line or in the environment, for the log redactor.
+pub fn known_secrets(a: &ConnectionArgs) -> Vec<String> {
+    let mut out: Vec<String> = [&a.secret_access_key, &a.session_token]
+        .into_iter()
+        .flatten()
+        .cloned()
+        .collect();
+    for var in ["AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"] {
+        if let Ok(v) = std::env::var(var) {
+            out.push(v);
+        }
+    }
+    out
 }
 
 /// `$XDG_CACHE_HOME/s3mount`, else `~/.cache/s3mount`, else a temp dir.
@@ -511,6 +605,88 @@ mod tests {
         assert_eq!(parse_duration("7d", "x").unwrap().as_secs(), 7 * 86_400);
         assert!(parse_duration("8d", "x").is_err());
         assert!(parse_duration("5 parsecs", "x").is_err());
+    }
+
+    #[test]
+    fn upload_memory_must_fit_the_limit() {
+        assert!(check_upload_memory(8 << 20, 4, 128 << 20).is_ok());
+        assert!(check_upload_memory(32 << 20, 4, 128 << 20).is_ok());
+        let e = check_upload_memory(64 << 20, 4, 128 << 20)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "--write-part-size 64MiB × --upload-threads 4 = 256MiB exceeds --memory-limit \
+             128MiB: lower either, or raise --memory-limit to at least 256MiB"
+        );
+        assert!(check_upload_memory(u64::MAX, 64, 128 << 20).is_err());
+        assert_eq!(show_size(5 << 30), "5GiB");
+        assert_eq!(show_size(1536 << 10), "1536KiB");
+        assert_eq!(show_size(1000), "1000");
+    }
+
+    #[test]
+    fn cache_dir_is_created_and_probed() {
+        let d = tempfile::tempdir().unwrap();
+        let fresh = d.path().join("a/b");
+        probe_cache_dir(&fresh).unwrap();
+        assert!(fresh.is_dir());
+        assert_eq!(
+            std::fs::read_dir(&fresh).unwrap().count(),
+            0,
+            "probe removed"
+        );
+        let file = d.path().join("file");
+        std::fs::write(&file, b"x").unwrap();
+        let e = probe_cache_dir(&file).unwrap_err().to_string();
+        assert!(
+            e.starts_with("--cache-dir ") && e.contains("cannot be created"),
+            "{e}"
+        );
+        let e = probe_cache_dir(&file.join("sub")).unwrap_err().to_string();
+        assert!(e.contains("cannot be created"), "{e}");
+        // Exists, but takes no file (even for root).
+        let e = probe_cache_dir(Path::new("/proc/self"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("is not writable"), "{e}");
+        assert!(!e.contains('\n'));
+    }
+
+    #[test]
+    fn secrets_on_the_command_line_are_warned_about_and_hidden_in_debug() {
+        let mut a = ConnectionArgs::default();
+        assert_eq!(secret_flags_warning(&a), None);
+        a.access_key_id = Some("AKIDEXAMPLE".into());
+        a.secret_access_key = Some("wJalrXUtnFEMI/K7MDENG".into());
+        let w = secret_flags_warning(&a).unwrap();
+        assert!(
+            w.contains("--secret-access-key on the command line is visible"),
+            "{w}"
+        );
+        assert!(
+            w.contains("AWS_SECRET_ACCESS_KEY") && w.contains("~/.aws"),
+            "{w}"
+        );
+        a.session_token = Some("FQoGZXIvYXdzEXAMPLETOKEN".into());
+        let w = secret_flags_warning(&a).unwrap();
+        assert!(w.contains("--secret-access-key and --session-token"), "{w}");
+        assert!(!w.contains('\n'));
+        let shown = format!("{a:?}");
+        assert!(shown.contains("AKIDEXAMPLE"), "{shown}");
+        assert!(
+            !shown.contains("wJalrXUtnFEMI") && !shown.contains("FQoG"),
+            "{shown}"
+        );
+        let conn = connection_from_args(&a).unwrap();
+        let shown = format!("{conn:?}");
+        assert!(
+            !shown.contains("wJalrXUtnFEMI") && !shown.contains("FQoG"),
+            "{shown}"
+        );
+        assert!(shown.contains("AKIDEXAMPLE"), "{shown}");
+        let secrets = known_secrets(&a);
+        assert!(secrets.contains(&"wJalrXUtnFEMI/K7MDENG".to_string()));
     }
 
     #[test]

@@ -3,34 +3,71 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use s3mount::cli::{CheckArgs, Cli, Command, MountArgs, PolicyArgs};
+use s3mount::cli::{CheckArgs, Cli, Command, ConnectionArgs, MountArgs, PolicyArgs, s3_name};
 use s3mount::config::{self, MountConfig};
 use s3mount::policy;
 use s3mount::s3::connection::Target;
 use s3mount::{daemon, mount};
-use tracing_subscriber::EnvFilter;
 
-fn init_logging(level: &str) {
-    let filter = match std::env::var("RUST_LOG") {
-        Ok(f) if !f.is_empty() => EnvFilter::new(f),
-        // A bare level applies to s3mount; other crates (the AWS SDK, fuser — which warns
-        // on every external unmount) only report errors unless debugging, RUST_LOG or a
-        // full filter asks for more.
-        _ if !level.contains('=') => {
-            let others = if matches!(level, "debug" | "trace") {
-                level
-            } else {
-                "error"
-            };
-            EnvFilter::new(format!("error,s3mount={level},fuser={others}"))
+/// Logging to stderr (the log file once daemonized), with secrets never written: see
+/// [`s3mount::logging`].
+fn init_logging(level: &str, connection: &ConnectionArgs) {
+    s3mount::logging::init(level, config::known_secrets(connection));
+}
+
+/// The AWS SDK logs request and response bodies when these are set; never let it.
+fn disable_sdk_body_logging() {
+    for var in s3mount::logging::BODY_LOGGING_ENV {
+        if std::env::var_os(var).is_some() {
+            // SAFETY: called first thing in main, before any other thread exists.
+            unsafe { std::env::remove_var(var) };
         }
-        _ => EnvFilter::new(level),
-    };
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .init();
+    }
+}
+
+/// Warn (one line on stderr) about secrets given as flags.
+fn warn_about_secret_flags(connection: &ConnectionArgs) {
+    if let Some(w) = config::secret_flags_warning(connection) {
+        eprintln!("{w}");
+    }
+}
+
+/// Parse the command line; a usage error is one line like every other error (help and
+/// version are printed as clap prints them).
+fn parse_cli() -> Result<Cli, ExitCode> {
+    use clap::error::ErrorKind;
+    match Cli::try_parse() {
+        Ok(cli) => Ok(cli),
+        Err(e)
+            if matches!(
+                e.kind(),
+                ErrorKind::DisplayHelp
+                    | ErrorKind::DisplayVersion
+                    | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            ) =>
+        {
+            e.exit()
+        }
+        Err(e) => {
+            eprintln!("s3mount: error: {}", clap_one_line(&e.render().to_string()));
+            Err(ExitCode::from(2))
+        }
+    }
+}
+
+/// clap's message on one line: without the `error:` label, the usage and the `--help`
+/// hint (named once at the end instead).
+fn clap_one_line(rendered: &str) -> String {
+    let kept: Vec<&str> = rendered
+        .lines()
+        .map(str::trim)
+        .filter(|l| {
+            !l.is_empty() && !l.starts_with("Usage:") && !l.starts_with("For more information")
+        })
+        .collect();
+    let text = kept.join(" ");
+    let text = text.strip_prefix("error: ").unwrap_or(&text);
+    format!("{} (see --help)", one_line(text))
 }
 
 /// Write to stdout; a closed pipe (`| head`) is not an error worth a panic.
@@ -124,8 +161,12 @@ fn report(r: Result<ExitCode, Failure>) -> ExitCode {
 }
 
 fn main() -> ExitCode {
+    disable_sdk_body_logging();
     tune_allocator();
-    let cli = Cli::parse();
+    let cli = match parse_cli() {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
     report(match cli.command {
         Command::Presign(args) => run_presign(&args.path),
         Command::Policy(args) => run_policy(args),
@@ -180,13 +221,14 @@ fn print_json(doc: &serde_json::Value) {
 fn run_check(args: CheckArgs) -> Result<ExitCode, Failure> {
     let target = optional_target(args.target.as_deref())?;
     let conn = config::connection_from_args(&args.connection).map_err(Failure::usage)?;
-    init_logging(&args.logging.log_level);
+    warn_about_secret_flags(&args.connection);
+    init_logging(&args.logging.log_level, &args.connection);
     let rt = tokio::runtime::Runtime::new().map_err(Failure::run)?;
     let report = match &target {
         Some(t) => {
             let uploads = s3mount::check::UploadChecks {
-                acl: args.acl.clone(),
-                sse: args.sse.clone(),
+                acl: args.acl.as_ref().map(s3_name),
+                sse: args.sse.as_ref().map(s3_name),
                 sse_kms_key_id: args.sse_kms_key_id.clone(),
             };
             rt.block_on(s3mount::check::run(t, &conn, args.mode, &uploads))
@@ -207,6 +249,7 @@ fn run_check(args: CheckArgs) -> Result<ExitCode, Failure> {
 
 fn run_mount(args: MountArgs) -> Result<ExitCode, Failure> {
     let cfg = MountConfig::from_args(&args).map_err(Failure::usage)?;
+    warn_about_secret_flags(&args.connection);
     let ready = if cfg.mount.foreground {
         None
     } else {
@@ -215,7 +258,7 @@ fn run_mount(args: MountArgs) -> Result<ExitCode, Failure> {
                 .map_err(|e| Failure::run(format!("cannot start in the background: {e}")))?,
         )
     };
-    init_logging(&args.logging.log_level);
+    init_logging(&args.logging.log_level, &args.connection);
     mount::run(cfg, ready).map_err(|e| Failure::run(format!("{e:#}")))?;
     Ok(ExitCode::SUCCESS)
 }

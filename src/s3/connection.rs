@@ -2,8 +2,8 @@
 //! layer connects with. `crate::config` builds them from the command line (validating
 //! everything that can be checked offline); nothing here parses flags.
 
-/// Static keys given on the command line.
-#[derive(Clone, Debug)]
+/// Static keys given on the command line. `Debug` shows the access key id only.
+#[derive(Clone)]
 pub struct StaticKeys {
     /// Access key id.
     pub access_key_id: String,
@@ -11,6 +11,19 @@ pub struct StaticKeys {
     pub secret_access_key: String,
     /// Optional session token.
     pub session_token: Option<String>,
+}
+
+impl std::fmt::Debug for StaticKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StaticKeys")
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &"[redacted]")
+            .field(
+                "session_token",
+                &self.session_token.as_ref().map(|_| "[redacted]"),
+            )
+            .finish()
+    }
 }
 
 /// A role to assume.

@@ -14,6 +14,7 @@ mod auth;
 mod buckets;
 mod cli;
 mod faults;
+mod input;
 mod lifecycle;
 mod metadata;
 mod misbehaving;
