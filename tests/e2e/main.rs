@@ -17,6 +17,7 @@ mod faults;
 mod lifecycle;
 mod metadata;
 mod namespace;
+mod preserve;
 mod read;
 mod store;
 mod wire;
