@@ -351,3 +351,5 @@ fn check_name(name: &str) -> Result<()> {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_preserve;

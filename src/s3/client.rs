@@ -12,7 +12,7 @@ use aws_sdk_s3::types::{
 };
 use aws_smithy_types::error::display::DisplayErrorContext;
 use bytes::{Bytes, BytesMut};
-use tracing::trace;
+use tracing::{debug, trace};
 
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::types::{
@@ -20,9 +20,11 @@ use aws_sdk_s3::types::{
     Tagging,
 };
 
+use aws_sdk_s3::operation::head_object::HeadObjectOutput;
+
 use super::{
-    CompletedPart, ErrorKind, ListPage, MultipartUpload, ObjectDetails, ObjectInfo, ObjectStore,
-    PutOptions, PutResult, StoreError, UserMeta,
+    CompletedPart, CopyMeta, ErrorKind, ListPage, MultipartUpload, ObjectDetails, ObjectHeaders,
+    ObjectInfo, ObjectStore, PutOptions, PutResult, StoreError, UserMeta,
 };
 
 /// `bucket`, expected owner and requester-pays on an object request, then the key. The
@@ -48,14 +50,32 @@ macro_rules! on_bucket {
     };
 }
 
-/// What every upload carries: ACL, server-side encryption, storage class.
+/// What every upload and copy carries: the ACL, then the storage class and server-side
+/// encryption `$h` ([`ObjectHeaders`]) states, else the mount's.
 macro_rules! with_upload_settings {
-    ($s:ident, $req:expr) => {
+    ($s:ident, $req:expr, $h:expr) => {{
+        let h: &ObjectHeaders = $h;
+        let (sse, key, bucket_key) = $s.encryption(h);
         $req.set_acl($s.acl())
-            .set_server_side_encryption($s.sse())
-            .set_ssekms_key_id($s.settings.sse_kms_key_id.clone())
-            .set_storage_class($s.storage_class())
-    };
+            .set_server_side_encryption(sse)
+            .set_ssekms_key_id(key)
+            .set_bucket_key_enabled(bucket_key)
+            .set_storage_class($s.storage_class(h))
+    }};
+}
+
+/// The content headers of `$h` ([`ObjectHeaders`]), for an upload or a copy that replaces
+/// the metadata.
+macro_rules! with_content_headers {
+    ($req:expr, $h:expr) => {{
+        let h: &ObjectHeaders = $h;
+        $req.content_type(h.content_type.as_deref().unwrap_or(DEFAULT_TYPE))
+            .set_content_encoding(h.content_encoding.clone())
+            .set_content_disposition(h.content_disposition.clone())
+            .set_content_language(h.content_language.clone())
+            .set_cache_control(h.cache_control.clone())
+            .set_expires(expires(h))
+    }};
 }
 
 /// Settings applied to every request (bucket owner, requester pays) or every upload (ACL,
@@ -118,10 +138,7 @@ impl AwsStore {
         self
     }
 
-    async fn head_object(
-        &self,
-        key: &str,
-    ) -> Result<aws_sdk_s3::operation::head_object::HeadObjectOutput, StoreError> {
+    async fn head_object(&self, key: &str) -> Result<HeadObjectOutput, StoreError> {
         on_object!(self, head_object, key)
             .send()
             .await
@@ -142,14 +159,30 @@ impl AwsStore {
         self.settings.acl.as_deref().map(ObjectCannedAcl::from)
     }
 
-    fn sse(&self) -> Option<ServerSideEncryption> {
-        self.settings.sse.as_deref().map(ServerSideEncryption::from)
+    /// Encryption, KMS key and bucket-key flag: the object's when `h` states an encryption
+    /// (never mixed with the mount's key), else the mount's `--sse`.
+    fn encryption(
+        &self,
+        h: &ObjectHeaders,
+    ) -> (Option<ServerSideEncryption>, Option<String>, Option<bool>) {
+        match &h.server_side_encryption {
+            Some(sse) => (
+                Some(ServerSideEncryption::from(sse.as_str())),
+                h.sse_kms_key_id.clone(),
+                h.bucket_key_enabled,
+            ),
+            None => (
+                self.settings.sse.as_deref().map(ServerSideEncryption::from),
+                self.settings.sse_kms_key_id.clone(),
+                None,
+            ),
+        }
     }
 
-    fn storage_class(&self) -> Option<StorageClass> {
-        self.settings
-            .storage_class
+    fn storage_class(&self, h: &ObjectHeaders) -> Option<StorageClass> {
+        h.storage_class
             .as_deref()
+            .or(self.settings.storage_class.as_deref())
             .map(StorageClass::from)
     }
 
@@ -159,15 +192,46 @@ impl AwsStore {
     }
 }
 
+/// Content-Type of objects stored without one (as S3 does).
+const DEFAULT_TYPE: &str = "application/octet-stream";
+
 fn user_meta(opts: &PutOptions) -> Option<std::collections::HashMap<String, String>> {
     (!opts.meta.is_empty()).then(|| opts.meta.clone().into_iter().collect())
 }
 
-fn content_type(opts: &PutOptions) -> &str {
-    if opts.content_type.is_empty() {
-        "application/octet-stream"
-    } else {
-        &opts.content_type
+/// Expires as the SDK sends it; a value that is no HTTP date (any client can store one) is
+/// not sent, as a copy could not be made otherwise.
+fn expires(h: &ObjectHeaders) -> Option<aws_smithy_types::DateTime> {
+    let text = h.expires.as_deref()?;
+    let parsed =
+        aws_smithy_types::DateTime::from_str(text, aws_smithy_types::date_time::Format::HttpDate);
+    if parsed.is_err() {
+        debug!(
+            expires = text,
+            "Expires is not an HTTP date: not carried over"
+        );
+    }
+    parsed.ok()
+}
+
+/// The headers a HEAD returned; a storage class the server omits is `STANDARD`.
+fn headers_of(out: &HeadObjectOutput) -> ObjectHeaders {
+    let own = |v: Option<&str>| v.map(str::to_owned);
+    ObjectHeaders {
+        content_type: own(out.content_type()),
+        content_encoding: own(out.content_encoding()),
+        content_disposition: own(out.content_disposition()),
+        content_language: own(out.content_language()),
+        cache_control: own(out.cache_control()),
+        expires: own(out.expires_string()),
+        storage_class: Some(
+            out.storage_class()
+                .map_or("STANDARD", |c| c.as_str())
+                .to_owned(),
+        ),
+        server_side_encryption: own(out.server_side_encryption().map(|e| e.as_str())),
+        sse_kms_key_id: own(out.ssekms_key_id()),
+        bucket_key_enabled: out.bucket_key_enabled(),
     }
 }
 
@@ -213,6 +277,7 @@ impl ObjectStore for AwsStore {
                     mtime: to_system_time(o.last_modified()),
                     etag: o.e_tag().map(str::to_owned),
                     meta: None,
+                    headers: None,
                 })
             })
             .collect();
@@ -249,6 +314,7 @@ impl ObjectStore for AwsStore {
                     })
                     .unwrap_or_default(),
             ),
+            headers: Some(headers_of(&out)),
         })
     }
 
@@ -318,9 +384,9 @@ impl ObjectStore for AwsStore {
     ) -> Result<PutResult, StoreError> {
         let out = with_upload_settings!(
             self,
-            on_object!(self, put_object, key)
-                .content_type(content_type(opts))
-                .set_metadata(user_meta(opts))
+            with_content_headers!(on_object!(self, put_object, key), &opts.headers)
+                .set_metadata(user_meta(opts)),
+            &opts.headers
         )
         .body(ByteStream::from(body))
         .customize()
@@ -340,9 +406,12 @@ impl ObjectStore for AwsStore {
     ) -> Result<Arc<dyn MultipartUpload>, StoreError> {
         let out = with_upload_settings!(
             self,
-            on_object!(self, create_multipart_upload, key)
-                .content_type(content_type(opts))
-                .set_metadata(user_meta(opts))
+            with_content_headers!(
+                on_object!(self, create_multipart_upload, key),
+                &opts.headers
+            )
+            .set_metadata(user_meta(opts)),
+            &opts.headers
         )
         .send()
         .await
@@ -366,18 +435,23 @@ impl ObjectStore for AwsStore {
         &self,
         src: &str,
         dst: &str,
-        opts: Option<&PutOptions>,
+        meta: CopyMeta<'_>,
+        src_etag: Option<&str>,
     ) -> Result<PutResult, StoreError> {
-        let mut req = with_upload_settings!(
-            self,
-            on_object!(self, copy_object, dst).copy_source(copy_source(&self.bucket, src))
-        );
-        req = match opts {
-            Some(o) => req
-                .metadata_directive(MetadataDirective::Replace)
-                .content_type(content_type(o))
-                .set_metadata(Some(o.meta.clone().into_iter().collect())),
-            None => req.metadata_directive(MetadataDirective::Copy),
+        let req = on_object!(self, copy_object, dst)
+            .copy_source(copy_source(&self.bucket, src))
+            .set_copy_source_if_match(src_etag.map(str::to_owned));
+        let req = match meta {
+            CopyMeta::Replace(o) => with_upload_settings!(
+                self,
+                with_content_headers!(req, &o.headers)
+                    .metadata_directive(MetadataDirective::Replace)
+                    .set_metadata(Some(o.meta.clone().into_iter().collect())),
+                &o.headers
+            ),
+            CopyMeta::Keep(h) => {
+                with_upload_settings!(self, req.metadata_directive(MetadataDirective::Copy), h)
+            }
         };
         let out = req
             .send()
@@ -449,11 +523,7 @@ impl ObjectStore for AwsStore {
         Ok(ObjectDetails {
             etag: out.e_tag().map(str::to_owned),
             version_id: out.version_id().map(str::to_owned),
-            storage_class: Some(
-                out.storage_class()
-                    .map(|c| c.as_str().to_owned())
-                    .unwrap_or_else(|| "STANDARD".to_owned()),
-            ),
+            storage_class: headers_of(&out).storage_class,
             content_type: out.content_type().map(str::to_owned),
         })
     }

@@ -9,7 +9,7 @@
 use bytes::Bytes;
 use futures::TryStreamExt;
 
-use super::{ErrorKind, ListPage, ObjectInfo, ObjectStore, PutOptions, UserMeta};
+use super::{ErrorKind, ListPage, ObjectHeaders, ObjectInfo, ObjectStore, PutOptions, UserMeta};
 
 /// Smallest part S3 accepts for all but the last part of a multipart upload.
 const PART: usize = 5 << 20;
@@ -23,11 +23,11 @@ fn body(len: usize, seed: u8) -> Bytes {
 
 fn opts(content_type: &str, pairs: &[(&str, &str)]) -> PutOptions {
     PutOptions {
-        content_type: content_type.to_owned(),
         meta: pairs
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect::<UserMeta>(),
+        ..PutOptions::typed(content_type)
     }
 }
 
@@ -37,6 +37,7 @@ pub async fn run(store: &dyn ObjectStore, prefix: &str) {
     listing(store, prefix).await;
     multipart(store, prefix).await;
     copies(store, prefix).await;
+    copies_keep_headers(store, prefix).await;
     deletes_and_tags(store, prefix).await;
 }
 
@@ -254,6 +255,55 @@ async fn copies(store: &dyn ObjectStore, p: &str) {
         ErrorKind::NotFound
     );
     for k in [&src, &kept, &replaced] {
+        store.delete(k).await.unwrap();
+    }
+}
+
+/// The content headers an upload states come back from HEAD, and survive both a copy that
+/// keeps the metadata and one that replaces it with what HEAD said (as chmod does).
+async fn copies_keep_headers(store: &dyn ObjectStore, p: &str) {
+    let src = format!("{p}hdr/src");
+    let mut put = opts("text/x-custom", &[("foreign", "keepme")]);
+    put.headers = ObjectHeaders {
+        content_encoding: Some("gzip".into()),
+        content_disposition: Some("attachment; filename=\"x.txt\"".into()),
+        content_language: Some("de-CH".into()),
+        cache_control: Some("max-age=60".into()),
+        expires: Some("Wed, 21 Oct 2037 07:28:00 GMT".into()),
+        ..put.headers
+    };
+    store.put(&src, body(10, 8), &put).await.unwrap();
+    let content = |h: Option<ObjectHeaders>| {
+        let h = h.expect("HeadObject carries the headers");
+        let storage_class = h.storage_class.clone();
+        let content = ObjectHeaders {
+            storage_class: None,
+            server_side_encryption: None,
+            sse_kms_key_id: None,
+            bucket_key_enabled: None,
+            ..h
+        };
+        (content, storage_class)
+    };
+    let head = store.head(&src).await.unwrap();
+    let (got, class) = content(head.headers.clone());
+    assert_eq!(got, put.headers, "the headers an upload states are stored");
+    assert_eq!(class.as_deref(), Some("STANDARD"), "HEAD states the class");
+    let kept = format!("{p}hdr/kept");
+    store.copy(&src, &kept, 10, None).await.unwrap();
+    let copy = store.head(&kept).await.unwrap();
+    assert_eq!(content(copy.headers).0, put.headers, "kept by a copy");
+    assert_eq!(copy.meta, head.meta, "metadata kept by a copy");
+    let mut replace = PutOptions {
+        headers: head.headers.clone().unwrap(),
+        meta: head.meta.clone().unwrap(),
+    };
+    replace.meta.insert("mode".into(), "33152".into());
+    store.copy(&src, &src, 10, Some(&replace)).await.unwrap();
+    let after = store.head(&src).await.unwrap();
+    assert_eq!(content(after.headers).0, put.headers, "kept by a self-copy");
+    assert_eq!(after.meta, Some(replace.meta), "metadata replaced");
+    for k in [&src, &kept] {
         store.delete(k).await.unwrap();
     }
 }

@@ -12,8 +12,8 @@ use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 
 use super::{
-    CompletedPart, ErrorKind, ListPage, MultipartUpload, ObjectDetails, ObjectInfo, ObjectStore,
-    PutOptions, PutResult, StoreError,
+    CompletedPart, CopyMeta, ErrorKind, ListPage, MultipartUpload, ObjectDetails, ObjectInfo,
+    ObjectStore, PutOptions, PutResult, StoreError,
 };
 
 /// What to inject, as probabilities per request.
@@ -174,9 +174,10 @@ impl ObjectStore for Faulty {
         &self,
         src: &str,
         dst: &str,
-        opts: Option<&PutOptions>,
+        meta: CopyMeta<'_>,
+        src_etag: Option<&str>,
     ) -> Result<PutResult, StoreError> {
-        let f = self.inner.copy_object(src, dst, opts);
+        let f = self.inner.copy_object(src, dst, meta, src_etag);
         self.shared.around("CopyObject", src, f).await
     }
 

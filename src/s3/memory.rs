@@ -12,8 +12,8 @@ use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 
 use super::{
-    CompletedPart, ErrorKind, ListPage, MAX_COPY, MultipartUpload, ObjectInfo, ObjectStore,
-    PutOptions, PutResult, StoreError, UserMeta,
+    CompletedPart, CopyMeta, ErrorKind, ListPage, MAX_COPY, MultipartUpload, ObjectHeaders,
+    ObjectInfo, ObjectStore, PutOptions, PutResult, StoreError, UserMeta,
 };
 
 #[derive(Clone)]
@@ -22,7 +22,7 @@ struct Object {
     etag: String,
     mtime: SystemTime,
     meta: UserMeta,
-    content_type: String,
+    headers: ObjectHeaders,
 }
 
 #[derive(Default)]
@@ -36,12 +36,23 @@ struct State {
 /// Content-Type of objects stored without one (as S3 does).
 const DEFAULT_TYPE: &str = "application/octet-stream";
 
-fn content_type(opts: &PutOptions) -> String {
-    if opts.content_type.is_empty() {
-        DEFAULT_TYPE.to_owned()
-    } else {
-        opts.content_type.clone()
+/// The headers S3 would store from an upload stating `h`: the default type when none is
+/// given, the storage class only when not STANDARD (a HEAD then omits it, as S3's does).
+fn as_stored(h: &ObjectHeaders) -> ObjectHeaders {
+    let mut h = h.clone();
+    h.content_type
+        .get_or_insert_with(|| DEFAULT_TYPE.to_owned());
+    if h.storage_class.as_deref() == Some("STANDARD") {
+        h.storage_class = None;
     }
+    h
+}
+
+/// What a HEAD reports of stored headers: STANDARD when no class is stored.
+fn reported(h: &ObjectHeaders) -> ObjectHeaders {
+    let mut h = h.clone();
+    h.storage_class.get_or_insert_with(|| "STANDARD".to_owned());
+    h
 }
 
 /// A part's ETag as S3 computes it: the MD5 of its bytes, quoted.
@@ -107,7 +118,7 @@ impl MemoryStore {
                 etag,
                 mtime: SystemTime::now(),
                 meta: UserMeta::new(),
-                content_type: DEFAULT_TYPE.to_owned(),
+                headers: as_stored(&ObjectHeaders::default()),
             },
         );
     }
@@ -117,6 +128,14 @@ impl MemoryStore {
         self.insert(key, body);
         if let Some(o) = self.state().objects.get_mut(key) {
             o.meta = meta;
+        }
+    }
+
+    /// Store an object with headers and user metadata (as another client would).
+    pub fn insert_with(&self, key: &str, body: impl Into<Bytes>, opts: &PutOptions) {
+        self.insert_with_meta(key, body, opts.meta.clone());
+        if let Some(o) = self.state().objects.get_mut(key) {
+            o.headers = as_stored(&opts.headers);
         }
     }
 
@@ -198,6 +217,7 @@ impl ObjectStore for MemoryStore {
                         mtime: obj.mtime,
                         etag: Some(obj.etag.clone()),
                         meta: None,
+                        headers: None,
                     }),
                 ),
             };
@@ -232,6 +252,7 @@ impl ObjectStore for MemoryStore {
             mtime: o.mtime,
             etag: Some(o.etag.clone()),
             meta: Some(o.meta.clone()),
+            headers: Some(reported(&o.headers)),
         })
     }
 
@@ -276,7 +297,7 @@ impl ObjectStore for MemoryStore {
                 etag: etag.clone(),
                 mtime: SystemTime::now(),
                 meta: opts.meta.clone(),
-                content_type: content_type(opts),
+                headers: as_stored(&opts.headers),
             },
         );
         Ok(PutResult { etag: Some(etag) })
@@ -305,7 +326,8 @@ impl ObjectStore for MemoryStore {
         &self,
         src: &str,
         dst: &str,
-        opts: Option<&PutOptions>,
+        meta: CopyMeta<'_>,
+        src_etag: Option<&str>,
     ) -> Result<PutResult, StoreError> {
         let etag = self.etag();
         let mut st = self.tick("CopyObject");
@@ -314,6 +336,13 @@ impl ObjectStore for MemoryStore {
             .get(src)
             .ok_or_else(|| StoreError::new("CopyObject", src, ErrorKind::NotFound))?
             .clone();
+        if src_etag.is_some_and(|e| e != o.etag) {
+            return Err(StoreError::new(
+                "CopyObject",
+                src,
+                ErrorKind::PreconditionFailed,
+            ));
+        }
         if o.body.len() as u64 > MAX_COPY {
             return Err(StoreError::new(
                 "CopyObject",
@@ -321,14 +350,30 @@ impl ObjectStore for MemoryStore {
                 ErrorKind::InvalidRequest,
             ));
         }
+        let (meta, headers) = match meta {
+            CopyMeta::Replace(opts) => (opts.meta.clone(), as_stored(&opts.headers)),
+            // As S3 does: the content headers are copied, the storage class and encryption
+            // are what the request states (the defaults when it states none).
+            CopyMeta::Keep(h) => {
+                let stated = as_stored(h);
+                let headers = ObjectHeaders {
+                    storage_class: stated.storage_class,
+                    server_side_encryption: stated.server_side_encryption,
+                    sse_kms_key_id: stated.sse_kms_key_id,
+                    bucket_key_enabled: stated.bucket_key_enabled,
+                    ..o.headers
+                };
+                (o.meta, headers)
+            }
+        };
         st.objects.insert(
             dst.to_owned(),
             Object {
                 body: o.body,
                 etag: etag.clone(),
                 mtime: SystemTime::now(),
-                meta: opts.map_or(o.meta, |o| o.meta.clone()),
-                content_type: opts.map_or(o.content_type, content_type),
+                meta,
+                headers,
             },
         );
         Ok(PutResult { etag: Some(etag) })
@@ -359,8 +404,8 @@ impl ObjectStore for MemoryStore {
         Ok(super::ObjectDetails {
             etag: Some(o.etag.clone()),
             version_id: None,
-            storage_class: Some("STANDARD".into()),
-            content_type: Some(o.content_type.clone()),
+            storage_class: reported(&o.headers).storage_class,
+            content_type: o.headers.content_type.clone(),
         })
     }
 
@@ -479,7 +524,7 @@ impl MultipartUpload for MemoryUpload {
                 etag: etag.clone(),
                 mtime: SystemTime::now(),
                 meta: opts.meta.clone(),
-                content_type: content_type(&opts),
+                headers: as_stored(&opts.headers),
             },
         );
         Ok(PutResult { etag: Some(etag) })

@@ -43,6 +43,51 @@ pub struct ObjectInfo {
     /// User metadata (`x-amz-meta-*`, names lowercased without the prefix); `None` when
     /// unknown (listings carry none).
     pub meta: Option<UserMeta>,
+    /// The stored headers (HEAD only; listings carry none): what a copy must restate.
+    pub headers: Option<ObjectHeaders>,
+}
+
+/// The headers S3 stores with an object besides its user metadata.
+///
+/// A CopyObject that replaces the metadata (chmod, chown, touch) keeps none of them unless
+/// they are sent again, and even one that copies the metadata (rename) drops the storage
+/// class and the encryption settings, so every copy carries them from a HEAD of the source.
+/// On puts and copies, a `None` storage class or encryption means "the mount's
+/// `--storage-class` / `--sse`" (those flags are for what the mount writes); a HEAD states
+/// `STANDARD` when the server omits the class, so a copy keeps the source's class.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ObjectHeaders {
+    /// Content-Type (`None`: application/octet-stream).
+    pub content_type: Option<String>,
+    /// Content-Encoding.
+    pub content_encoding: Option<String>,
+    /// Content-Disposition.
+    pub content_disposition: Option<String>,
+    /// Content-Language.
+    pub content_language: Option<String>,
+    /// Cache-Control.
+    pub cache_control: Option<String>,
+    /// Expires, as the HTTP date the server sent.
+    pub expires: Option<String>,
+    /// Storage class (`STANDARD`, `STANDARD_IA`, ...).
+    pub storage_class: Option<String>,
+    /// Server-side encryption: `AES256` or `aws:kms`.
+    pub server_side_encryption: Option<String>,
+    /// KMS key of an `aws:kms` object.
+    pub sse_kms_key_id: Option<String>,
+    /// Whether an `aws:kms` object uses an S3 Bucket Key.
+    pub bucket_key_enabled: Option<bool>,
+}
+
+/// How a copy sets the new object's headers and metadata.
+#[derive(Clone, Copy, Debug)]
+pub enum CopyMeta<'a> {
+    /// As the source has them: the server copies the metadata and content headers
+    /// (MetadataDirective COPY); the storage class and encryption, which it does not copy,
+    /// are sent from these (the source's) headers.
+    Keep(&'a ObjectHeaders),
+    /// Exactly these instead (MetadataDirective REPLACE): every header is sent.
+    Replace(&'a PutOptions),
 }
 
 /// What HeadObject says beyond [`ObjectInfo`] (for the `user.s3.*` extended attributes).
@@ -62,12 +107,25 @@ pub struct ObjectDetails {
 pub type UserMeta = BTreeMap<String, String>;
 
 /// What to store along with an object's body.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PutOptions {
-    /// Content-Type (empty: application/octet-stream).
-    pub content_type: String,
+    /// Content-Type, other content headers, storage class and encryption.
+    pub headers: ObjectHeaders,
     /// User metadata.
     pub meta: UserMeta,
+}
+
+impl PutOptions {
+    /// Options with only a Content-Type (the mount's settings for the rest).
+    pub fn typed(content_type: impl Into<String>) -> Self {
+        PutOptions {
+            headers: ObjectHeaders {
+                content_type: Some(content_type.into()),
+                ..ObjectHeaders::default()
+            },
+            meta: UserMeta::new(),
+        }
+    }
 }
 
 /// Most keys one DeleteObjects request may name.
@@ -197,13 +255,15 @@ pub trait ObjectStore: Send + Sync + 'static {
         opts: &PutOptions,
     ) -> Result<Arc<dyn MultipartUpload>, StoreError>;
 
-    /// CopyObject `src` (at most [`MAX_COPY`] bytes) to `dst`, with `opts` replacing the
-    /// metadata when given, else keeping the source's. Callers use [`ObjectStore::copy`].
+    /// CopyObject `src` (at most [`MAX_COPY`] bytes) to `dst` with headers and metadata as
+    /// `meta` says, only while the source's ETag is `src_etag` when given. Callers use
+    /// [`ObjectStore::copy`].
     async fn copy_object(
         &self,
         src: &str,
         dst: &str,
-        opts: Option<&PutOptions>,
+        meta: CopyMeta<'_>,
+        src_etag: Option<&str>,
     ) -> Result<PutResult, StoreError>;
 
     /// DeleteObject (succeeds when the key does not exist, as S3 does).
@@ -263,10 +323,15 @@ pub trait ObjectStore: Send + Sync + 'static {
         .boxed()
     }
 
-    /// Copy `src` to `dst`, keeping the metadata or replacing it with `opts`: CopyObject up
-    /// to 5 GiB, a multipart upload of UploadPartCopy parts above, sized from a HEAD of the
-    /// source and conditional on its ETag (`size_hint` is what the caller believes the
-    /// size is, to pick the method without a request). Returns the new object's ETag.
+    /// Copy `src` to `dst`, keeping its headers and metadata or replacing them with
+    /// `opts` (which must then state every header to keep: see [`ObjectHeaders`]).
+    /// CopyObject up to 5 GiB, a multipart upload of UploadPartCopy parts above.
+    ///
+    /// Keeping costs a HEAD of the source first: S3 copies neither the storage class nor
+    /// the encryption, so they are read and sent. The copy is conditional on the ETag that
+    /// HEAD saw (headers and body of one version), and HEAD and copy are redone when the
+    /// source changed in between. Replacing an object up to `size_hint` <= 5 GiB (what the
+    /// caller believes the size is) needs no HEAD. Returns the new object's ETag.
     async fn copy(
         &self,
         src: &str,
@@ -274,41 +339,76 @@ pub trait ObjectStore: Send + Sync + 'static {
         size_hint: u64,
         opts: Option<&PutOptions>,
     ) -> Result<PutResult, StoreError> {
-        if size_hint <= MAX_COPY {
-            return self.copy_object(src, dst, opts).await;
+        if let Some(o) = opts
+            && size_hint <= MAX_COPY
+        {
+            return self.copy_object(src, dst, CopyMeta::Replace(o), None).await;
         }
-        let info = self.head(src).await?;
-        let opts = match opts {
-            Some(o) => o.clone(),
-            None => PutOptions {
-                content_type: String::new(),
-                meta: info.meta.clone().unwrap_or_default(),
-            },
-        };
-        let upload = self.start_multipart(dst, &opts).await?;
-        let mut parts = Vec::new();
-        let mut start = 0;
-        while start < info.size {
-            let end = (start + COPY_PART).min(info.size);
-            let number = parts.len() as i32 + 1;
-            match upload
-                .copy_part(number, src, start..end, info.etag.as_deref())
-                .await
-            {
-                Ok(p) => parts.push(p),
-                Err(e) => {
-                    let _ = upload.abort().await;
-                    return Err(e);
+        let mut attempt = 1;
+        loop {
+            let info = self.head(src).await?;
+            let r = if info.size <= MAX_COPY {
+                let headers = info.headers.clone().unwrap_or_default();
+                let meta = match opts {
+                    Some(o) => CopyMeta::Replace(o),
+                    None => CopyMeta::Keep(&headers),
+                };
+                self.copy_object(src, dst, meta, info.etag.as_deref()).await
+            } else {
+                let opts = match opts {
+                    Some(o) => o.clone(),
+                    None => PutOptions {
+                        headers: info.headers.clone().unwrap_or_default(),
+                        meta: info.meta.clone().unwrap_or_default(),
+                    },
+                };
+                copy_parts(self, src, dst, &info, &opts).await
+            };
+            match r {
+                Err(e) if e.kind == ErrorKind::PreconditionFailed && attempt < COPY_ATTEMPTS => {
+                    attempt += 1;
                 }
+                r => return r,
             }
-            start = end;
         }
-        match upload.complete(parts).await {
-            Ok(put) => Ok(put),
+    }
+}
+
+/// How often [`ObjectStore::copy`] HEADs and copies a source that keeps changing.
+const COPY_ATTEMPTS: u32 = 3;
+
+/// Copy `info` (the source's HEAD) to `dst` as a multipart upload of UploadPartCopy parts,
+/// each conditional on the HEAD's ETag; the upload is aborted on failure.
+async fn copy_parts<S: ObjectStore + ?Sized>(
+    store: &S,
+    src: &str,
+    dst: &str,
+    info: &ObjectInfo,
+    opts: &PutOptions,
+) -> Result<PutResult, StoreError> {
+    let upload = store.start_multipart(dst, opts).await?;
+    let mut parts = Vec::new();
+    let mut start = 0;
+    while start < info.size {
+        let end = (start + COPY_PART).min(info.size);
+        let number = parts.len() as i32 + 1;
+        match upload
+            .copy_part(number, src, start..end, info.etag.as_deref())
+            .await
+        {
+            Ok(p) => parts.push(p),
             Err(e) => {
                 let _ = upload.abort().await;
-                Err(e)
+                return Err(e);
             }
+        }
+        start = end;
+    }
+    match upload.complete(parts).await {
+        Ok(put) => Ok(put),
+        Err(e) => {
+            let _ = upload.abort().await;
+            Err(e)
         }
     }
 }

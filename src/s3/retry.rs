@@ -33,8 +33,8 @@ use md5::Digest;
 use tracing::{debug, info, warn};
 
 use super::{
-    CompletedPart, ErrorKind, ListPage, MultipartUpload, ObjectDetails, ObjectInfo, ObjectStore,
-    PutOptions, PutResult, StoreError,
+    CompletedPart, CopyMeta, ErrorKind, ListPage, MultipartUpload, ObjectDetails, ObjectInfo,
+    ObjectStore, PutOptions, PutResult, StoreError,
 };
 
 /// How long and how hard to retry.
@@ -309,10 +309,11 @@ impl ObjectStore for Retrying {
         &self,
         src: &str,
         dst: &str,
-        opts: Option<&PutOptions>,
+        meta: CopyMeta<'_>,
+        src_etag: Option<&str>,
     ) -> Result<PutResult, StoreError> {
         retry(&self.policy, "CopyObject", src, 0, |_| {
-            self.inner.copy_object(src, dst, opts)
+            self.inner.copy_object(src, dst, meta, src_etag)
         })
         .await
     }

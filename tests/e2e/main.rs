@@ -20,6 +20,7 @@ mod metadata;
 mod misbehaving;
 mod namespace;
 mod policy_escape;
+mod preserve;
 mod read;
 mod store;
 mod wire;

@@ -77,10 +77,7 @@ fn request_and_upload_options_are_sent() {
     });
     common::rt().block_on(async {
         store.list("p/", true, None, Some(1)).await.unwrap();
-        let opts = PutOptions {
-            content_type: "text/plain".into(),
-            ..PutOptions::default()
-        };
+        let opts = PutOptions::typed("text/plain");
         store
             .put("p/a.txt", Bytes::from_static(b"x"), &opts)
             .await

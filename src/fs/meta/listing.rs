@@ -165,6 +165,7 @@ mod tests {
             mtime: SystemTime::UNIX_EPOCH,
             etag: None,
             meta: None,
+            headers: None,
         };
         let page = ListPage {
             objects: vec![
@@ -225,6 +226,7 @@ mod tests {
                         mtime: SystemTime::UNIX_EPOCH,
                         etag: None,
                         meta: None,
+                        headers: None,
                     })
                     .collect(),
                 prefixes: prefixes.clone(),

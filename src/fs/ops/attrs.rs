@@ -6,9 +6,10 @@ use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
 
-use crate::fs::meta::inode::Residence;
+use crate::fs::meta::inode::{Node, Residence};
 use crate::fs::meta::posix::{self as meta, Posix};
 use crate::fs::{Attr, Body, DIR_CONTENT_TYPE, Fs, FsError, Handle, Ino, Kind, Result, SetAttr};
+use crate::s3::{ErrorKind, PutOptions};
 
 /// Read-only attributes computed from S3 (`user.s3.tags` can also be set), as `listxattr`
 /// names them. `user.s3.presigned_url` is readable by name but not listed: `cp -a`,
@@ -87,10 +88,13 @@ impl Fs {
     }
 
     /// Apply `f` to the POSIX metadata of `ino` and persist it.
+    ///
+    /// `f` may run twice: on the cached metadata (nothing changes: no request at all), then
+    /// on the object's current metadata, which the change starts from.
     async fn update_posix(
         &self,
         ino: Ino,
-        f: impl FnOnce(&mut Posix, Kind) -> Result<()>,
+        f: impl Fn(&mut Posix, Kind) -> Result<()>,
     ) -> Result<()> {
         self.guards.writable()?;
         let node = self.with_posix(ino).await?;
@@ -100,54 +104,90 @@ impl Fs {
             // Nothing changes (`tar -x` chowns to the owner it already has): no request.
             return Ok(());
         }
-        let mut opts = self.put_options(&self.prefix.key(&node.path), &posix);
         let residence = match node.residence {
             // Everything is in S3 already and only the release is to come: change the object.
             Residence::Writing(fh) if self.writer_is_clean(fh).await => Residence::Remote,
             r => r,
         };
-        let etag = match residence {
-            Residence::Writing(fh) => {
-                let Ok(Handle::Write(wh)) = self.handle(fh) else {
-                    return Err(FsError::BadHandle);
-                };
-                let mut st = wh.body.lock().await;
-                match &mut st.body {
-                    Body::Stream(up) => match up.opts_mut() {
-                        Some(o) => o.meta = opts.meta,
-                        None => st.meta_pending = Some(posix.clone()),
-                    },
-                    Body::Staged(s) => {
-                        s.opts.meta = opts.meta;
-                        s.touch();
-                    }
-                }
-                node.stat.etag.clone()
+        let Residence::Writing(fh) = residence else {
+            return self.update_remote_posix(&node, f).await;
+        };
+        // Not in S3 yet: the upload under way states the metadata.
+        let Ok(Handle::Write(wh)) = self.handle(fh) else {
+            return Err(FsError::BadHandle);
+        };
+        let mut st = wh.body.lock().await;
+        match &mut st.body {
+            Body::Stream(up) => match up.opts_mut() {
+                Some(o) => posix.to_meta(&mut o.meta),
+                None => st.meta_pending = Some(posix.clone()),
+            },
+            Body::Staged(s) => {
+                posix.to_meta(&mut s.opts.meta);
+                s.touch();
             }
-            Residence::Remote => {
-                self.guards.overwrite()?;
-                if node.kind == Kind::Dir {
-                    // The marker holds a directory's metadata (an implicit directory gets one).
-                    opts.content_type = DIR_CONTENT_TYPE.to_owned();
-                    self.store
-                        .put(&self.prefix.dir_key(&node.path), Bytes::new(), &opts)
-                        .await?;
-                    None
-                } else {
-                    let key = self.prefix.key(&node.path);
-                    self.copy_object(&key, &key, node.stat.size, Some(&opts))
-                        .await?
-                }
+        }
+        drop(st);
+        if let Some(n) = self.inodes.lock().unwrap().get_mut(ino) {
+            n.stat.posix = Some(posix);
+        }
+        Ok(())
+    }
+
+    /// Change the metadata of an object (a directory's marker) in S3: one CopyObject onto
+    /// itself that restates every header and every other client's metadata as a fresh
+    /// HEAD shows them, changing only what `f` changes. An implicit directory gets a
+    /// marker.
+    async fn update_remote_posix(
+        &self,
+        node: &Node,
+        f: impl Fn(&mut Posix, Kind) -> Result<()>,
+    ) -> Result<()> {
+        self.guards.overwrite()?;
+        let is_dir = node.kind == Kind::Dir;
+        let key = match is_dir {
+            true => self.prefix.dir_key(&node.path),
+            false => self.prefix.key(&node.path),
+        };
+        let head = match self.store.head(&key).await {
+            Ok(info) => Some(info),
+            Err(e) if e.kind == ErrorKind::NotFound && is_dir => None,
+            Err(e) if e.kind == ErrorKind::NotFound => {
+                self.inodes.lock().unwrap().detach(node.parent, &node.name);
+                return Err(FsError::NotFound);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let (posix, etag) = match head {
+            Some(info) => {
+                let mut meta = info.meta.unwrap_or_default();
+                let mut posix = Posix::from_meta(&meta);
+                f(&mut posix, node.kind)?;
+                posix.to_meta(&mut meta);
+                let opts = PutOptions {
+                    headers: info.headers.unwrap_or_default(),
+                    meta,
+                };
+                let etag = self.copy_object(&key, &key, info.size, Some(&opts)).await?;
+                (posix, etag)
+            }
+            None => {
+                let mut posix = node.stat.posix.clone().unwrap_or_default();
+                f(&mut posix, node.kind)?;
+                let mut opts = PutOptions::typed(DIR_CONTENT_TYPE);
+                posix.to_meta(&mut opts.meta);
+                self.store.put(&key, Bytes::new(), &opts).await?;
+                (posix, None)
             }
         };
         let mut t = self.inodes.lock().unwrap();
-        if let Some(n) = t.get_mut(ino) {
+        if let Some(n) = t.get_mut(node.ino) {
             n.stat.posix = Some(posix);
-            if residence == Residence::Remote {
+            if !is_dir {
                 n.stat.etag = etag;
-                n.stat.mtime = SystemTime::now();
-                n.validated = Some(Instant::now());
             }
+            n.stat.mtime = SystemTime::now();
+            n.validated = Some(Instant::now());
         }
         Ok(())
     }

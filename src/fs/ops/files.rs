@@ -26,13 +26,11 @@ use crate::s3::PutOptions;
 impl Fs {
     /// Metadata and Content-Type (from the key's extension) for writing `key`.
     pub(in crate::fs) fn put_options(&self, key: &str, posix: &Posix) -> PutOptions {
-        let mut opts = PutOptions {
-            content_type: mime_guess::from_path(key)
+        let mut opts = PutOptions::typed(
+            mime_guess::from_path(key)
                 .first_raw()
-                .unwrap_or(&self.cfg.content_type_default)
-                .to_owned(),
-            ..PutOptions::default()
-        };
+                .unwrap_or(&self.cfg.content_type_default),
+        );
         posix.to_meta(&mut opts.meta);
         opts
     }
@@ -426,11 +424,12 @@ impl Fs {
                 s.commit().await.map(|c| (c, s.opts.clone()))
             }
         };
-        // Metadata that changed after a multipart upload had started: one self-copy.
+        // Metadata that changed after a multipart upload had started: one self-copy, with
+        // the headers the upload stated (the mount's settings for what it did not state).
         let result = match (result, st.meta_pending.take()) {
-            (Ok((c, _)), Some(posix)) => {
+            (Ok((c, mut opts)), Some(posix)) => {
                 let key = &st.at.key;
-                let opts = self.put_options(key, &posix);
+                posix.to_meta(&mut opts.meta);
                 match self.copy_object(key, key, c.size, Some(&opts)).await {
                     Ok(etag) => Ok((Committed { size: c.size, etag }, opts)),
                     Err(e) => Err(e),

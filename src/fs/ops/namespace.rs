@@ -132,10 +132,7 @@ impl Fs {
         }
         let path = key::child_path(&dir.path, name);
         let posix = self.new_posix(caller, meta::S_IFDIR | (mode & 0o7777));
-        let mut opts = PutOptions {
-            content_type: DIR_CONTENT_TYPE.to_owned(),
-            ..PutOptions::default()
-        };
+        let mut opts = PutOptions::typed(DIR_CONTENT_TYPE);
         posix.to_meta(&mut opts.meta);
         self.store
             .put(&self.prefix.dir_key(&path), Bytes::new(), &opts)
@@ -308,6 +305,10 @@ impl Fs {
         self.guards.delete()?;
         check_name(new_name)?;
         let src = self.resolve(parent, name, 0).await?;
+        if parent == new_parent && name == new_name {
+            // rename(2) of a name onto itself does nothing (and must delete nothing).
+            return Ok(());
+        }
         let dst_dir = self.dir_node(new_parent)?;
         if src.kind == Kind::Dir
             && (dst_dir.path == src.path || dst_dir.path.starts_with(&format!("{}/", src.path)))
@@ -354,9 +355,15 @@ impl Fs {
         if src.kind == Kind::Dir {
             // Keys move in bulk and may fail halfway: no directory's contents stay known.
             self.known.clear();
-            self.rename_dir(&src.path, &dst_path).await?;
-            if let Some(d) = &dst {
-                // The replaced empty directory's marker, if any, is gone with the move.
+            let moved = self.rename_dir(&src.path, &dst_path).await?;
+            if let Some(d) = &dst
+                && moved.keys > 0
+                && !moved.marker
+            {
+                // The replaced empty directory's marker stands for it no more: the moved
+                // keys do (a marker the move wrote, the source's, is the directory's now).
+                // With nothing moved at all (an implicit source emptied meanwhile), the
+                // marker stays so that the directory does not vanish.
                 let _ = self.store.delete(&self.prefix.dir_key(&d.path)).await;
             }
         } else {
@@ -401,7 +408,7 @@ impl Fs {
     /// Move every key below directory `from` to `to`. Copies run concurrently; sources are
     /// deleted only once every copy succeeded, so a failure leaves all sources in place and
     /// says which keys were already copied.
-    async fn rename_dir(&self, from: &str, to: &str) -> Result<()> {
+    async fn rename_dir(&self, from: &str, to: &str) -> Result<Moved> {
         type Outcome = (String, Result<Option<String>>);
         let (src_prefix, dst_prefix) = (self.prefix.dir_key(from), self.prefix.dir_key(to));
         let mut objects = Vec::new();
@@ -419,6 +426,10 @@ impl Fs {
             }
         }
         drop(pages);
+        let moved = Moved {
+            keys: objects.len(),
+            marker: objects.iter().any(|(dst, _)| *dst == dst_prefix),
+        };
         let copies: Vec<Outcome> = futures::stream::iter(objects.clone())
             .map(|(dst, o)| {
                 let store = self.store.clone();
@@ -473,6 +484,14 @@ impl Fs {
                 left[0]
             )));
         }
-        Ok(())
+        Ok(moved)
     }
+}
+
+/// What a directory rename moved.
+struct Moved {
+    /// Keys copied and deleted.
+    keys: usize,
+    /// Whether one of them was the directory's marker (now the new name's marker).
+    marker: bool,
 }
