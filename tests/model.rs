@@ -130,7 +130,12 @@ async fn open_write(fs: &Fs, d: usize, n: usize, truncate: bool) -> Option<u64> 
             .unwrap()
             .fh,
         ),
-        Err(FsError::NotFound) => Some(fs.create(dir, NAMES[n], 0o644, who()).await.unwrap().1),
+        Err(FsError::NotFound) => Some(
+            fs.create(dir, NAMES[n], 0o644, false, who())
+                .await
+                .unwrap()
+                .1,
+        ),
         Err(e) => panic!("lookup: {e}"),
     }
 }

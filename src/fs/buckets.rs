@@ -425,12 +425,13 @@ impl Tree for Buckets {
         parent: Ino,
         name: &str,
         mode: u32,
+        exclusive: bool,
         caller: Caller,
     ) -> Result<(Attr, u64)> {
         match self.route(parent).await? {
             Route::Root => Err(root_only()),
             Route::Bucket { slot, fs, local } => {
-                let (a, fh) = fs.create(local, name, mode, caller).await?;
+                let (a, fh) = fs.create(local, name, mode, exclusive, caller).await?;
                 Ok((map_attr(slot, a), encode(slot, fh)))
             }
         }
@@ -627,7 +628,7 @@ mod tests {
             .await
             .unwrap();
         let (_, wfh) = t
-            .create(beta.ino, "new", 0o644, Caller::default())
+            .create(beta.ino, "new", 0o644, false, Caller::default())
             .await
             .unwrap();
         t.write(wfh, 0, b"in beta").await.unwrap();

@@ -76,7 +76,7 @@ async fn readdir_pages_and_merges() {
 async fn write_then_read_back() {
     let (store, fs) = fs_with(&[]);
     let (attr, fh) = fs
-        .create(ROOT_INO, "new.txt", 0o644, who(42))
+        .create(ROOT_INO, "new.txt", 0o644, false, who(42))
         .await
         .unwrap();
     assert_eq!(attr.size, 0);
@@ -164,7 +164,10 @@ async fn overwrite_append_and_edit_in_place() {
 #[tokio::test]
 async fn out_of_order_writes_spill_to_staging() {
     let (store, fs) = fs_with(&[]);
-    let (_, fh) = fs.create(ROOT_INO, "sparse", 0o644, who(1)).await.unwrap();
+    let (_, fh) = fs
+        .create(ROOT_INO, "sparse", 0o644, false, who(1))
+        .await
+        .unwrap();
     fs.write(fh, 0, b"head").await.unwrap();
     fs.write(fh, 10, b"tail").await.unwrap();
     fs.write(fh, 4, b"-mid-").await.unwrap();
@@ -328,7 +331,10 @@ async fn guard_modes_refuse_exactly_what_they_guard() {
         .await
         .map(|_| ())));
     // New files are fine.
-    let (_, fh) = fs.create(ROOT_INO, "new", 0o644, who(1)).await.unwrap();
+    let (_, fh) = fs
+        .create(ROOT_INO, "new", 0o644, false, who(1))
+        .await
+        .unwrap();
     fs.write(fh, 0, b"n").await.unwrap();
     fs.release(fh).await.unwrap();
     assert_eq!(&store.get("new").unwrap()[..], b"n");
@@ -374,7 +380,7 @@ async fn read_only_refuses_every_change() {
     );
     let f = fs.lookup(ROOT_INO, "f").await.unwrap();
     assert!(matches!(
-        fs.create(ROOT_INO, "n", 0o644, who(1)).await,
+        fs.create(ROOT_INO, "n", 0o644, false, who(1)).await,
         Err(FsError::ReadOnly)
     ));
     assert!(matches!(
@@ -402,7 +408,10 @@ async fn read_only_refuses_every_change() {
 #[tokio::test]
 async fn unlink_while_writing_discards_the_upload() {
     let (store, fs) = fs_with(&[]);
-    let (_, fh) = fs.create(ROOT_INO, "tmp", 0o644, who(1)).await.unwrap();
+    let (_, fh) = fs
+        .create(ROOT_INO, "tmp", 0o644, false, who(1))
+        .await
+        .unwrap();
     fs.write(fh, 0, b"data").await.unwrap();
     fs.unlink(ROOT_INO, "tmp").await.unwrap();
     fs.release(fh).await.unwrap();
@@ -432,7 +441,10 @@ async fn metadata_cache_serves_repeated_lookups_and_absent_names() {
     assert!(fs.lookup(ROOT_INO, "missing").await.is_err());
     assert_eq!(store.count("HeadObject"), 2, "negative answer cached");
     // Creating the name clears the negative entry.
-    let (_, fh) = fs.create(ROOT_INO, "missing", 0o644, who(1)).await.unwrap();
+    let (_, fh) = fs
+        .create(ROOT_INO, "missing", 0o644, false, who(1))
+        .await
+        .unwrap();
     fs.release(fh).await.unwrap();
     assert_eq!(fs.lookup(ROOT_INO, "missing").await.unwrap().size, 0);
 }
@@ -509,7 +521,7 @@ fn lookups_sent(store: &MemoryStore) -> (u64, u64) {
 }
 
 async fn create_file(fs: &Fs, dir: Ino, name: &str, data: &[u8]) {
-    let (_, fh) = fs.create(dir, name, 0o644, who(1)).await.unwrap();
+    let (_, fh) = fs.create(dir, name, 0o644, false, who(1)).await.unwrap();
     fs.write(fh, 0, data).await.unwrap();
     fs.release(fh).await.unwrap();
 }
@@ -616,7 +628,10 @@ async fn moving_a_directory_forgets_known_contents() {
 async fn a_file_renamed_while_open_for_writing_keeps_receiving_its_writes() {
     let store = Arc::new(MemoryStore::new("b", 1000));
     let fs = fs_ttl(store.clone(), 60_000);
-    let (_, fh) = fs.create(ROOT_INO, "f", 0o644, who(1)).await.unwrap();
+    let (_, fh) = fs
+        .create(ROOT_INO, "f", 0o644, false, who(1))
+        .await
+        .unwrap();
     fs.write(fh, 0, b"one,").await.unwrap();
     fs.rename(ROOT_INO, "f", ROOT_INO, "g", false)
         .await
@@ -627,7 +642,7 @@ async fn a_file_renamed_while_open_for_writing_keeps_receiving_its_writes() {
     assert_eq!(store.get("g").as_deref(), Some(&b"one,two"[..]));
 
     let d = fs.mkdir(ROOT_INO, "d", 0o755, who(1)).await.unwrap();
-    let (_, fh) = fs.create(d.ino, "x", 0o644, who(1)).await.unwrap();
+    let (_, fh) = fs.create(d.ino, "x", 0o644, false, who(1)).await.unwrap();
     fs.write(fh, 0, b"1").await.unwrap();
     fs.rename(ROOT_INO, "d", ROOT_INO, "e", false)
         .await
@@ -652,7 +667,10 @@ async fn sizes_s3_cannot_hold_fail_at_once_with_efbig() {
         fs.setattr(f.ino, grow, None).await,
         Err(FsError::FileTooLarge)
     ));
-    let (_, fh) = fs.create(ROOT_INO, "g", 0o644, who(1)).await.unwrap();
+    let (_, fh) = fs
+        .create(ROOT_INO, "g", 0o644, false, who(1))
+        .await
+        .unwrap();
     assert!(matches!(
         fs.write(fh, too_big - 1, b"xy").await,
         Err(FsError::FileTooLarge)

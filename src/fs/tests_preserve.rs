@@ -38,6 +38,7 @@ fn mount(keys: &[&str]) -> (Arc<MemoryStore>, Fs) {
     let opts = PutOptions {
         headers: foreign_headers(),
         meta: UserMeta::from([("foreign".to_owned(), "keepme".to_owned())]),
+        create_only: false,
     };
     for k in keys {
         store.insert_with(k, "body", &opts);
@@ -103,6 +104,7 @@ async fn a_change_starts_from_what_another_client_stored_since() {
     let mut other = PutOptions {
         headers: foreign_headers(),
         meta: UserMeta::from([("other".to_owned(), "new".to_owned())]),
+        create_only: false,
     };
     other.headers.content_language = Some("it".into());
     store.insert_with("p/f", "body", &other);

@@ -83,12 +83,14 @@ pub trait Tree: Send + Sync + 'static {
         no_replace: bool,
     ) -> Result<()>;
 
-    /// Create and open the new file `name` in `parent` for writing.
+    /// Create and open the new file `name` in `parent` for writing; `exclusive`
+    /// (`O_EXCL`): its upload must not replace an object created meanwhile elsewhere.
     async fn create(
         &self,
         parent: Ino,
         name: &str,
         mode: u32,
+        exclusive: bool,
         caller: Caller,
     ) -> Result<(Attr, u64)>;
 

@@ -705,7 +705,7 @@ impl Filesystem for FuseAdapter {
         name: &OsStr,
         mode: u32,
         umask: u32,
-        _flags: i32,
+        flags: i32,
         reply: ReplyCreate,
     ) {
         let Some((name, reply)) = utf8_name(name, reply) else {
@@ -715,7 +715,14 @@ impl Filesystem for FuseAdapter {
         self.spawn(
             "create",
             reply,
-            |fs| async move { with_ttl(&fs, fs.create(parent.0, &name, mode & !umask, who).await) },
+            move |fs| async move {
+                let exclusive = flags & libc::O_EXCL != 0;
+                with_ttl(
+                    &fs,
+                    fs.create(parent.0, &name, mode & !umask, exclusive, who)
+                        .await,
+                )
+            },
             |r, ((a, fh), ttl)| {
                 r.created(
                     &ttl,

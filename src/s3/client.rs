@@ -8,11 +8,11 @@ use async_trait::async_trait;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
-    CompletedMultipartUpload, CompletedPart as SdkPart, Delete, ObjectIdentifier,
+    ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart as SdkPart, Delete, ObjectIdentifier,
 };
 use aws_smithy_types::error::display::DisplayErrorContext;
 use bytes::{Bytes, BytesMut};
-use tracing::{debug, trace};
+use tracing::{debug, info, trace, warn};
 
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::types::{
@@ -107,6 +107,109 @@ pub struct AwsStore {
     client: Client,
     bucket: String,
     settings: StoreSettings,
+    features: Arc<Features>,
+}
+
+/// Optional parts of S3 a server may refuse: used until it does, then off for the rest of
+/// the mount, said once in the log, and the refused request is sent again without.
+#[derive(Debug)]
+struct Optional {
+    /// What the log calls it.
+    what: &'static str,
+    /// What the server's error message names when it is this that it refuses.
+    hint: &'static str,
+    /// What the mount does without it.
+    without: &'static str,
+    on: std::sync::atomic::AtomicBool,
+}
+
+impl Optional {
+    const fn new(what: &'static str, hint: &'static str, without: &'static str) -> Self {
+        Optional {
+            what,
+            hint,
+            without,
+            on: std::sync::atomic::AtomicBool::new(true),
+        }
+    }
+
+    fn on(&self) -> bool {
+        self.on.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// `e` answered a request that used this: true when it says the server does not
+    /// support it (then it is off from now on). A checksum *mismatch* or a failed condition
+    /// is not this: those are answers, not refusals.
+    fn refused(&self, e: &StoreError) -> bool {
+        let refused = e.kind == ErrorKind::InvalidRequest
+            && (e.code.as_deref() == Some("NotImplemented")
+                || e.message
+                    .as_deref()
+                    .is_some_and(|m| m.to_ascii_lowercase().contains(self.hint)));
+        if refused && self.on.swap(false, std::sync::atomic::Ordering::Relaxed) {
+            warn!(
+                op = e.op,
+                key = %e.key,
+                "the server refuses {}: {} from now on ({e})",
+                self.what,
+                self.without
+            );
+        }
+        refused
+    }
+}
+
+/// What a mount uses of the server's optional features, shared by its clones.
+#[derive(Debug)]
+struct Features {
+    /// Uploads carry a CRC32C the server verifies (`x-amz-checksum-crc32c`). The SHA-256
+    /// payload hash is not sent (see [`AwsStore`]); a CRC32C costs a small fraction of
+    /// that, and lets the server refuse bytes damaged on the way, which it then gets again.
+    checksums: Optional,
+    /// Create-only uploads carry `If-None-Match: *`.
+    conditional: Optional,
+    /// Said once: the server does not echo checksums, so it may not check them.
+    unconfirmed: std::sync::Once,
+}
+
+impl Default for Features {
+    fn default() -> Self {
+        Features {
+            checksums: Optional::new(
+                "upload checksums (x-amz-checksum-crc32c)",
+                "checksum",
+                "uploads are sent without",
+            ),
+            conditional: Optional::new(
+                "conditional writes (If-None-Match)",
+                "if-none-match",
+                "new files replace an object created meanwhile elsewhere",
+            ),
+            unconfirmed: std::sync::Once::new(),
+        }
+    }
+}
+
+impl Features {
+    /// A successful upload that carried a checksum: when the server does not echo it, it
+    /// probably did not check it either; said once.
+    fn confirmed(&self, op: &str, echoed: Option<&str>) {
+        if echoed.is_none() {
+            self.unconfirmed.call_once(|| {
+                info!(
+                    op,
+                    "the server does not confirm upload checksums: damaged uploads may go unnoticed by it"
+                );
+            });
+        }
+    }
+}
+
+/// The CRC32C of `body`, base64 as S3 headers carry it.
+fn crc32c(body: &[u8]) -> String {
+    let mut c = aws_smithy_checksums::ChecksumAlgorithm::Crc32c.into_impl();
+    c.update(body);
+    aws_smithy_types::base64::encode(c.finalize())
 }
 
 impl AwsStore {
@@ -116,6 +219,7 @@ impl AwsStore {
             client,
             bucket: bucket.into(),
             settings: StoreSettings::default(),
+            features: Arc::default(),
         }
     }
 
@@ -382,21 +486,38 @@ impl ObjectStore for AwsStore {
         body: Bytes,
         opts: &PutOptions,
     ) -> Result<PutResult, StoreError> {
-        let out = with_upload_settings!(
-            self,
-            with_content_headers!(on_object!(self, put_object, key), &opts.headers)
-                .set_metadata(user_meta(opts)),
-            &opts.headers
-        )
-        .body(ByteStream::from(body))
-        .customize()
-        .disable_payload_signing()
-        .send()
-        .await
-        .map_err(|e| StoreError::from_sdk("PutObject", key, e))?;
-        Ok(PutResult {
-            etag: out.e_tag().map(str::to_owned),
-        })
+        loop {
+            let crc = self.features.checksums.on().then(|| crc32c(&body));
+            let sent = crc.is_some();
+            let condition = (opts.create_only && self.features.conditional.on()).then_some("*");
+            let r = with_upload_settings!(
+                self,
+                with_content_headers!(on_object!(self, put_object, key), &opts.headers)
+                    .set_metadata(user_meta(opts)),
+                &opts.headers
+            )
+            .set_checksum_crc32_c(crc)
+            .set_if_none_match(condition.map(str::to_owned))
+            .body(ByteStream::from(body.clone()))
+            .customize()
+            .disable_payload_signing()
+            .send()
+            .await
+            .map_err(|e| StoreError::from_sdk("PutObject", key, e));
+            match r {
+                Ok(out) => {
+                    if sent {
+                        self.features.confirmed("PutObject", out.checksum_crc32_c());
+                    }
+                    return Ok(PutResult {
+                        etag: out.e_tag().map(str::to_owned),
+                    });
+                }
+                Err(e) if sent && self.features.checksums.refused(&e) => continue,
+                Err(e) if condition.is_some() && self.features.conditional.refused(&e) => continue,
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     async fn start_multipart(
@@ -404,18 +525,28 @@ impl ObjectStore for AwsStore {
         key: &str,
         opts: &PutOptions,
     ) -> Result<Arc<dyn MultipartUpload>, StoreError> {
-        let out = with_upload_settings!(
-            self,
-            with_content_headers!(
-                on_object!(self, create_multipart_upload, key),
+        let (out, checksums) = loop {
+            let sent = self.features.checksums.on();
+            let r = with_upload_settings!(
+                self,
+                with_content_headers!(
+                    on_object!(self, create_multipart_upload, key),
+                    &opts.headers
+                )
+                .set_metadata(user_meta(opts)),
                 &opts.headers
             )
-            .set_metadata(user_meta(opts)),
-            &opts.headers
-        )
-        .send()
-        .await
-        .map_err(|e| StoreError::from_sdk("CreateMultipartUpload", key, e))?;
+            .set_checksum_algorithm(sent.then_some(ChecksumAlgorithm::Crc32C))
+            .send()
+            .await
+            .map_err(|e| StoreError::from_sdk("CreateMultipartUpload", key, e));
+            match r {
+                // The parts carry checksums exactly when the upload was started with them.
+                Ok(out) => break (out, sent),
+                Err(e) if sent && self.features.checksums.refused(&e) => continue,
+                Err(e) => return Err(e),
+            }
+        };
         let id = out.upload_id().map(str::to_owned).ok_or_else(|| {
             StoreError::with_message(
                 "CreateMultipartUpload",
@@ -428,6 +559,8 @@ impl ObjectStore for AwsStore {
             store: self.clone(),
             key: key.to_owned(),
             id,
+            checksums,
+            create_only: opts.create_only,
         }))
     }
 
@@ -593,6 +726,10 @@ struct AwsUpload {
     store: AwsStore,
     key: String,
     id: String,
+    /// Started with CRC32C checksums: every part carries one, and the completion repeats them.
+    checksums: bool,
+    /// Completed with `If-None-Match: *` (see [`PutOptions::create_only`]).
+    create_only: bool,
 }
 
 #[async_trait]
@@ -603,9 +740,11 @@ impl MultipartUpload for AwsUpload {
 
     async fn put_part(&self, number: i32, body: Bytes) -> Result<CompletedPart, StoreError> {
         let (s, key) = (&self.store, self.key.as_str());
+        let crc = self.checksums.then(|| crc32c(&body));
         let out = on_object!(s, upload_part, key)
             .upload_id(&self.id)
             .part_number(number)
+            .set_checksum_crc32_c(crc.clone())
             .body(ByteStream::from(body))
             .customize()
             .disable_payload_signing()
@@ -620,7 +759,14 @@ impl MultipartUpload for AwsUpload {
                 format!("part {number}: response carried no ETag"),
             )
         })?;
-        Ok(CompletedPart { number, etag })
+        if crc.is_some() {
+            s.features.confirmed("UploadPart", out.checksum_crc32_c());
+        }
+        Ok(CompletedPart {
+            number,
+            etag,
+            crc32c: crc,
+        })
     }
 
     async fn copy_part(
@@ -640,6 +786,11 @@ impl MultipartUpload for AwsUpload {
             .send()
             .await
             .map_err(|e| StoreError::from_sdk("UploadPartCopy", key, e))?;
+        // In an upload with checksums, the server computes the copied part's own.
+        let crc32c = out
+            .copy_part_result()
+            .and_then(|r| r.checksum_crc32_c())
+            .map(str::to_owned);
         let etag = out
             .copy_part_result()
             .and_then(|r| r.e_tag())
@@ -652,7 +803,11 @@ impl MultipartUpload for AwsUpload {
                     format!("part {number}: response carried no ETag"),
                 )
             })?;
-        Ok(CompletedPart { number, etag })
+        Ok(CompletedPart {
+            number,
+            etag,
+            crc32c,
+        })
     }
 
     async fn complete(&self, parts: Vec<CompletedPart>) -> Result<PutResult, StoreError> {
@@ -663,19 +818,28 @@ impl MultipartUpload for AwsUpload {
                 SdkPart::builder()
                     .part_number(p.number)
                     .e_tag(p.etag)
+                    .set_checksum_crc32_c(p.crc32c)
                     .build()
             })
             .collect();
-        let out = on_object!(s, complete_multipart_upload, key)
-            .upload_id(&self.id)
-            .multipart_upload(
-                CompletedMultipartUpload::builder()
-                    .set_parts(Some(parts))
-                    .build(),
-            )
-            .send()
-            .await
-            .map_err(|e| StoreError::from_sdk("CompleteMultipartUpload", key, e))?;
+        let parts = CompletedMultipartUpload::builder()
+            .set_parts(Some(parts))
+            .build();
+        let out = loop {
+            let condition = (self.create_only && s.features.conditional.on()).then_some("*");
+            let r = on_object!(s, complete_multipart_upload, key)
+                .upload_id(&self.id)
+                .multipart_upload(parts.clone())
+                .set_if_none_match(condition.map(str::to_owned))
+                .send()
+                .await
+                .map_err(|e| StoreError::from_sdk("CompleteMultipartUpload", key, e));
+            match r {
+                Ok(out) => break out,
+                Err(e) if condition.is_some() && s.features.conditional.refused(&e) => continue,
+                Err(e) => return Err(e),
+            }
+        };
         Ok(PutResult {
             etag: out.e_tag().map(str::to_owned),
         })

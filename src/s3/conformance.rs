@@ -297,6 +297,7 @@ async fn copies_keep_headers(store: &dyn ObjectStore, p: &str) {
     let mut replace = PutOptions {
         headers: head.headers.clone().unwrap(),
         meta: head.meta.clone().unwrap(),
+        create_only: false,
     };
     replace.meta.insert("mode".into(), "33152".into());
     store.copy(&src, &src, 10, Some(&replace)).await.unwrap();

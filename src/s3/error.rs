@@ -29,7 +29,8 @@ pub enum ErrorKind {
     Unreachable,
     /// The request timed out.
     Timeout,
-    /// The connection broke while the response was being received (worth another try).
+    /// The connection broke while the response was being received, or the server found
+    /// the body damaged on the way (its checksum did not match): worth another try.
     Interrupted,
     /// The local clock differs too much from the server's.
     ClockSkew,
@@ -210,6 +211,11 @@ pub fn classify(status: u16, code: Option<&str>) -> ErrorKind {
             return ErrorKind::Throttled;
         }
         Some("RequestTimeTooSkewed") => return ErrorKind::ClockSkew,
+        // The body's checksum did not match: bytes damaged in transit, sent again as they
+        // are (Garage says InvalidDigest; we never send a Content-MD5 it could be about).
+        Some("BadDigest" | "InvalidDigest" | "XAmzContentChecksumMismatch") => {
+            return ErrorKind::Interrupted;
+        }
         // A 501: the server does not do this at all; asking again will not help.
         Some("NotImplemented") => return ErrorKind::InvalidRequest,
         Some("EntityTooLarge") => return ErrorKind::TooLarge,
@@ -234,6 +240,13 @@ pub fn classify(status: u16, code: Option<&str>) -> ErrorKind {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_checksum_mismatch_is_sent_again() {
+        for code in ["BadDigest", "InvalidDigest", "XAmzContentChecksumMismatch"] {
+            assert_eq!(classify(400, Some(code)), ErrorKind::Interrupted, "{code}");
+        }
+    }
 
     #[test]
     fn codes_win_over_status() {

@@ -290,6 +290,13 @@ impl ObjectStore for MemoryStore {
     ) -> Result<PutResult, StoreError> {
         let etag = self.etag();
         let mut st = self.tick("PutObject");
+        if opts.create_only && st.objects.contains_key(key) {
+            return Err(StoreError::new(
+                "PutObject",
+                key,
+                ErrorKind::PreconditionFailed,
+            ));
+        }
         st.objects.insert(
             key.to_owned(),
             Object {
@@ -461,7 +468,11 @@ impl MultipartUpload for MemoryUpload {
             .ok_or_else(|| StoreError::new("UploadPart", &*self.key, ErrorKind::NotFound))?;
         let etag = md5_etag(&body);
         parts.insert(number, body);
-        Ok(CompletedPart { number, etag })
+        Ok(CompletedPart {
+            number,
+            etag,
+            crc32c: None,
+        })
     }
 
     async fn copy_part(
@@ -498,7 +509,11 @@ impl MultipartUpload for MemoryUpload {
         let part = body.slice(range.start as usize..range.end as usize);
         let etag = md5_etag(&part);
         parts.insert(number, part);
-        Ok(CompletedPart { number, etag })
+        Ok(CompletedPart {
+            number,
+            etag,
+            crc32c: None,
+        })
     }
 
     async fn complete(&self, parts: Vec<CompletedPart>) -> Result<PutResult, StoreError> {
@@ -506,6 +521,18 @@ impl MultipartUpload for MemoryUpload {
         // As S3 does: the MD5 of the parts' MD5s, then the number of parts.
         let etag = super::retry::multipart_etag(&parts).unwrap_or_else(|| self.shared.etag());
         let mut st = self.shared.tick("CompleteMultipartUpload");
+        if st
+            .uploads
+            .get(&self.id)
+            .is_some_and(|(_, o, _)| o.create_only)
+            && st.objects.contains_key(key)
+        {
+            return Err(StoreError::new(
+                "CompleteMultipartUpload",
+                key,
+                ErrorKind::PreconditionFailed,
+            ));
+        }
         let (_, opts, stored) = st
             .uploads
             .remove(&self.id)

@@ -113,6 +113,10 @@ pub struct PutOptions {
     pub headers: ObjectHeaders,
     /// User metadata.
     pub meta: UserMeta,
+    /// Create only (`If-None-Match: *` on PutObject and CompleteMultipartUpload): fail with
+    /// [`ErrorKind::PreconditionFailed`] instead of replacing an object that exists, so a
+    /// writer elsewhere is not silently overwritten (`O_EXCL`, `--no-overwrite`).
+    pub create_only: bool,
 }
 
 impl PutOptions {
@@ -124,6 +128,7 @@ impl PutOptions {
                 ..ObjectHeaders::default()
             },
             meta: UserMeta::new(),
+            create_only: false,
         }
     }
 }
@@ -159,6 +164,9 @@ pub struct CompletedPart {
     pub number: i32,
     /// ETag the server returned for this part.
     pub etag: String,
+    /// Its CRC32C (base64), which CompleteMultipartUpload must repeat when the upload was
+    /// started with checksums.
+    pub crc32c: Option<String>,
 }
 
 /// Every page of a listing, fetched one page at a time as the stream is polled.
@@ -360,6 +368,7 @@ pub trait ObjectStore: Send + Sync + 'static {
                     None => PutOptions {
                         headers: info.headers.clone().unwrap_or_default(),
                         meta: info.meta.clone().unwrap_or_default(),
+                        create_only: false,
                     },
                 };
                 copy_parts(self, src, dst, &info, &opts).await

@@ -283,10 +283,32 @@ impl ObjectStore for Retrying {
         body: Bytes,
         opts: &PutOptions,
     ) -> Result<PutResult, StoreError> {
-        retry(&self.policy, "PutObject", key, body.len() as u64, |_| {
+        let mut resent = false;
+        let r = retry(&self.policy, "PutObject", key, body.len() as u64, |n| {
+            resent = n > 1;
             self.inner.put(key, body.clone(), opts)
         })
-        .await
+        .await;
+        match r {
+            // A create-only PUT sent again finds the object: it may be the one our earlier
+            // attempt stored before its answer was lost. It is when it holds our bytes.
+            Err(e) if opts.create_only && resent && e.kind == ErrorKind::PreconditionFailed => {
+                let digest = md5::Md5::digest(&body);
+                let ours: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+                let ours = format!("\"{ours}\"");
+                match self.inner.head(key).await {
+                    Ok(info) if info.etag.as_deref() == Some(ours.as_str()) => {
+                        debug!(
+                            key,
+                            "create-only PutObject: the earlier attempt had stored it"
+                        );
+                        Ok(PutResult { etag: info.etag })
+                    }
+                    _ => Err(e),
+                }
+            }
+            r => r,
+        }
     }
 
     async fn start_multipart(
@@ -416,14 +438,19 @@ impl MultipartUpload for RetryingUpload {
 
     async fn complete(&self, parts: Vec<CompletedPart>) -> Result<PutResult, StoreError> {
         let key = self.inner.key();
-        // A retry that finds no upload may follow a first attempt that completed it and
-        // lost the answer: the object tells.
-        let r = retry(&self.policy, "CompleteMultipartUpload", key, 0, |_| {
+        // A retry that finds no upload — or, create-only, finds the object — may follow a
+        // first attempt that completed it and lost the answer: the object tells.
+        let mut resent = false;
+        let r = retry(&self.policy, "CompleteMultipartUpload", key, 0, |n| {
+            resent = n > 1;
             self.inner.complete(parts.clone())
         })
         .await;
         match r {
-            Err(e) if e.kind == ErrorKind::NotFound => {
+            Err(e)
+                if e.kind == ErrorKind::NotFound
+                    || (resent && e.kind == ErrorKind::PreconditionFailed) =>
+            {
                 let want = multipart_etag(&parts);
                 let head = retry(&self.policy, "HeadObject", key, 0, |_| self.store.head(key));
                 match (want, head.await) {

@@ -15,6 +15,7 @@ mod buckets;
 mod cli;
 mod faults;
 mod input;
+mod integrity;
 mod lifecycle;
 mod metadata;
 mod misbehaving;

@@ -167,6 +167,7 @@ impl Fs {
                 let opts = PutOptions {
                     headers: info.headers.unwrap_or_default(),
                     meta,
+                    create_only: false,
                 };
                 let etag = self.copy_object(&key, &key, info.size, Some(&opts)).await?;
                 (posix, etag)

@@ -41,6 +41,7 @@ impl Fs {
         parent: Ino,
         name: &str,
         mode: u32,
+        exclusive: bool,
         caller: Caller,
     ) -> Result<(Attr, u64)> {
         self.guards.writable()?;
@@ -77,7 +78,9 @@ impl Fs {
             .unwrap()
             .upsert(parent, name, Kind::File, stat, 1);
         let key = self.prefix.key(&node.path);
-        let opts = self.put_options(&key, &posix);
+        let mut opts = self.put_options(&key, &posix);
+        // Until the first commit: then the object is ours, and later commits replace it.
+        opts.create_only = exclusive || self.guards.no_overwrite;
         let upload = self.uploads.stream(key, opts);
         let fh = self.start_write(&node, caller.pid, true, Body::Stream(upload), 0);
         let node = self.node(node.ino)?;
@@ -212,11 +215,12 @@ impl Fs {
         let Body::Stream(up) = &mut st.body else {
             return Ok(());
         };
-        let opts = up.opts().clone();
+        let mut opts = up.opts().clone();
         let (base, initial) = match up.take_unsent() {
             Some(buf) => (None, buf.freeze()),
             None => {
                 let c = up.finish().await?;
+                opts.create_only = false;
                 (
                     Some(Base {
                         size: c.size,
@@ -273,7 +277,9 @@ impl Fs {
                     // dup2 and close come first): writing from the start streams a new body
                     // instead of staging the file.
                     Err(FsError::AlreadyCommitted) if off == 0 && up.written() == 0 => {
-                        let opts = up.opts().clone();
+                        let mut opts = up.opts().clone();
+                        // The empty commit made the object ours.
+                        opts.create_only = false;
                         st.body = Body::Stream(self.uploads.stream(st.at.key.clone(), opts));
                     }
                     Err(FsError::OutOfOrderWrite { .. } | FsError::AlreadyCommitted) => {
@@ -410,6 +416,10 @@ impl Fs {
         if st.cancelled {
             return Ok(());
         }
+        let create_only = match &st.body {
+            Body::Stream(up) => up.opts().create_only,
+            Body::Staged(s) => s.opts.create_only,
+        };
         let result = match &mut st.body {
             Body::Stream(up) => {
                 if up.is_committed() {
@@ -437,6 +447,16 @@ impl Fs {
             }
             (r, _) => r,
         };
+        // A create-only upload found the name taken by a writer elsewhere: EEXIST, as
+        // `open(O_EXCL)` would have said had that object existed a moment earlier.
+        let result = result.map_err(|e| match e {
+            FsError::Store(se)
+                if create_only && se.kind == crate::s3::ErrorKind::PreconditionFailed =>
+            {
+                FsError::Exists
+            }
+            e => e,
+        });
         let Location { parent, name, key } = &st.at;
         let (parent, name, key) = (*parent, name.clone(), key.clone());
         drop(st);

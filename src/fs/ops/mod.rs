@@ -103,9 +103,10 @@ impl Tree for Fs {
         parent: Ino,
         name: &str,
         mode: u32,
+        exclusive: bool,
         caller: Caller,
     ) -> Result<(Attr, u64)> {
-        Fs::create(self, parent, name, mode, caller).await
+        Fs::create(self, parent, name, mode, exclusive, caller).await
     }
 
     async fn open(&self, ino: Ino, mode: OpenMode, caller: Caller) -> Result<Opened> {
