@@ -3,8 +3,7 @@
 //! made of copied parts — complete with their parts' checksums, and a server that refuses
 //! checksums gets the upload again without (said once in the log).
 
-use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
-use std::net::TcpListener;
+use std::io::{Seek, SeekFrom, Write};
 use std::sync::{Arc, Mutex};
 
 use aws_sdk_s3::primitives::ByteStream;
@@ -13,6 +12,7 @@ use bytes::Bytes;
 use s3mount::s3::client::AwsStore;
 use s3mount::s3::{ObjectStore, PutOptions};
 
+use crate::common::http::{self, Response};
 use crate::common::{self, S3, pseudo_random, rt, unique};
 
 #[test]
@@ -91,62 +91,32 @@ fn files_written_and_edited_through_the_mount_are_checksummed_and_exact() {
 /// with 400 InvalidRequest when `refuse`, and otherwise answers what S3 would (enough for
 /// PutObject and a multipart upload).
 fn server(refuse: bool) -> (String, Arc<Mutex<Vec<String>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
     let seen = Arc::new(Mutex::new(Vec::new()));
     let log = seen.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { break };
-            let log = log.clone();
-            std::thread::spawn(move || {
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                loop {
-                    let mut head = String::new();
-                    loop {
-                        let mut line = String::new();
-                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                            return;
-                        }
-                        if line == "\r\n" {
-                            break;
-                        }
-                        head.push_str(&line.to_ascii_lowercase());
-                    }
-                    let len = head
-                        .lines()
-                        .find_map(|l| l.strip_prefix("content-length:"))
-                        .and_then(|v| v.trim().parse::<usize>().ok())
-                        .unwrap_or(0);
-                    let mut body = vec![0u8; len];
-                    reader.read_exact(&mut body).unwrap();
-                    let first = head.lines().next().unwrap_or("").to_owned();
-                    let (status, reply) = if refuse && head.contains("x-amz-checksum") {
-                        (
-                            "400 Bad Request",
-                            "<Error><Code>InvalidRequest</Code><Message>checksums are not supported</Message></Error>",
-                        )
-                    } else if first.starts_with("post") && first.contains("?uploads") {
-                        (
-                            "200 OK",
-                            "<InitiateMultipartUploadResult><UploadId>u1</UploadId></InitiateMultipartUploadResult>",
-                        )
-                    } else if first.starts_with("post") {
-                        (
-                            "200 OK",
-                            "<CompleteMultipartUploadResult><ETag>\"m-1\"</ETag></CompleteMultipartUploadResult>",
-                        )
-                    } else {
-                        ("200 OK", "")
-                    };
-                    log.lock().unwrap().push(head);
-                    let resp = format!(
-                        "HTTP/1.1 {status}\r\nETag: \"e\"\r\nContent-Length: {}\r\n\r\n{reply}",
-                        reply.len()
-                    );
-                    stream.write_all(resp.as_bytes()).unwrap();
-                }
-            });
+    let url = http::serve(move |req| {
+        log.lock().unwrap().push(req.head.clone());
+        let line = req.line();
+        let (status, body) = if refuse && req.head.contains("x-amz-checksum") {
+            (
+                "400 Bad Request",
+                "<Error><Code>InvalidRequest</Code><Message>checksums are not supported</Message></Error>",
+            )
+        } else if line.starts_with("post") && line.contains("?uploads") {
+            (
+                "200 OK",
+                "<InitiateMultipartUploadResult><UploadId>u1</UploadId></InitiateMultipartUploadResult>",
+            )
+        } else if line.starts_with("post") {
+            (
+                "200 OK",
+                "<CompleteMultipartUploadResult><ETag>\"m-1\"</ETag></CompleteMultipartUploadResult>",
+            )
+        } else {
+            ("200 OK", "")
+        };
+        Response {
+            headers: "ETag: \"e\"\r\n".into(),
+            ..Response::new(status, body)
         }
     });
     (url, seen)

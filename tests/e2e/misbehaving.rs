@@ -4,8 +4,6 @@
 //! from 0, are used; listing bodies of arbitrary bytes or hostile XML never panic, and a
 //! continuation token handed out twice ends the listing with an error instead of looping.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 
 use futures::TryStreamExt;
@@ -14,6 +12,7 @@ use s3mount::s3::client::AwsStore;
 use s3mount::s3::{ErrorKind, ObjectStore};
 
 use crate::common;
+use crate::common::http::{self, Response};
 
 /// How the fake server answers a GET.
 #[derive(Clone, Copy)]
@@ -31,59 +30,32 @@ fn object() -> Vec<u8> {
     (0..1000u32).map(|i| (i * 7 % 251) as u8).collect()
 }
 
-/// A loopback server answering every request per `answer`; its URL.
+/// A loopback server answering every GET per `answer`; its URL.
 fn server(answer: Answer) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { break };
-            std::thread::spawn(move || {
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                loop {
-                    let mut range = None;
-                    loop {
-                        let mut line = String::new();
-                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                            return;
-                        }
-                        if line == "\r\n" {
-                            break;
-                        }
-                        if let Some(v) = line.to_ascii_lowercase().strip_prefix("range: bytes=") {
-                            let (a, b) = v.trim().split_once('-').unwrap();
-                            range =
-                                Some((a.parse::<usize>().unwrap(), b.parse::<usize>().unwrap()));
-                        }
-                    }
-                    let body = object();
-                    let (status, extra, part) = match (answer, range) {
-                        (Answer::Honest, Some((a, b))) => {
-                            let b = b.min(body.len() - 1);
-                            let cr = format!("Content-Range: bytes {a}-{b}/{}\r\n", body.len());
-                            ("206 Partial Content", cr, body[a..=b].to_vec())
-                        }
-                        (Answer::WrongRange, Some(_)) => (
-                            "206 Partial Content",
-                            format!("Content-Range: bytes 0-99/{}\r\n", body.len()),
-                            body[..100].to_vec(),
-                        ),
-                        _ => ("200 OK", String::new(), body),
-                    };
-                    let head = format!(
-                        "HTTP/1.1 {status}\r\nETag: \"e\"\r\n{extra}Content-Length: {}\r\n\r\n",
-                        part.len()
-                    );
-                    if stream.write_all(head.as_bytes()).is_err()
-                        || stream.write_all(&part).is_err()
-                    {
-                        return;
-                    }
-                }
-            });
+    http::serve(move |req| {
+        let range = req.header("range").and_then(|v| {
+            let (a, b) = v.strip_prefix("bytes=")?.split_once('-')?;
+            Some((a.parse::<usize>().ok()?, b.parse::<usize>().ok()?))
+        });
+        let body = object();
+        let (status, extra, part) = match (answer, range) {
+            (Answer::Honest, Some((a, b))) => {
+                let b = b.min(body.len() - 1);
+                let cr = format!("Content-Range: bytes {a}-{b}/{}\r\n", body.len());
+                ("206 Partial Content", cr, body[a..=b].to_vec())
+            }
+            (Answer::WrongRange, Some(_)) => (
+                "206 Partial Content",
+                format!("Content-Range: bytes 0-99/{}\r\n", body.len()),
+                body[..100].to_vec(),
+            ),
+            _ => ("200 OK", String::new(), body),
+        };
+        Response {
+            headers: format!("ETag: \"e\"\r\n{extra}"),
+            ..Response::new(status, part)
         }
-    });
-    url
+    })
 }
 
 fn store(answer: Answer) -> AwsStore {
@@ -135,47 +107,10 @@ fn honest_answers_and_a_whole_small_object_from_offset_0_are_used() {
 
 /// A loopback server answering every request 200 with the current `body`; its URL.
 fn listing_server(body: Arc<Mutex<Vec<u8>>>) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { break };
-            let body = body.clone();
-            std::thread::spawn(move || {
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                loop {
-                    let mut len = 0;
-                    loop {
-                        let mut line = String::new();
-                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                            return;
-                        }
-                        if line == "\r\n" {
-                            break;
-                        }
-                        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                            len = v.trim().parse().unwrap_or(0);
-                        }
-                    }
-                    let mut req = vec![0u8; len];
-                    if reader.read_exact(&mut req).is_err() {
-                        return;
-                    }
-                    let body = body.lock().unwrap().clone();
-                    let head = format!(
-                        "HTTP/1.1 200 OK\r\nContent-Type: application/xml\r\nContent-Length: {}\r\n\r\n",
-                        body.len()
-                    );
-                    if stream.write_all(head.as_bytes()).is_err()
-                        || stream.write_all(&body).is_err()
-                    {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    url
+    http::serve(move |_| Response {
+        headers: "Content-Type: application/xml\r\n".into(),
+        ..Response::new("200 OK", body.lock().unwrap().clone())
+    })
 }
 
 /// One `<Contents>` entry from hostile values.

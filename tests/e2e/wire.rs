@@ -3,8 +3,6 @@
 //! the raw HTTP requests the client sends to a recording server on loopback — the local S3
 //! servers accept these headers but do not enforce them.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -12,52 +10,22 @@ use s3mount::s3::client::{AwsStore, StoreSettings};
 use s3mount::s3::{ObjectStore, PutOptions};
 
 use crate::common;
+use crate::common::http::{self, Response};
 
-/// A server that records each request's head and answers 200 with `body`.
+/// A server that records each request's head and answers 200 (an empty listing to GETs).
 fn recorder() -> (String, Arc<Mutex<Vec<String>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
     let seen = Arc::new(Mutex::new(Vec::new()));
     let log = seen.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(stream) = stream else { break };
-            let log = log.clone();
-            std::thread::spawn(move || {
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                let mut stream = stream;
-                loop {
-                    let mut head = String::new();
-                    loop {
-                        let mut line = String::new();
-                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                            return;
-                        }
-                        if line == "\r\n" {
-                            break;
-                        }
-                        head.push_str(&line.to_ascii_lowercase());
-                    }
-                    let len = head
-                        .lines()
-                        .find_map(|l| l.strip_prefix("content-length:"))
-                        .and_then(|v| v.trim().parse::<usize>().ok())
-                        .unwrap_or(0);
-                    let mut body = vec![0u8; len];
-                    reader.read_exact(&mut body).unwrap();
-                    let reply = if head.starts_with("get") {
-                        "<?xml version=\"1.0\"?><ListBucketResult><Name>b</Name><KeyCount>0</KeyCount><IsTruncated>false</IsTruncated></ListBucketResult>"
-                    } else {
-                        ""
-                    };
-                    log.lock().unwrap().push(head);
-                    let resp = format!(
-                        "HTTP/1.1 200 OK\r\nETag: \"e\"\r\nContent-Length: {}\r\n\r\n{reply}",
-                        reply.len()
-                    );
-                    stream.write_all(resp.as_bytes()).unwrap();
-                }
-            });
+    let url = http::serve(move |req| {
+        log.lock().unwrap().push(req.head.clone());
+        let body = if req.line().starts_with("get") {
+            "<?xml version=\"1.0\"?><ListBucketResult><Name>b</Name><KeyCount>0</KeyCount><IsTruncated>false</IsTruncated></ListBucketResult>"
+        } else {
+            ""
+        };
+        Response {
+            headers: "ETag: \"e\"\r\n".into(),
+            ..Response::new("200 OK", body)
         }
     });
     (url, seen)

@@ -7,12 +7,14 @@
 //!   lock every moto test holds);
 //! - [`s3`]: the direct aws-sdk-s3 client [`S3`] that checks results;
 //! - [`mount`]: the binary under test, connections ([`Conn`]) and live mounts ([`Mount`]);
-//! - [`proxy`]: a fault-injecting TCP proxy between a mount and Garage.
+//! - [`proxy`]: a fault-injecting TCP proxy between a mount and Garage;
+//! - [`http`]: a small HTTP server that answers as a test needs (records, misbehaves).
 //!
 //! All tests share this one process: each works under its own prefix or bucket on Garage
 //! (see [`unique`]), and the moto server, which scenario setups reset, is used by one test at
 //! a time ([`moto_lock`]).
 
+pub mod http;
 pub mod mount;
 pub mod proxy;
 pub mod s3;
