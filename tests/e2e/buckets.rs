@@ -80,3 +80,31 @@ fn buckets_as_folders() {
         libc::EROFS
     );
 }
+
+#[test]
+fn removing_a_bucket_keeps_open_files_in_the_others_working() {
+    // Numbering must be stable for the life of the mount: an rmdir of a bucket listed
+    // before ours once renumbered the others, and the open descriptor got EBADF (or could
+    // have reached another bucket).
+    use std::io::Write;
+    let s3 = S3::garage();
+    let p = unique("stable");
+    let m = mount_all(&[]);
+    let first = format!("a{}", unique("gone"));
+    fs::create_dir(m.path(&first)).unwrap();
+    fs::read_dir(&m.dir).unwrap().for_each(drop);
+    fs::create_dir_all(m.path(&format!("{}/{p}", s3.bucket))).unwrap();
+    let mut f = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(m.path(&format!("{}/{p}/f", s3.bucket)))
+        .unwrap();
+    f.write_all(b"before ").unwrap();
+    fs::remove_dir(m.path(&first)).unwrap();
+    f.write_all(b"after").unwrap();
+    drop(f);
+    assert_eq!(
+        s3.get(&format!("{p}/f")).as_deref(),
+        Some(&b"before after"[..])
+    );
+}

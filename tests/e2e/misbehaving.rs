@@ -2,7 +2,8 @@
 //! with the whole body) or answer another range give an error (EIO at the mount), never
 //! wrong bytes at an offset, while an honest answer, and a whole small object for a range
 //! from 0, are used; listing bodies of arbitrary bytes or hostile XML never panic, and a
-//! continuation token handed out twice ends the listing with an error instead of looping.
+//! continuation token handed out twice ends the listing with an error instead of looping;
+//! a mount shows only the entries listed under its prefix.
 
 use std::sync::{Arc, Mutex};
 
@@ -200,4 +201,41 @@ proptest::proptest! {
             proptest::prop_assert!(page.objects.len() <= 5 && page.prefixes.len() <= 3);
         }
     }
+}
+
+#[test]
+fn a_mount_shows_only_the_entries_listed_under_its_prefix() {
+    // A server that answers every listing with keys outside the prefix asked for, as a
+    // broken proxy might: they are skipped with a warning, never shown or sliced.
+    let body = listing_xml(
+        &[
+            contents("p/ok", "3", "2024-01-01T00:00:00.000Z"),
+            contents("q/secret", "6", "2024-01-01T00:00:00.000Z"),
+            contents("p", "1", "2024-01-01T00:00:00.000Z"),
+        ],
+        &["elsewhere/".into(), "p/sub/".into()],
+        "false",
+        "",
+    );
+    let url = listing_server(Arc::new(Mutex::new(body)));
+    let conn = common::Conn {
+        env: vec![
+            ("AWS_ACCESS_KEY_ID".into(), "AKIDEXAMPLE".into()),
+            ("AWS_SECRET_ACCESS_KEY".into(), "secret".into()),
+        ],
+        args: vec![],
+    }
+    .with_args(&["--endpoint-url", &url, "--region", "us-east-1"]);
+    let m = common::Mount::with(&conn, "bkt/p", &[]);
+    let mut names: Vec<String> = std::fs::read_dir(&m.dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["ok", "sub"]);
+    assert!(
+        m.log_text().contains("outside the prefix"),
+        "{}",
+        m.log_text()
+    );
 }
