@@ -198,6 +198,7 @@ impl Buckets {
             perm: self.cfg.dir_mode,
             uid: self.cfg.uid,
             gid: self.cfg.gid,
+            rdev: 0,
         }
     }
 
@@ -389,6 +390,23 @@ impl Tree for Buckets {
             Route::Bucket { slot, fs, local } => Ok(map_attr(
                 slot,
                 fs.symlink(local, name, target, caller).await?,
+            )),
+        }
+    }
+
+    async fn mknod(
+        &self,
+        parent: Ino,
+        name: &str,
+        mode: u32,
+        rdev: u32,
+        caller: Caller,
+    ) -> Result<Attr> {
+        match self.route(parent).await? {
+            Route::Root => Err(root_only()),
+            Route::Bucket { slot, fs, local } => Ok(map_attr(
+                slot,
+                fs.mknod(local, name, mode, rdev, caller).await?,
             )),
         }
     }

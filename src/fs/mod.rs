@@ -69,6 +69,8 @@ pub struct Attr {
     pub uid: u32,
     /// Group.
     pub gid: u32,
+    /// Device number (character and block devices).
+    pub rdev: u32,
 }
 
 /// An opened file.
@@ -265,6 +267,7 @@ impl Fs {
             Kind::File => (self.cfg.file_mode, node.stat.size),
             Kind::Dir => (self.cfg.dir_mode, 0),
             Kind::Symlink => (0o777, node.stat.size),
+            Kind::Special(_) => (self.cfg.file_mode, 0),
         };
         let posix = node.stat.posix.as_ref();
         Attr {
@@ -277,6 +280,7 @@ impl Fs {
                 .map_or(default_perm, |m| (m & 0o7777) as u16),
             uid: posix.and_then(|p| p.uid).unwrap_or(self.cfg.uid),
             gid: posix.and_then(|p| p.gid).unwrap_or(self.cfg.gid),
+            rdev: posix.and_then(|p| p.rdev).unwrap_or(0),
         }
     }
 
@@ -326,6 +330,9 @@ impl Fs {
             Some(posix::S_IFLNK) => {
                 tracing::warn!(key = %info.key, size = info.size, "object claims to be a symlink but its target would exceed PATH_MAX; shown as a file");
                 Kind::File
+            }
+            Some(t @ (posix::S_IFIFO | posix::S_IFCHR | posix::S_IFBLK | posix::S_IFSOCK)) => {
+                Kind::Special(t)
             }
             _ => Kind::File,
         };

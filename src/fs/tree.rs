@@ -73,6 +73,17 @@ pub trait Tree: Send + Sync + 'static {
     /// The target of symlink `ino`.
     async fn readlink(&self, ino: Ino) -> Result<String>;
 
+    /// `mknod(2)`: an empty regular file, or a FIFO, device or socket (`mode` carries the
+    /// type, `rdev` the device number), stored as s3fs stores them.
+    async fn mknod(
+        &self,
+        parent: Ino,
+        name: &str,
+        mode: u32,
+        rdev: u32,
+        caller: Caller,
+    ) -> Result<Attr>;
+
     /// Rename `name` in `parent` to `new_name` in `new_parent`.
     async fn rename(
         &self,

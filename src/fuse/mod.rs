@@ -834,15 +834,27 @@ impl Filesystem for FuseAdapter {
 
     fn mknod(
         &self,
-        _req: &Request,
-        _parent: INodeNo,
-        _name: &OsStr,
-        _mode: u32,
-        _umask: u32,
-        _rdev: u32,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        rdev: u32,
         reply: ReplyEntry,
     ) {
-        reply.error(Errno::from_i32(libc::ENOTSUP));
+        let Some((name, reply)) = utf8_name(name, reply) else {
+            return;
+        };
+        let who = caller(req);
+        self.spawn(
+            "mknod",
+            reply,
+            move |fs| async move {
+                let mode = mode & !umask;
+                with_ttl(&fs, fs.mknod(parent.0, &name, mode, rdev, who).await)
+            },
+            reply_entry,
+        );
     }
 }
 

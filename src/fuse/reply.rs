@@ -72,6 +72,12 @@ pub(super) fn file_type(kind: Kind) -> FileType {
         Kind::File => FileType::RegularFile,
         Kind::Dir => FileType::Directory,
         Kind::Symlink => FileType::Symlink,
+        Kind::Special(t) => match t {
+            libc::S_IFIFO => FileType::NamedPipe,
+            libc::S_IFCHR => FileType::CharDevice,
+            libc::S_IFBLK => FileType::BlockDevice,
+            _ => FileType::Socket,
+        },
     }
 }
 
@@ -89,7 +95,7 @@ pub(super) fn file_attr(a: &Attr) -> FileAttr {
         nlink: if a.kind == Kind::Dir { 2 } else { 1 },
         uid: a.uid,
         gid: a.gid,
-        rdev: 0,
+        rdev: a.rdev,
         blksize: 128 * 1024,
         flags: 0,
     }

@@ -23,6 +23,7 @@ mod namespace;
 mod policy_escape;
 mod preserve;
 mod read;
+mod special;
 mod store;
 mod wire;
 mod write;

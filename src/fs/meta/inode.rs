@@ -23,6 +23,10 @@ pub enum Kind {
     Dir,
     /// A symbolic link: an object whose body is the target and whose mode says S_IFLNK.
     Symlink,
+    /// A FIFO, character or block device, or unix socket (the `S_IF*` type bits): an empty
+    /// object whose mode says so, as s3fs stores them (devices with `x-amz-meta-rdev`). A
+    /// name with metadata: opening it is the kernel's business.
+    Special(u32),
 }
 
 /// What is known of an object (or directory).

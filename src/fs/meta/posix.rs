@@ -23,6 +23,14 @@ pub const S_IFREG: u32 = 0o100_000;
 pub const S_IFDIR: u32 = 0o040_000;
 /// Symbolic link.
 pub const S_IFLNK: u32 = 0o120_000;
+/// FIFO (named pipe).
+pub const S_IFIFO: u32 = 0o010_000;
+/// Character device.
+pub const S_IFCHR: u32 = 0o020_000;
+/// Block device.
+pub const S_IFBLK: u32 = 0o060_000;
+/// Unix socket.
+pub const S_IFSOCK: u32 = 0o140_000;
 
 /// POSIX attributes carried in an object's metadata; `None` fields fall back to defaults.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -35,6 +43,8 @@ pub struct Posix {
     pub gid: Option<u32>,
     /// Modification time.
     pub mtime: Option<SystemTime>,
+    /// Device number of a character or block device (`x-amz-meta-rdev`, as s3fs).
+    pub rdev: Option<u32>,
     /// Extended attributes (`user.*`).
     pub xattrs: BTreeMap<String, Vec<u8>>,
 }
@@ -48,6 +58,7 @@ impl Posix {
             uid: num("uid"),
             gid: num("gid"),
             mtime: meta.get("mtime").and_then(|v| parse_time(v)),
+            rdev: num("rdev"),
             xattrs: meta
                 .get("xattr")
                 .map(|v| decode_xattrs(v))
@@ -69,6 +80,7 @@ impl Posix {
         set("uid", self.uid.map(|m| m.to_string()));
         set("gid", self.gid.map(|m| m.to_string()));
         set("mtime", self.mtime.map(format_time));
+        set("rdev", self.rdev.map(|r| r.to_string()));
         set(
             "xattr",
             (!self.xattrs.is_empty()).then(|| encode_xattrs(&self.xattrs)),

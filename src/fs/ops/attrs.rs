@@ -42,6 +42,7 @@ impl Fs {
             match node.kind {
                 Kind::Dir => return Err(FsError::IsDir),
                 Kind::Symlink => return Err(FsError::InvalidName("a symbolic link".into())),
+                Kind::Special(_) => return Err(FsError::InvalidName("not a regular file".into())),
                 Kind::File => {}
             }
             let open_for_write = match (fh, node.residence) {
@@ -68,6 +69,7 @@ impl Fs {
                         Kind::File => meta::S_IFREG,
                         Kind::Dir => meta::S_IFDIR,
                         Kind::Symlink => meta::S_IFLNK,
+                        Kind::Special(t) => t,
                     };
                     p.mode = Some(ty | (m & 0o7777));
                 }

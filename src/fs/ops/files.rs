@@ -68,7 +68,7 @@ impl Fs {
             uid: Some(caller.uid),
             gid: Some(caller.gid),
             mtime: Some(SystemTime::now()),
-            xattrs: Default::default(),
+            ..Posix::default()
         };
         let mut stat = Stat::new(0, SystemTime::now(), None);
         stat.posix = Some(posix.clone());

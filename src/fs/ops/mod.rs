@@ -87,6 +87,17 @@ impl Tree for Fs {
         Fs::readlink(self, ino).await
     }
 
+    async fn mknod(
+        &self,
+        parent: Ino,
+        name: &str,
+        mode: u32,
+        rdev: u32,
+        caller: Caller,
+    ) -> Result<Attr> {
+        Fs::mknod(self, parent, name, mode, rdev, caller).await
+    }
+
     async fn rename(
         &self,
         parent: Ino,

@@ -110,7 +110,7 @@ impl Fs {
             uid: Some(caller.uid),
             gid: Some(caller.gid),
             mtime: Some(SystemTime::now()),
-            xattrs: Default::default(),
+            ..Posix::default()
         }
     }
 
@@ -264,6 +264,58 @@ impl Fs {
         if let Some(n) = t.get_mut(node.ino) {
             n.target = Some(target.to_owned());
         }
+        Ok(self.attr(&node))
+    }
+
+    /// `mknod(2)`: an empty object whose `x-amz-meta-mode` carries the type (and, for
+    /// devices, `x-amz-meta-rdev` the device number), as s3fs stores them; a regular file
+    /// is simply an empty one. Nothing more is needed: the kernel serves FIFOs and sockets
+    /// itself, and the mount is `nodev`.
+    pub async fn mknod(
+        &self,
+        parent: Ino,
+        name: &str,
+        mode: u32,
+        rdev: u32,
+        caller: Caller,
+    ) -> Result<Attr> {
+        self.guards.writable()?;
+        let ty = match mode & meta::S_IFMT {
+            0 => meta::S_IFREG,
+            t
+            @ (meta::S_IFREG | meta::S_IFIFO | meta::S_IFCHR | meta::S_IFBLK | meta::S_IFSOCK) => t,
+            _ => return Err(FsError::InvalidName("mknod of an unknown file type".into())),
+        };
+        let dir = self.dir_node(parent)?;
+        check_name(name)?;
+        let path = key::child_path(&dir.path, name);
+        let mut posix = self.new_posix(caller, ty | (mode & 0o7777));
+        if matches!(ty, meta::S_IFCHR | meta::S_IFBLK) {
+            posix.rdev = Some(rdev);
+        }
+        let mut opts = PutOptions::default();
+        posix.to_meta(&mut opts.meta);
+        let put = self
+            .store
+            .put(&self.prefix.key(&path), Bytes::new(), &opts)
+            .await?;
+        self.name_created(parent, name);
+        let stat = Stat {
+            size: 0,
+            mtime: SystemTime::now(),
+            etag: put.etag,
+            posix: Some(posix),
+        };
+        let kind = if ty == meta::S_IFREG {
+            Kind::File
+        } else {
+            Kind::Special(ty)
+        };
+        let node = self
+            .inodes
+            .lock()
+            .unwrap()
+            .upsert(parent, name, kind, stat, 1);
         Ok(self.attr(&node))
     }
 
