@@ -348,6 +348,19 @@ impl Fs {
     }
 }
 
+impl Fs {
+    /// A new entry `name` in `dir` (a directory marker when `is_dir`): a valid name whose
+    /// key fits S3's 1,024 bytes, refused with ENAMETOOLONG before anything is sent.
+    fn check_new(&self, dir: &Node, name: &str, is_dir: bool) -> Result<()> {
+        check_name(name)?;
+        let key = self.prefix.key(&meta::key::child_path(&dir.path, name));
+        if key.len() + usize::from(is_dir) > meta::key::KEY_MAX {
+            return Err(FsError::NameTooLong);
+        }
+        Ok(())
+    }
+}
+
 fn check_name(name: &str) -> Result<()> {
     match validate_name(name) {
         Ok(()) => Ok(()),

@@ -52,7 +52,7 @@ async fn lookup_prefers_directory_and_hides_outside_keys() {
         Err(FsError::NotFound)
     ));
     assert!(matches!(
-        fs.lookup(ROOT_INO, &"n".repeat(256)).await,
+        fs.lookup(ROOT_INO, &"n".repeat(1025)).await,
         Err(FsError::NameTooLong)
     ));
 }

@@ -695,7 +695,7 @@ impl Filesystem for FuseAdapter {
         // S3 has no capacity to report: advertise a large, mostly free file system so
         // tools that check free space before writing proceed.
         const BLOCKS: u64 = 1 << 40;
-        reply.statfs(BLOCKS, BLOCKS, BLOCKS, 1 << 32, 1 << 32, 4096, 255, 4096);
+        reply.statfs(BLOCKS, BLOCKS, BLOCKS, 1 << 32, 1 << 32, 4096, 1024, 4096);
     }
 
     fn create(

@@ -253,3 +253,40 @@ fn new_directories_cost_one_upload_per_file_and_still_see_other_clients() {
     let lists = requests(&log, "list_objects_v2", "/d/") - before;
     assert!((1..=3).contains(&lists), "{lists} listings for 10 creates");
 }
+
+#[test]
+fn names_up_to_fuses_limit_are_listed_and_created_while_the_key_fits() {
+    let (s3, p, m) = mount_fresh_prefix("longnames");
+    // Longer than local file systems allow (255), within FUSE's 1,024 and S3's key limit
+    // (Garage itself stores keys up to about 500 bytes: its LMDB's key size).
+    let long = "l".repeat(300);
+    std::fs::write(m.path(&long), b"long name").unwrap();
+    assert_eq!(
+        s3.get(&format!("{p}/{long}")).as_deref(),
+        Some(&b"long name"[..])
+    );
+    let theirs = "t".repeat(280);
+    s3.put(&format!("{p}/{theirs}"), b"from another tool".to_vec());
+    let mut names: Vec<String> = std::fs::read_dir(&m.dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, [long.clone(), theirs.clone()]);
+    assert_eq!(
+        std::fs::read(m.path(&theirs)).unwrap(),
+        b"from another tool"
+    );
+    // A name whose key would pass S3's 1,024 bytes: refused before anything is sent.
+    let too_long = "x".repeat(1024 - p.len());
+    let e = std::fs::write(m.path(&too_long), b"x").unwrap_err();
+    assert_eq!(errno(&e), libc::ENAMETOOLONG, "{e}");
+    let e = std::fs::create_dir(m.path(&"d".repeat(1024 - p.len() - 1))).unwrap_err();
+    assert_eq!(errno(&e), libc::ENAMETOOLONG, "{e}");
+    // statfs reports the limit.
+    let c = std::ffi::CString::new(m.dir.to_str().unwrap()).unwrap();
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid path and a statvfs to fill.
+    assert_eq!(unsafe { libc::statvfs(c.as_ptr(), &mut st) }, 0);
+    assert_eq!(st.f_namemax, 1024);
+}

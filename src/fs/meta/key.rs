@@ -4,8 +4,13 @@
 //! The mount prefix is a hard boundary: every key is built by [`Prefix::key`] from validated
 //! names, so no `..` or empty component can ever reach outside it.
 
-/// Longest file name Linux accepts (NAME_MAX).
-pub const NAME_MAX: usize = 255;
+/// Longest file name the mount lists and creates: FUSE's limit (FUSE_NAME_MAX, 1,024
+/// bytes), not the 255 of local file systems, since S3 keys written by other tools may
+/// hold longer components; the whole key is limited separately ([`KEY_MAX`]).
+pub const NAME_MAX: usize = 1024;
+
+/// Longest S3 key (bytes).
+pub const KEY_MAX: usize = 1024;
 
 /// Why a name cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,7 +30,7 @@ impl std::fmt::Display for BadName {
         f.write_str(match self {
             BadName::Empty => "empty path component",
             BadName::Dot => "'.' or '..' path component",
-            BadName::TooLong => "path component longer than 255 bytes",
+            BadName::TooLong => "path component longer than 1,024 bytes",
             BadName::BadChar => "'/' or NUL in a file name",
         })
     }
@@ -93,8 +98,8 @@ mod tests {
         assert!(validate_name("a.txt").is_ok());
         assert_eq!(validate_name(""), Err(BadName::Empty));
         assert_eq!(validate_name(".."), Err(BadName::Dot));
-        assert_eq!(validate_name(&"x".repeat(256)), Err(BadName::TooLong));
-        assert!(validate_name(&"x".repeat(255)).is_ok());
+        assert_eq!(validate_name(&"x".repeat(1025)), Err(BadName::TooLong));
+        assert!(validate_name(&"x".repeat(1024)).is_ok());
         assert_eq!(validate_name("a/b"), Err(BadName::BadChar));
     }
 

@@ -134,7 +134,7 @@ mod tests {
         ] {
             s.insert(k, "data");
         }
-        s.insert(&format!("p/{}", "n".repeat(300)), "long");
+        s.insert(&format!("p/{}", "n".repeat(1025)), "long");
         let w = Warnings::default();
         let got = list(&s, &Prefix::new("p/"), "", SystemTime::UNIX_EPOCH, &w)
             .await

@@ -19,7 +19,7 @@ use crate::fs::read::prefetch::ReadConfig;
 use crate::fs::write::{Base, Committed};
 use crate::fs::{
     Attr, Body, Caller, Fs, FsError, Handle, Ino, Kind, Location, OpenMode, Opened, Reader, Result,
-    WriteHandle, WriteState, check_name,
+    WriteHandle, WriteState,
 };
 use crate::s3::PutOptions;
 
@@ -46,8 +46,8 @@ impl Fs {
     ) -> Result<(Attr, u64)> {
         self.guards.writable()?;
         self.check_open()?;
-        self.dir_node(parent)?;
-        check_name(name)?;
+        let dir = self.dir_node(parent)?;
+        self.check_new(&dir, name, false)?;
         let writer = self
             .inodes
             .lock()

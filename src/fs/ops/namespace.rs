@@ -119,7 +119,7 @@ impl Fs {
     pub async fn mkdir(&self, parent: Ino, name: &str, mode: u32, caller: Caller) -> Result<Attr> {
         self.guards.writable()?;
         let dir = self.dir_node(parent)?;
-        check_name(name)?;
+        self.check_new(&dir, name, true)?;
         // The kernel looks a name up before mkdir, so an unknown name is absent; a known one
         // (possibly stale) is checked with S3.
         let known = self.inodes.lock().unwrap().child(parent, name).is_some();
@@ -239,7 +239,7 @@ impl Fs {
     ) -> Result<Attr> {
         self.guards.writable()?;
         let dir = self.dir_node(parent)?;
-        check_name(name)?;
+        self.check_new(&dir, name, false)?;
         let path = key::child_path(&dir.path, name);
         let posix = self.new_posix(caller, meta::S_IFLNK | 0o777);
         let mut opts = PutOptions::default();
@@ -287,7 +287,7 @@ impl Fs {
             _ => return Err(FsError::InvalidName("mknod of an unknown file type".into())),
         };
         let dir = self.dir_node(parent)?;
-        check_name(name)?;
+        self.check_new(&dir, name, false)?;
         let path = key::child_path(&dir.path, name);
         let mut posix = self.new_posix(caller, ty | (mode & 0o7777));
         if matches!(ty, meta::S_IFCHR | meta::S_IFBLK) {
