@@ -750,11 +750,19 @@ impl Filesystem for FuseAdapter {
     }
 
     fn listxattr(&self, req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        let uid = req.uid();
         self.spawn_interruptible(
             req,
             "listxattr",
             reply,
-            |fs| async move { fs.listxattr(ino.0).await },
+            move |fs| async move {
+                let mut names = fs.listxattr(ino.0).await?;
+                // The kernel keeps trusted.* from everyone but root; listing them must too.
+                if uid != 0 {
+                    names.retain(|n| !n.starts_with("trusted."));
+                }
+                Ok(names)
+            },
             move |r, names| {
                 let mut buf = Vec::new();
                 for n in names {

@@ -290,3 +290,69 @@ fn names_up_to_fuses_limit_are_listed_and_created_while_the_key_fits() {
     assert_eq!(unsafe { libc::statvfs(c.as_ptr(), &mut st) }, 0);
     assert_eq!(st.f_namemax, 1024);
 }
+
+/// `setxattr(2)`/`getxattr(2)` through libc (setfattr refuses names without a namespace).
+fn xattr_set(path: &std::path::Path, name: &str, value: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let p = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+    let n = std::ffi::CString::new(name).unwrap();
+    // SAFETY: valid NUL-terminated strings and a value buffer of the given length.
+    let rc = unsafe {
+        libc::setxattr(
+            p.as_ptr(),
+            n.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+fn xattr_get(path: &std::path::Path, name: &str) -> std::io::Result<Vec<u8>> {
+    use std::os::unix::ffi::OsStrExt;
+    let p = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+    let n = std::ffi::CString::new(name).unwrap();
+    let mut buf = vec![0u8; 256];
+    // SAFETY: valid NUL-terminated strings and a buffer of the given length.
+    let rc = unsafe { libc::getxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    buf.truncate(rc as usize);
+    Ok(buf)
+}
+
+#[test]
+fn trusted_and_namespace_less_xattrs_are_stored_and_security_ones_are_not() {
+    let (_s3, p, m) = mount_fresh_prefix("xattr-ns");
+    fs::write(m.path("f"), b"x").unwrap();
+    // As root: trusted.* is ours to keep, as is a name without a namespace.
+    xattr_set(&m.path("f"), "trusted.t", b"root only").unwrap();
+    xattr_set(&m.path("f"), "user.u", b"anyone").unwrap();
+    let bare = xattr_set(&m.path("f"), "bare", b"no namespace");
+    // The kernel may refuse a name without a namespace before it reaches us.
+    let bare_ok = match &bare {
+        Ok(()) => true,
+        Err(e) => {
+            assert_eq!(errno(e), libc::EOPNOTSUPP, "{e}");
+            false
+        }
+    };
+    let e = xattr_set(&m.path("f"), "security.selinux", b"x").unwrap_err();
+    assert_eq!(errno(&e), libc::EOPNOTSUPP, "{e}");
+    // Kept in the object's metadata: a new mount reads them back.
+    drop(m);
+    let m = Mount::garage(&format!("{}/{p}", S3::garage().bucket), &[]);
+    assert_eq!(xattr_get(&m.path("f"), "trusted.t").unwrap(), b"root only");
+    assert_eq!(xattr_get(&m.path("f"), "user.u").unwrap(), b"anyone");
+    if bare_ok {
+        assert_eq!(xattr_get(&m.path("f"), "bare").unwrap(), b"no namespace");
+    }
+    let e = xattr_get(&m.path("f"), "security.selinux").unwrap_err();
+    assert_eq!(errno(&e), libc::ENODATA, "{e}");
+}

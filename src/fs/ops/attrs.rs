@@ -25,8 +25,16 @@ const S3_XATTRS: [&str; 6] = [
 ];
 const S3_PREFIX: &str = "user.s3.";
 
-/// Only the `user.` namespace is stored; others (security, system, trusted) are refused.
-const XATTR_NAMESPACE: &str = "user.";
+/// Namespaces whose attributes are never stored: `security.` (SELinux labels, capabilities)
+/// and `system.` (POSIX ACLs) mean something to the kernel that an object's metadata cannot
+/// carry. Everything else — `user.`, `trusted.` (the kernel lets only root reach those) and
+/// names without a namespace — is stored alike, in `x-amz-meta-xattr`.
+const UNSTORED: [&str; 2] = ["security.", "system."];
+
+/// Whether attribute `name` is one we store.
+fn stored(name: &str) -> bool {
+    !UNSTORED.iter().any(|ns| name.starts_with(ns))
+}
 /// Values larger than this do not fit S3's 2 KiB metadata limit anyway.
 const XATTR_MAX: usize = 1024;
 
@@ -197,7 +205,7 @@ impl Fs {
 
     /// Value of extended attribute `name`.
     pub async fn getxattr(&self, ino: Ino, name: &str) -> Result<Vec<u8>> {
-        if !name.starts_with(XATTR_NAMESPACE) {
+        if !stored(name) {
             // security.selinux, system.posix_acl_access, ...: `ls -l` asks for these on every
             // entry; they are never stored, so answer without a request.
             return Err(FsError::NoAttr);
@@ -273,8 +281,10 @@ impl Fs {
         create: bool,
         replace: bool,
     ) -> Result<()> {
-        if !name.starts_with(XATTR_NAMESPACE) {
-            return Err(FsError::NotSupported("extended attributes outside user.*"));
+        if !stored(name) {
+            return Err(FsError::NotSupported(
+                "security.* and system.* extended attributes",
+            ));
         }
         if name.starts_with(S3_PREFIX) {
             return self.set_s3_xattr(ino, name, value).await;
