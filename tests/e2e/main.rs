@@ -20,6 +20,7 @@ mod lifecycle;
 mod metadata;
 mod misbehaving;
 mod namespace;
+mod permissions;
 mod policy_escape;
 mod preserve;
 mod read;

@@ -115,8 +115,16 @@ impl Fs {
             return Ok(());
         }
         let residence = match node.residence {
-            // Everything is in S3 already and only the release is to come: change the object.
-            Residence::Writing(fh) if self.writer_is_clean(fh).await => Residence::Remote,
+            // Everything is in S3 already and only the release is to come (`cp -p` sets
+            // modes and times there), or nothing has been written yet (`touch`, `>> f`,
+            // where the kernel clears setuid before the first write): change the object.
+            Residence::Writing(fh) if self.writer_is_clean(fh).await => {
+                self.update_remote_posix(&node, &f).await?;
+                // A staged body still to be written goes on from the changed object: its
+                // new ETag and metadata, or its commit would put the old metadata back.
+                self.rebase_writer(fh, ino).await;
+                return Ok(());
+            }
             r => r,
         };
         let Residence::Writing(fh) = residence else {

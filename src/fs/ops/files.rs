@@ -210,6 +210,26 @@ impl Fs {
             }
     }
 
+    /// After a metadata change made to the object itself while `fh` had nothing new to
+    /// upload: a staged body goes on from the changed object (its ETag and metadata).
+    pub(in crate::fs) async fn rebase_writer(&self, fh: u64, ino: Ino) {
+        let Ok(Handle::Write(wh)) = self.handle(fh) else {
+            return;
+        };
+        let Ok(node) = self.node(ino) else {
+            return;
+        };
+        let mut st = wh.body.lock().await;
+        if let Body::Staged(s) = &mut st.body
+            && !s.is_changed()
+        {
+            if let Some(p) = &node.stat.posix {
+                p.to_meta(&mut s.opts.meta);
+            }
+            s.rebase(node.stat.etag.clone());
+        }
+    }
+
     /// Switch a streamed body to a staged one (see the module doc).
     async fn to_staged(&self, st: &mut WriteState) -> Result<()> {
         let Body::Stream(up) = &mut st.body else {

@@ -187,6 +187,14 @@ impl Staged {
         Ok(())
     }
 
+    /// The base object changed in S3 without changing its bytes (a metadata self-copy):
+    /// read the rest of it under its new ETag.
+    pub fn rebase(&mut self, etag: Option<String>) {
+        if let Some(b) = &mut self.base {
+            b.etag = etag;
+        }
+    }
+
     /// Upload the current contents; afterwards they are the new base.
     pub async fn commit(&mut self) -> Result<Committed> {
         let put = if self.size <= self.part_size {
