@@ -195,6 +195,8 @@ impl Buckets {
             kind: Kind::Dir,
             size: 0,
             mtime: self.mount_time,
+            atime: self.mount_time,
+            ctime: self.mount_time,
             perm: self.cfg.dir_mode,
             uid: self.cfg.uid,
             gid: self.cfg.gid,
@@ -206,6 +208,8 @@ impl Buckets {
         Attr {
             ino: encode(i, ROOT_INO),
             mtime: created,
+            atime: created,
+            ctime: created,
             ..self.root_attr()
         }
     }

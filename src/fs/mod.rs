@@ -63,6 +63,10 @@ pub struct Attr {
     pub size: u64,
     /// Modification time.
     pub mtime: SystemTime,
+    /// Access time.
+    pub atime: SystemTime,
+    /// Status-change time.
+    pub ctime: SystemTime,
     /// Permission bits.
     pub perm: u16,
     /// Owner.
@@ -115,6 +119,8 @@ pub struct SetAttr {
     pub size: Option<u64>,
     /// New modification time.
     pub mtime: Option<SystemTime>,
+    /// New access time.
+    pub atime: Option<SystemTime>,
 }
 
 /// How a file being written holds its bytes.
@@ -270,11 +276,14 @@ impl Fs {
             Kind::Special(_) => (self.cfg.file_mode, 0),
         };
         let posix = node.stat.posix.as_ref();
+        let mtime = posix.and_then(|p| p.mtime).unwrap_or(node.stat.mtime);
         Attr {
             ino: node.ino,
             kind: node.kind,
             size,
-            mtime: posix.and_then(|p| p.mtime).unwrap_or(node.stat.mtime),
+            mtime,
+            atime: posix.and_then(|p| p.atime).unwrap_or(mtime),
+            ctime: posix.and_then(|p| p.ctime).unwrap_or(mtime),
             perm: posix
                 .and_then(|p| p.mode)
                 .map_or(default_perm, |m| (m & 0o7777) as u16),

@@ -343,7 +343,7 @@ impl Filesystem for FuseAdapter {
         uid: Option<u32>,
         gid: Option<u32>,
         size: Option<u64>,
-        _atime: Option<TimeOrNow>,
+        atime: Option<TimeOrNow>,
         mtime: Option<TimeOrNow>,
         _ctime: Option<SystemTime>,
         fh: Option<FileHandle>,
@@ -357,13 +357,14 @@ impl Filesystem for FuseAdapter {
             "setattr",
             reply,
             move |fs| async move {
-                // atime is not stored (the mount is noatime).
+                // Times as utimensat(2) gives them (UTIME_NOW resolved here, UTIME_OMIT as None).
                 let change = SetAttr {
                     mode,
                     uid,
                     gid,
                     size,
                     mtime: mtime.map(time),
+                    atime: atime.map(time),
                 };
                 with_ttl(&fs, fs.setattr(ino.0, change, fh.map(|f| f.0)).await)
             },

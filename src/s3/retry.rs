@@ -324,6 +324,7 @@ impl ObjectStore for Retrying {
             store: self.inner.clone(),
             inner,
             policy: self.policy,
+            resent: Default::default(),
         }))
     }
 
@@ -383,11 +384,14 @@ impl ObjectStore for Retrying {
 }
 
 /// A multipart upload whose every request is retried; each part keeps its body until S3
-/// acknowledged it.
+/// acknowledged it — and a part that had to be sent again keeps it until the upload is
+/// complete (see [`RetryingUpload::complete`]).
 struct RetryingUpload {
     store: Arc<dyn ObjectStore>,
     inner: Arc<dyn MultipartUpload>,
     policy: RetryPolicy,
+    /// Parts acknowledged only on a later attempt, with their bodies.
+    resent: std::sync::Mutex<Vec<(i32, Bytes)>>,
 }
 
 /// The ETag S3 gives a multipart object: the MD5 of the parts' MD5s, then `-N`. Only
@@ -416,10 +420,16 @@ impl MultipartUpload for RetryingUpload {
 
     async fn put_part(&self, number: i32, body: Bytes) -> Result<CompletedPart, StoreError> {
         let key = self.inner.key();
-        retry(&self.policy, "UploadPart", key, body.len() as u64, |_| {
+        let mut resent = false;
+        let part = retry(&self.policy, "UploadPart", key, body.len() as u64, |n| {
+            resent = n > 1;
             self.inner.put_part(number, body.clone())
         })
-        .await
+        .await?;
+        if resent {
+            self.resent.lock().unwrap().push((number, body));
+        }
+        Ok(part)
     }
 
     async fn copy_part(
@@ -436,35 +446,32 @@ impl MultipartUpload for RetryingUpload {
         .await
     }
 
+    /// A part sent again after an attempt whose fate was unknown (a timeout, a cut
+    /// connection) can be shadowed by that first attempt: its bytes, still on the way,
+    /// reach the server after the retry did and leave a newer, broken version of the part
+    /// (Garage then refuses the completion with InvalidPart). Such parts are sent once more
+    /// now that the stale attempts are over, and the completion asked again.
     async fn complete(&self, parts: Vec<CompletedPart>) -> Result<PutResult, StoreError> {
-        let key = self.inner.key();
-        // A retry that finds no upload — or, create-only, finds the object — may follow a
-        // first attempt that completed it and lost the answer: the object tells.
-        let mut resent = false;
-        let r = retry(&self.policy, "CompleteMultipartUpload", key, 0, |n| {
-            resent = n > 1;
-            self.inner.complete(parts.clone())
-        })
-        .await;
+        let r = self.complete_once(parts.clone()).await;
+        let resent = std::mem::take(&mut *self.resent.lock().unwrap());
         match r {
-            Err(e)
-                if e.kind == ErrorKind::NotFound
-                    || (resent && e.kind == ErrorKind::PreconditionFailed) =>
-            {
-                let want = multipart_etag(&parts);
-                let head = retry(&self.policy, "HeadObject", key, 0, |_| self.store.head(key));
-                match (want, head.await) {
-                    (Some(want), Ok(info)) if info.etag.as_deref() == Some(want.as_str()) => {
-                        info!(
-                            key,
-                            "CompleteMultipartUpload's answer was lost; the object is complete"
-                        );
-                        Ok(PutResult { etag: info.etag })
+            Err(e) if e.code.as_deref() == Some("InvalidPart") && !resent.is_empty() => {
+                warn!(
+                    key = self.inner.key(),
+                    parts = resent.len(),
+                    "the server has an older attempt of parts that were sent again; sending them once more"
+                );
+                let mut parts = parts;
+                for (number, body) in resent {
+                    let again = self.put_part(number, body).await?;
+                    if let Some(p) = parts.iter_mut().find(|p| p.number == number) {
+                        *p = again;
                     }
-                    _ => Err(e),
                 }
+                self.resent.lock().unwrap().clear();
+                self.complete_once(parts).await
             }
-            other => other,
+            r => r,
         }
     }
 
@@ -499,6 +506,40 @@ impl MultipartUpload for RetryingUpload {
                     }
                 });
                 Err(e)
+            }
+            other => other,
+        }
+    }
+}
+
+impl RetryingUpload {
+    async fn complete_once(&self, parts: Vec<CompletedPart>) -> Result<PutResult, StoreError> {
+        let key = self.inner.key();
+        // A retry that finds no upload — or, create-only, finds the object — may follow a
+        // first attempt that completed it and lost the answer: the object tells.
+        let mut resent = false;
+        let r = retry(&self.policy, "CompleteMultipartUpload", key, 0, |n| {
+            resent = n > 1;
+            self.inner.complete(parts.clone())
+        })
+        .await;
+        match r {
+            Err(e)
+                if e.kind == ErrorKind::NotFound
+                    || (resent && e.kind == ErrorKind::PreconditionFailed) =>
+            {
+                let want = multipart_etag(&parts);
+                let head = retry(&self.policy, "HeadObject", key, 0, |_| self.store.head(key));
+                match (want, head.await) {
+                    (Some(want), Ok(info)) if info.etag.as_deref() == Some(want.as_str()) => {
+                        info!(
+                            key,
+                            "CompleteMultipartUpload's answer was lost; the object is complete"
+                        );
+                        Ok(PutResult { etag: info.etag })
+                    }
+                    _ => Err(e),
+                }
             }
             other => other,
         }
@@ -666,6 +707,76 @@ mod tests {
         }
     }
 
+    /// Part 2's first attempt times out yet reaches the server late and shadows the retry:
+    /// the completion is refused (InvalidPart) until part 2 is sent once more.
+    struct StaleFirstAttempt {
+        inner: Arc<dyn MultipartUpload>,
+        part2_puts: std::sync::atomic::AtomicU32,
+    }
+
+    #[async_trait]
+    impl MultipartUpload for StaleFirstAttempt {
+        fn key(&self) -> &str {
+            self.inner.key()
+        }
+        async fn put_part(&self, n: i32, body: Bytes) -> Result<CompletedPart, StoreError> {
+            if n == 2 {
+                let puts = self
+                    .part2_puts
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if puts == 0 {
+                    return Err(StoreError::new("UploadPart", "k", ErrorKind::Timeout));
+                }
+            }
+            self.inner.put_part(n, body).await
+        }
+        async fn copy_part(
+            &self,
+            n: i32,
+            src: &str,
+            range: Range<u64>,
+            etag: Option<&str>,
+        ) -> Result<CompletedPart, StoreError> {
+            self.inner.copy_part(n, src, range, etag).await
+        }
+        async fn complete(&self, parts: Vec<CompletedPart>) -> Result<PutResult, StoreError> {
+            if self.part2_puts.load(std::sync::atomic::Ordering::Relaxed) < 3 {
+                let mut e =
+                    StoreError::new("CompleteMultipartUpload", "k", ErrorKind::InvalidRequest);
+                e.code = Some("InvalidPart".into());
+                return Err(e);
+            }
+            self.inner.complete(parts).await
+        }
+        async fn abort(&self) -> Result<(), StoreError> {
+            self.inner.abort().await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_part_shadowed_by_its_stale_first_attempt_is_sent_once_more() {
+        let memory = Arc::new(MemoryStore::new("b", 2));
+        let inner = memory
+            .start_multipart("k", &PutOptions::default())
+            .await
+            .unwrap();
+        let up = RetryingUpload {
+            store: memory.clone(),
+            inner: Arc::new(StaleFirstAttempt {
+                inner,
+                part2_puts: Default::default(),
+            }),
+            policy: quick(Duration::from_secs(10)),
+            resent: Default::default(),
+        };
+        let p1 = up.put_part(1, data(5 << 20, 1)).await.unwrap();
+        let p2 = up.put_part(2, data(10, 2)).await.unwrap();
+        up.complete(vec![p1, p2]).await.unwrap();
+        let mut want = data(5 << 20, 1).to_vec();
+        want.extend_from_slice(&data(10, 2));
+        assert_eq!(memory.get("k").unwrap(), want);
+    }
+
     #[tokio::test]
     async fn a_lost_complete_answer_is_resolved_by_the_object() {
         let memory = Arc::new(MemoryStore::new("b", 2));
@@ -680,6 +791,7 @@ mod tests {
                 lost: Default::default(),
             }),
             policy: quick(Duration::from_secs(10)),
+            resent: Default::default(),
         };
         let p1 = up.put_part(1, data(5 << 20, 1)).await.unwrap();
         let p2 = up.put_part(2, data(10, 2)).await.unwrap();

@@ -26,5 +26,6 @@ mod preserve;
 mod read;
 mod special;
 mod store;
+mod times;
 mod wire;
 mod write;

@@ -43,6 +43,11 @@ pub struct Posix {
     pub gid: Option<u32>,
     /// Modification time.
     pub mtime: Option<SystemTime>,
+    /// Access time (`x-amz-meta-atime`): set by `touch -a`/`utimensat`; reads do not
+    /// change it (the mount is `noatime`).
+    pub atime: Option<SystemTime>,
+    /// Status-change time (`x-amz-meta-ctime`): any change of data or metadata.
+    pub ctime: Option<SystemTime>,
     /// Device number of a character or block device (`x-amz-meta-rdev`, as s3fs).
     pub rdev: Option<u32>,
     /// Extended attributes (`user.*`).
@@ -50,6 +55,20 @@ pub struct Posix {
 }
 
 impl Posix {
+    /// A new entry's attributes: `mode` (with its type), owner, and all three times now.
+    pub fn new(mode: u32, uid: u32, gid: u32) -> Posix {
+        let now = Some(SystemTime::now());
+        Posix {
+            mode: Some(mode),
+            uid: Some(uid),
+            gid: Some(gid),
+            mtime: now,
+            atime: now,
+            ctime: now,
+            ..Posix::default()
+        }
+    }
+
     /// Read from user metadata, ignoring malformed values.
     pub fn from_meta(meta: &UserMeta) -> Posix {
         let num = |k: &str| meta.get(k).and_then(|v| v.trim().parse::<u32>().ok());
@@ -58,6 +77,8 @@ impl Posix {
             uid: num("uid"),
             gid: num("gid"),
             mtime: meta.get("mtime").and_then(|v| parse_time(v)),
+            atime: meta.get("atime").and_then(|v| parse_time(v)),
+            ctime: meta.get("ctime").and_then(|v| parse_time(v)),
             rdev: num("rdev"),
             xattrs: meta
                 .get("xattr")
@@ -80,6 +101,8 @@ impl Posix {
         set("uid", self.uid.map(|m| m.to_string()));
         set("gid", self.gid.map(|m| m.to_string()));
         set("mtime", self.mtime.map(format_time));
+        set("atime", self.atime.map(format_time));
+        set("ctime", self.ctime.map(format_time));
         set("rdev", self.rdev.map(|r| r.to_string()));
         set(
             "xattr",

@@ -70,6 +70,7 @@ impl Fs {
             || change.uid.is_some()
             || change.gid.is_some()
             || change.mtime.is_some()
+            || change.atime.is_some()
         {
             self.update_posix(ino, |p, kind| {
                 if let Some(m) = change.mode {
@@ -90,6 +91,9 @@ impl Fs {
                 if change.mtime.is_some() {
                     p.mtime = change.mtime;
                 }
+                if change.atime.is_some() {
+                    p.atime = change.atime;
+                }
                 Ok(())
             })
             .await?;
@@ -107,6 +111,17 @@ impl Fs {
         f: impl Fn(&mut Posix, Kind) -> Result<()>,
     ) -> Result<()> {
         self.guards.writable()?;
+        // A change that changes something changes the status time too (POSIX ctime),
+        // decided on what it starts from each time it runs.
+        let now = SystemTime::now();
+        let f = move |p: &mut Posix, kind: Kind| {
+            let before = p.clone();
+            f(p, kind)?;
+            if *p != before {
+                p.ctime = Some(now);
+            }
+            Ok(())
+        };
         let node = self.with_posix(ino).await?;
         let mut posix = node.stat.posix.clone().unwrap_or_default();
         f(&mut posix, node.kind)?;

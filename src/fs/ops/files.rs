@@ -63,13 +63,7 @@ impl Fs {
             return Err(FsError::Busy("the file is already being written"));
         }
         self.name_created(parent, name);
-        let posix = Posix {
-            mode: Some(meta::S_IFREG | (mode & 0o7777)),
-            uid: Some(caller.uid),
-            gid: Some(caller.gid),
-            mtime: Some(SystemTime::now()),
-            ..Posix::default()
-        };
+        let posix = Posix::new(meta::S_IFREG | (mode & 0o7777), caller.uid, caller.gid);
         let mut stat = Stat::new(0, SystemTime::now(), None);
         stat.posix = Some(posix.clone());
         let node = self
@@ -147,7 +141,9 @@ impl Fs {
             self.check_open()?;
             let node = self.with_posix(ino).await?;
             let mut posix = node.stat.posix.clone().unwrap_or_default();
-            posix.mtime = Some(SystemTime::now());
+            // Written now: its data (mtime) and so its status (ctime) change.
+            let now = Some(SystemTime::now());
+            (posix.mtime, posix.ctime) = (now, now);
             let key = self.prefix.key(&node.path);
             let opts = self.put_options(&key, &posix);
             let (body, size) = if mode.truncate {
@@ -348,7 +344,10 @@ impl Fs {
         self.guards.overwrite()?;
         let node = self.with_posix(node.ino).await?;
         let key = self.prefix.key(&node.path);
-        let opts = self.put_options(&key, &node.stat.posix.clone().unwrap_or_default());
+        let mut posix = node.stat.posix.clone().unwrap_or_default();
+        let now = Some(SystemTime::now());
+        (posix.mtime, posix.ctime) = (now, now);
+        let opts = self.put_options(&key, &posix);
         let committed = if size == 0 {
             let put = self.store.put(&key, Bytes::new(), &opts).await?;
             Committed {

@@ -105,13 +105,7 @@ impl Fs {
     }
 
     fn new_posix(&self, caller: Caller, mode: u32) -> Posix {
-        Posix {
-            mode: Some(mode),
-            uid: Some(caller.uid),
-            gid: Some(caller.gid),
-            mtime: Some(SystemTime::now()),
-            ..Posix::default()
-        }
+        Posix::new(mode, caller.uid, caller.gid)
     }
 
     /// Create directory `name` in `parent`: a zero-byte `name/` marker object (with
