@@ -669,58 +669,39 @@ mod tests {
     }
 
     /// Completes the upload, then loses the answer (once).
-    struct LoseFirstAnswer {
+    /// What a test upload does wrong.
+    #[derive(Clone, Copy, PartialEq)]
+    enum Misstep {
+        /// The first CompleteMultipartUpload succeeds but its answer is lost.
+        LoseFirstComplete,
+        /// Part 2's first attempt times out yet reaches the server late and shadows the
+        /// retry: the completion is refused (InvalidPart) until part 2 is sent once more.
+        StalePart2,
+    }
+
+    struct Misbehaving {
         inner: Arc<dyn MultipartUpload>,
+        misstep: Misstep,
         lost: std::sync::atomic::AtomicBool,
-    }
-
-    #[async_trait]
-    impl MultipartUpload for LoseFirstAnswer {
-        fn key(&self) -> &str {
-            self.inner.key()
-        }
-        async fn put_part(&self, n: i32, body: Bytes) -> Result<CompletedPart, StoreError> {
-            self.inner.put_part(n, body).await
-        }
-        async fn copy_part(
-            &self,
-            n: i32,
-            src: &str,
-            range: Range<u64>,
-            etag: Option<&str>,
-        ) -> Result<CompletedPart, StoreError> {
-            self.inner.copy_part(n, src, range, etag).await
-        }
-        async fn complete(&self, parts: Vec<CompletedPart>) -> Result<PutResult, StoreError> {
-            let r = self.inner.complete(parts).await;
-            if !self.lost.swap(true, std::sync::atomic::Ordering::Relaxed) {
-                return Err(StoreError::new(
-                    "CompleteMultipartUpload",
-                    "k",
-                    ErrorKind::Timeout,
-                ));
-            }
-            r
-        }
-        async fn abort(&self) -> Result<(), StoreError> {
-            self.inner.abort().await
-        }
-    }
-
-    /// Part 2's first attempt times out yet reaches the server late and shadows the retry:
-    /// the completion is refused (InvalidPart) until part 2 is sent once more.
-    struct StaleFirstAttempt {
-        inner: Arc<dyn MultipartUpload>,
         part2_puts: std::sync::atomic::AtomicU32,
     }
 
+    fn misbehaving(inner: Arc<dyn MultipartUpload>, misstep: Misstep) -> Arc<Misbehaving> {
+        Arc::new(Misbehaving {
+            inner,
+            misstep,
+            lost: Default::default(),
+            part2_puts: Default::default(),
+        })
+    }
+
     #[async_trait]
-    impl MultipartUpload for StaleFirstAttempt {
+    impl MultipartUpload for Misbehaving {
         fn key(&self) -> &str {
             self.inner.key()
         }
         async fn put_part(&self, n: i32, body: Bytes) -> Result<CompletedPart, StoreError> {
-            if n == 2 {
+            if n == 2 && self.misstep == Misstep::StalePart2 {
                 let puts = self
                     .part2_puts
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -740,13 +721,28 @@ mod tests {
             self.inner.copy_part(n, src, range, etag).await
         }
         async fn complete(&self, parts: Vec<CompletedPart>) -> Result<PutResult, StoreError> {
-            if self.part2_puts.load(std::sync::atomic::Ordering::Relaxed) < 3 {
-                let mut e =
-                    StoreError::new("CompleteMultipartUpload", "k", ErrorKind::InvalidRequest);
-                e.code = Some("InvalidPart".into());
-                return Err(e);
+            match self.misstep {
+                Misstep::StalePart2
+                    if self.part2_puts.load(std::sync::atomic::Ordering::Relaxed) < 3 =>
+                {
+                    let mut e =
+                        StoreError::new("CompleteMultipartUpload", "k", ErrorKind::InvalidRequest);
+                    e.code = Some("InvalidPart".into());
+                    Err(e)
+                }
+                Misstep::LoseFirstComplete => {
+                    let r = self.inner.complete(parts).await;
+                    if !self.lost.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                        return Err(StoreError::new(
+                            "CompleteMultipartUpload",
+                            "k",
+                            ErrorKind::Timeout,
+                        ));
+                    }
+                    r
+                }
+                Misstep::StalePart2 => self.inner.complete(parts).await,
             }
-            self.inner.complete(parts).await
         }
         async fn abort(&self) -> Result<(), StoreError> {
             self.inner.abort().await
@@ -762,10 +758,7 @@ mod tests {
             .unwrap();
         let up = RetryingUpload {
             store: memory.clone(),
-            inner: Arc::new(StaleFirstAttempt {
-                inner,
-                part2_puts: Default::default(),
-            }),
+            inner: misbehaving(inner, Misstep::StalePart2),
             policy: quick(Duration::from_secs(10)),
             resent: Default::default(),
         };
@@ -786,10 +779,7 @@ mod tests {
             .unwrap();
         let up = RetryingUpload {
             store: memory.clone(),
-            inner: Arc::new(LoseFirstAnswer {
-                inner,
-                lost: Default::default(),
-            }),
+            inner: misbehaving(inner, Misstep::LoseFirstComplete),
             policy: quick(Duration::from_secs(10)),
             resent: Default::default(),
         };
