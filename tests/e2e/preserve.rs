@@ -23,6 +23,18 @@ fn head(s3: &S3, key: &str) -> HeadObjectOutput {
 /// Every header and the foreign metadata the object was stored with are there; returns
 /// the user metadata.
 fn assert_kept(s3: &S3, key: &str, step: &str) -> std::collections::HashMap<String, String> {
+    let (meta, len) = assert_headers(s3, key, step);
+    assert_eq!(len, Some(6), "{step}: body kept");
+    meta
+}
+
+/// Every header and the foreign metadata are there; returns the user metadata and the
+/// object's length.
+fn assert_headers(
+    s3: &S3,
+    key: &str,
+    step: &str,
+) -> (std::collections::HashMap<String, String>, Option<i64>) {
     let h = head(s3, key);
     assert_eq!(h.content_type(), Some("text/x-custom"), "{step}");
     assert_eq!(h.content_encoding(), Some("identity"), "{step}");
@@ -40,19 +52,16 @@ fn assert_kept(s3: &S3, key: &str, step: &str) -> std::collections::HashMap<Stri
         Some("keepme"),
         "{step}"
     );
-    assert_eq!(h.content_length(), Some(6), "{step}: body kept");
-    meta
+    (meta, h.content_length())
 }
 
-#[test]
-fn chmod_chown_touch_and_mv_keep_every_header_and_foreign_metadata() {
-    let (s3, p, m) = mount_fresh_prefix("preserve");
-    let key = format!("{p}/f");
+/// Store `key` as another tool would: every content header and a foreign metadata entry.
+fn put_foreign(s3: &S3, key: &str) {
     rt().block_on(
         s3.client
             .put_object()
             .bucket(&s3.bucket)
-            .key(&key)
+            .key(key)
             .content_type("text/x-custom")
             .content_encoding("identity")
             .content_disposition("attachment; filename=\"report.txt\"")
@@ -64,6 +73,13 @@ fn chmod_chown_touch_and_mv_keep_every_header_and_foreign_metadata() {
             .send(),
     )
     .unwrap();
+}
+
+#[test]
+fn chmod_chown_touch_and_mv_keep_every_header_and_foreign_metadata() {
+    let (s3, p, m) = mount_fresh_prefix("preserve");
+    let key = format!("{p}/f");
+    put_foreign(&s3, &key);
     assert_kept(&s3, &key, "as stored");
 
     fs::set_permissions(m.path("f"), fs::Permissions::from_mode(0o600)).unwrap();
@@ -107,4 +123,33 @@ fn an_empty_directory_renamed_onto_an_empty_one_replaces_it() {
     // A rename onto itself deletes nothing.
     fs::rename(m.path("b"), m.path("b")).unwrap();
     assert_eq!(s3.keys(&format!("{p}/")), vec![format!("{p}/b/")]);
+}
+
+#[test]
+fn rewriting_a_file_keeps_its_headers_and_foreign_metadata() {
+    // A new body (an editor's save, `>`, `>>`, truncate) is not a reason to lose what the
+    // object carried.
+    let (s3, p, m) = mount_fresh_prefix("preserve-rewrite");
+    let key = format!("{p}/f");
+    put_foreign(&s3, &key);
+    fs::write(m.path("f"), b"replaced").unwrap();
+    assert_eq!(s3.get(&key).as_deref(), Some(&b"replaced"[..]));
+    assert_headers(&s3, &key, "O_TRUNC rewrite");
+    let mut f = fs::OpenOptions::new()
+        .append(true)
+        .open(m.path("f"))
+        .unwrap();
+    std::io::Write::write_all(&mut f, b" and appended").unwrap();
+    f.sync_all().unwrap();
+    drop(f);
+    assert_eq!(s3.get(&key).as_deref(), Some(&b"replaced and appended"[..]));
+    assert_headers(&s3, &key, "append");
+    fs::OpenOptions::new()
+        .write(true)
+        .open(m.path("f"))
+        .unwrap()
+        .set_len(3)
+        .unwrap();
+    assert_eq!(s3.get(&key).as_deref(), Some(&b"rep"[..]));
+    assert_headers(&s3, &key, "truncate");
 }

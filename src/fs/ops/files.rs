@@ -35,6 +35,34 @@ impl Fs {
         opts
     }
 
+    /// Options for rewriting the existing object `key` (an edit, an append, `O_TRUNC`, a
+    /// truncate): its Content-Type, other content headers, storage class, encryption and
+    /// every other client's metadata, as a HEAD shows them, with `posix` written over ours
+    /// — a new body must not cost the object what it carried. The mount's defaults when
+    /// the object is gone.
+    pub(in crate::fs) async fn rewrite_options(
+        &self,
+        key: &str,
+        posix: &Posix,
+    ) -> Result<PutOptions> {
+        match self.store.head(key).await {
+            Ok(info) => {
+                let mut opts = PutOptions {
+                    headers: info.headers.unwrap_or_default(),
+                    meta: info.meta.unwrap_or_default(),
+                    create_only: false,
+                };
+                if opts.headers.content_type.is_none() {
+                    opts.headers.content_type = self.put_options(key, posix).headers.content_type;
+                }
+                posix.to_meta(&mut opts.meta);
+                Ok(opts)
+            }
+            Err(e) if e.kind == crate::s3::ErrorKind::NotFound => Ok(self.put_options(key, posix)),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Create and open the new file `name` in `parent` for writing.
     pub async fn create(
         &self,
@@ -145,7 +173,7 @@ impl Fs {
             let now = Some(SystemTime::now());
             (posix.mtime, posix.ctime) = (now, now);
             let key = self.prefix.key(&node.path);
-            let opts = self.put_options(&key, &posix);
+            let opts = self.rewrite_options(&key, &posix).await?;
             let (body, size) = if mode.truncate {
                 let up = self.uploads.stream(key, opts);
                 (Body::Stream(up), 0)
@@ -347,7 +375,7 @@ impl Fs {
         let mut posix = node.stat.posix.clone().unwrap_or_default();
         let now = Some(SystemTime::now());
         (posix.mtime, posix.ctime) = (now, now);
-        let opts = self.put_options(&key, &posix);
+        let opts = self.rewrite_options(&key, &posix).await?;
         let committed = if size == 0 {
             let put = self.store.put(&key, Bytes::new(), &opts).await?;
             Committed {
