@@ -1,8 +1,8 @@
 //! Permission checks as on a local disk, with `--allow-other` and a second user
 //! (`nobody`, through `setpriv`): the kernel checks mode bits (`default_permissions`),
 //! including sticky directories; chown by a non-root user fails with EPERM and by root
-//! clears setuid; a write by a non-owner clears setuid — and those changes are what the
-//! object keeps, read back by a new mount.
+//! clears setuid; a write by a non-owner clears setuid; chmod of setgid by a non-member
+//! drops it — and those changes are what the object keeps, read back by a new mount.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -56,6 +56,11 @@ fn permissions_are_checked_and_setuid_is_cleared_as_linux_does() {
     chmod("owned", 0o4755);
     std::os::unix::fs::chown(m.path("owned"), Some(65534), Some(65534)).unwrap();
     assert_eq!(mode(&m, "owned"), 0o755);
+    // chmod of the setgid bit by a non-member of the file's group drops it.
+    fs::write(m.path("theirs"), b"").unwrap();
+    std::os::unix::fs::chown(m.path("theirs"), Some(65534), Some(0)).unwrap();
+    assert!(as_nobody(&m.dir, "chmod 2755 theirs"));
+    assert_eq!(mode(&m, "theirs"), 0o755);
     // A sticky directory: nobody may not remove root's file in it.
     fs::create_dir(m.path("tmp")).unwrap();
     chmod("tmp", 0o1777);
@@ -69,4 +74,5 @@ fn permissions_are_checked_and_setuid_is_cleared_as_linux_does() {
     assert_eq!(mode(&m, "suid"), 0o777);
     assert_eq!(fs::read(m.path("suid")).unwrap(), b"appended\n");
     assert_eq!(mode(&m, "owned"), 0o755);
+    assert_eq!(mode(&m, "theirs"), 0o755);
 }
