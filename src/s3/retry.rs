@@ -749,8 +749,11 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_part_shadowed_by_its_stale_first_attempt_is_sent_once_more() {
+    /// Two parts (5 MiB and 10 bytes) uploaded through a retrying upload over `misstep`,
+    /// then completed: the store, and what the completion returned.
+    async fn two_parts_completed(
+        misstep: Misstep,
+    ) -> (Arc<MemoryStore>, Result<PutResult, StoreError>) {
         let memory = Arc::new(MemoryStore::new("b", 2));
         let inner = memory
             .start_multipart("k", &PutOptions::default())
@@ -758,13 +761,20 @@ mod tests {
             .unwrap();
         let up = RetryingUpload {
             store: memory.clone(),
-            inner: misbehaving(inner, Misstep::StalePart2),
+            inner: misbehaving(inner, misstep),
             policy: quick(Duration::from_secs(10)),
             resent: Default::default(),
         };
         let p1 = up.put_part(1, data(5 << 20, 1)).await.unwrap();
         let p2 = up.put_part(2, data(10, 2)).await.unwrap();
-        up.complete(vec![p1, p2]).await.unwrap();
+        let put = up.complete(vec![p1, p2]).await;
+        (memory, put)
+    }
+
+    #[tokio::test]
+    async fn a_part_shadowed_by_its_stale_first_attempt_is_sent_once_more() {
+        let (memory, put) = two_parts_completed(Misstep::StalePart2).await;
+        assert!(put.is_ok(), "{put:?}");
         let mut want = data(5 << 20, 1).to_vec();
         want.extend_from_slice(&data(10, 2));
         assert_eq!(memory.get("k").unwrap(), want);
@@ -772,20 +782,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_lost_complete_answer_is_resolved_by_the_object() {
-        let memory = Arc::new(MemoryStore::new("b", 2));
-        let inner = memory
-            .start_multipart("k", &PutOptions::default())
-            .await
-            .unwrap();
-        let up = RetryingUpload {
-            store: memory.clone(),
-            inner: misbehaving(inner, Misstep::LoseFirstComplete),
-            policy: quick(Duration::from_secs(10)),
-            resent: Default::default(),
-        };
-        let p1 = up.put_part(1, data(5 << 20, 1)).await.unwrap();
-        let p2 = up.put_part(2, data(10, 2)).await.unwrap();
-        let put = up.complete(vec![p1, p2]).await.unwrap();
+        let (memory, put) = two_parts_completed(Misstep::LoseFirstComplete).await;
+        let put = put.unwrap();
         assert_eq!(put.etag, memory.head("k").await.unwrap().etag);
         assert_eq!(memory.get("k").unwrap().len(), (5 << 20) + 10);
     }

@@ -35,32 +35,46 @@ impl Fs {
         opts
     }
 
-    /// Options for rewriting the existing object `key` (an edit, an append, `O_TRUNC`, a
-    /// truncate): its Content-Type, other content headers, storage class, encryption and
-    /// every other client's metadata, as a HEAD shows them, with `posix` written over ours
-    /// — a new body must not cost the object what it carried. The mount's defaults when
-    /// the object is gone.
-    pub(in crate::fs) async fn rewrite_options(
-        &self,
-        key: &str,
-        posix: &Posix,
-    ) -> Result<PutOptions> {
-        match self.store.head(key).await {
-            Ok(info) => {
-                let mut opts = PutOptions {
-                    headers: info.headers.unwrap_or_default(),
-                    meta: info.meta.unwrap_or_default(),
-                    create_only: false,
-                };
-                if opts.headers.content_type.is_none() {
-                    opts.headers.content_type = self.put_options(key, posix).headers.content_type;
-                }
-                posix.to_meta(&mut opts.meta);
-                Ok(opts)
-            }
-            Err(e) if e.kind == crate::s3::ErrorKind::NotFound => Ok(self.put_options(key, posix)),
-            Err(e) => Err(e.into()),
+    /// Start rewriting the object of `ino` (an edit, an append, `O_TRUNC`, a truncate):
+    /// the node, its key, and the options for the new body — the object's Content-Type,
+    /// other content headers, storage class, encryption and every other client's metadata
+    /// as one HEAD shows them, with our POSIX metadata written over them (mtime and ctime
+    /// now): a new body must not cost the object what it carried. That same HEAD supplies
+    /// our metadata when only a listing had been seen. When the object is gone, the last
+    /// known metadata and the mount's defaults.
+    async fn rewrite_start(&self, ino: Ino) -> Result<(Node, String, PutOptions)> {
+        let mut node = self.fresh(ino).await?;
+        let key = self.prefix.key(&node.path);
+        let unknown = node.stat.posix.is_none() && node.residence == Residence::Remote;
+        let found = match self.store.head(&key).await {
+            Ok(info) => Some(info),
+            // Without even our own metadata, the object must be there (as `with_posix`).
+            Err(e) if e.kind == crate::s3::ErrorKind::NotFound && !unknown => None,
+            Err(e) => return Err(e.into()),
+        };
+        if let Some(info) = &found
+            && unknown
+        {
+            let (_, stat) = Self::head_stat(info.clone());
+            let mut t = self.inodes.lock().unwrap();
+            let n = t.get_mut(ino).ok_or(FsError::NotFound)?;
+            n.stat = stat;
+            n.validated = Some(Instant::now());
+            node = n.clone();
         }
+        let mut posix = node.stat.posix.clone().unwrap_or_default();
+        // Written now: its data (mtime) and so its status (ctime) change.
+        let now = Some(SystemTime::now());
+        (posix.mtime, posix.ctime) = (now, now);
+        let mut opts = self.put_options(&key, &posix);
+        if let Some(info) = found {
+            let mut headers = info.headers.unwrap_or_default();
+            headers.content_type = headers.content_type.or(opts.headers.content_type);
+            let mut meta = info.meta.unwrap_or_default();
+            posix.to_meta(&mut meta);
+            (opts.headers, opts.meta) = (headers, meta);
+        }
+        Ok((node, key, opts))
     }
 
     /// Create and open the new file `name` in `parent` for writing.
@@ -167,13 +181,7 @@ impl Fs {
         if mode.write {
             self.guards.overwrite()?;
             self.check_open()?;
-            let node = self.with_posix(ino).await?;
-            let mut posix = node.stat.posix.clone().unwrap_or_default();
-            // Written now: its data (mtime) and so its status (ctime) change.
-            let now = Some(SystemTime::now());
-            (posix.mtime, posix.ctime) = (now, now);
-            let key = self.prefix.key(&node.path);
-            let opts = self.rewrite_options(&key, &posix).await?;
+            let (node, key, opts) = self.rewrite_start(ino).await?;
             let (body, size) = if mode.truncate {
                 let up = self.uploads.stream(key, opts);
                 (Body::Stream(up), 0)
@@ -370,12 +378,7 @@ impl Fs {
     /// else the file is staged, truncated and committed.
     pub(in crate::fs) async fn truncate_closed(&self, node: &Node, size: u64) -> Result<()> {
         self.guards.overwrite()?;
-        let node = self.with_posix(node.ino).await?;
-        let key = self.prefix.key(&node.path);
-        let mut posix = node.stat.posix.clone().unwrap_or_default();
-        let now = Some(SystemTime::now());
-        (posix.mtime, posix.ctime) = (now, now);
-        let opts = self.rewrite_options(&key, &posix).await?;
+        let (node, key, opts) = self.rewrite_start(node.ino).await?;
         let committed = if size == 0 {
             let put = self.store.put(&key, Bytes::new(), &opts).await?;
             Committed {
