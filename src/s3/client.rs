@@ -139,13 +139,17 @@ impl Optional {
 
     /// `e` answered a request that used this: true when it says the server does not
     /// support it (then it is off from now on). A checksum *mismatch* or a failed condition
-    /// is not this: those are answers, not refusals.
-    fn refused(&self, e: &StoreError) -> bool {
+    /// is not this: those are answers, not refusals. The refusal must name this feature,
+    /// or be a bare NotImplemented to a request that used no other (`alone`): a bare one
+    /// to a request with two says nothing about which, and turning off the wrong one would
+    /// cost the mount a safeguard silently, so that error is returned as it is.
+    fn refused(&self, e: &StoreError, alone: bool) -> bool {
+        let named = e
+            .message
+            .as_deref()
+            .is_some_and(|m| m.to_ascii_lowercase().contains(self.hint));
         let refused = e.kind == ErrorKind::InvalidRequest
-            && (e.code.as_deref() == Some("NotImplemented")
-                || e.message
-                    .as_deref()
-                    .is_some_and(|m| m.to_ascii_lowercase().contains(self.hint)));
+            && (named || (alone && e.code.as_deref() == Some("NotImplemented")));
         if refused && self.on.swap(false, std::sync::atomic::Ordering::Relaxed) {
             warn!(
                 op = e.op,
@@ -513,8 +517,12 @@ impl ObjectStore for AwsStore {
                         etag: out.e_tag().map(str::to_owned),
                     });
                 }
-                Err(e) if sent && self.features.checksums.refused(&e) => continue,
-                Err(e) if condition.is_some() && self.features.conditional.refused(&e) => continue,
+                Err(e) if sent && self.features.checksums.refused(&e, condition.is_none()) => {
+                    continue;
+                }
+                Err(e) if condition.is_some() && self.features.conditional.refused(&e, !sent) => {
+                    continue;
+                }
                 Err(e) => return Err(e),
             }
         }
@@ -543,7 +551,7 @@ impl ObjectStore for AwsStore {
             match r {
                 // The parts carry checksums exactly when the upload was started with them.
                 Ok(out) => break (out, sent),
-                Err(e) if sent && self.features.checksums.refused(&e) => continue,
+                Err(e) if sent && self.features.checksums.refused(&e, true) => continue,
                 Err(e) => return Err(e),
             }
         };
@@ -836,7 +844,9 @@ impl MultipartUpload for AwsUpload {
                 .map_err(|e| StoreError::from_sdk("CompleteMultipartUpload", key, e));
             match r {
                 Ok(out) => break out,
-                Err(e) if condition.is_some() && s.features.conditional.refused(&e) => continue,
+                Err(e) if condition.is_some() && s.features.conditional.refused(&e, true) => {
+                    continue;
+                }
                 Err(e) => return Err(e),
             }
         };
