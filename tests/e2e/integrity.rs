@@ -271,3 +271,123 @@ fn an_exclusive_create_or_a_no_overwrite_mount_never_replaces_an_object_created_
     assert_eq!(common::errno(&e), libc::EEXIST, "{e}");
     assert_eq!(stored.as_deref(), Some(&b"theirs"[..]));
 }
+
+/// Our store on a server that answers each request with `answer(request, n)` (`n`: how
+/// many PutObjects it has seen, this one included), under the retry layer.
+fn retrying_store_at(
+    answer: impl Fn(&http::Request, usize) -> Response + Send + Sync + 'static,
+) -> (s3mount::s3::retry::Retrying, Arc<Mutex<Vec<String>>>) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let puts = std::sync::atomic::AtomicUsize::new(0);
+    let url = http::serve(move |req| {
+        log.lock().unwrap().push(req.head.clone());
+        let n = if req.line().starts_with("put") {
+            puts.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1
+        } else {
+            puts.load(std::sync::atomic::Ordering::SeqCst)
+        };
+        answer(req, n)
+    });
+    let policy = s3mount::s3::retry::RetryPolicy {
+        deadline: std::time::Duration::from_secs(10),
+        initial_backoff: std::time::Duration::from_millis(1),
+        max_backoff: std::time::Duration::from_millis(5),
+        ..Default::default()
+    };
+    let store =
+        s3mount::s3::retry::Retrying::new(Arc::new(store_at(&url).without_sdk_retries()), policy);
+    (store, seen)
+}
+
+fn s3_error(status: &'static str, code: &str, message: &str) -> Response {
+    Response::new(
+        status,
+        format!("<Error><Code>{code}</Code><Message>{message}</Message></Error>"),
+    )
+}
+
+#[test]
+fn a_body_the_server_finds_damaged_is_sent_again() {
+    // Garage's answer to a checksum that does not match (see above): the bytes were
+    // damaged on the way, and the same bytes are sent again.
+    let (store, seen) = retrying_store_at(|_, n| match n {
+        1 => s3_error("400 Bad Request", "InvalidDigest", "checksum mismatch"),
+        _ => Response::new("200 OK", ""),
+    });
+    rt().block_on(store.put(
+        "k",
+        Bytes::from_static(b"123456789"),
+        &PutOptions::default(),
+    ))
+    .unwrap();
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert!(seen.iter().all(|h| h.contains(CHECK_CRC)), "{seen:?}");
+}
+
+#[test]
+fn a_server_that_refuses_if_none_match_gets_plain_uploads() {
+    let (store, seen) = retrying_store_at(|req, _| {
+        if req.header("if-none-match").is_some() {
+            s3_error("501 Not Implemented", "NotImplemented", "If-None-Match")
+        } else {
+            Response::new("200 OK", "")
+        }
+    });
+    let opts = PutOptions {
+        create_only: true,
+        ..PutOptions::default()
+    };
+    rt().block_on(async {
+        store
+            .put("k", Bytes::from_static(b"x"), &opts)
+            .await
+            .unwrap();
+        store
+            .put("k2", Bytes::from_static(b"y"), &opts)
+            .await
+            .unwrap();
+    });
+    let seen = seen.lock().unwrap();
+    // Refused once, then never sent again.
+    let with: Vec<_> = seen
+        .iter()
+        .filter(|h| h.contains("if-none-match"))
+        .collect();
+    assert_eq!((with.len(), seen.len()), (1, 3), "{seen:?}");
+}
+
+#[test]
+fn a_create_only_put_whose_answer_was_lost_is_ours_when_the_object_holds_our_bytes() {
+    // First attempt: stored, but the answer is a 500. The retry finds the object (412);
+    // its ETag is the MD5 of our body, so the create succeeded after all. Another body
+    // under that name is a real conflict.
+    let ours = "\"25f9e794323b453885f5181f1b624d0b\""; // MD5 of "123456789"
+    for (etag, want_ok) in [
+        (ours, true),
+        ("\"0123456789abcdef0123456789abcdef\"", false),
+    ] {
+        let (store, _) = retrying_store_at(move |req, n| {
+            if req.line().starts_with("head") {
+                return Response {
+                    headers: format!("ETag: {etag}\r\n"),
+                    ..Response::new("200 OK", "")
+                };
+            }
+            match n {
+                1 => s3_error("500 Internal Server Error", "InternalError", "lost"),
+                _ => s3_error("412 Precondition Failed", "PreconditionFailed", "exists"),
+            }
+        });
+        let opts = PutOptions {
+            create_only: true,
+            ..PutOptions::default()
+        };
+        let r = rt().block_on(store.put("k", Bytes::from_static(b"123456789"), &opts));
+        assert_eq!(r.is_ok(), want_ok, "{r:?}");
+        if let Err(e) = r {
+            assert_eq!(e.kind, s3mount::s3::ErrorKind::PreconditionFailed, "{e}");
+        }
+    }
+}
