@@ -16,6 +16,7 @@ mod config;
 mod error;
 mod guard;
 mod meta;
+mod open;
 mod ops;
 mod read;
 mod tree;
@@ -42,9 +43,10 @@ use meta::known::KnownDirs;
 use meta::listing::Warnings;
 use meta::negative::NegativeCache;
 use meta::posix::{self, Posix};
+use open::{OpenFile, OpenFiles};
 use read::cache::BlockCache;
 use read::{ReadShared, Reader};
-use write::{Staged, Upload, Uploads, WriteConfig};
+use write::{Uploads, WriteConfig};
 
 /// Longest symlink target Linux accepts (PATH_MAX).
 const PATH_MAX: u64 = 4096;
@@ -123,37 +125,25 @@ pub struct SetAttr {
     pub atime: Option<SystemTime>,
 }
 
-/// How a file being written holds its bytes.
-enum Body {
-    /// Sequential writes streamed to S3 as they come.
-    Stream(Upload),
-    /// Random access through a local staging file.
-    Staged(Staged),
-}
-
-struct WriteHandle {
-    ino: Ino,
+/// An open descriptor of a file (one per kernel file handle).
+struct FileHandle {
+    /// The inode's open state, shared with every other handle of it.
+    file: Arc<OpenFile>,
     /// Process that opened the file: its close commits the upload (see [`Fs::flush`]).
     pid: u32,
-    /// Whether this handle created the file (a failed upload then removes the name).
-    created: bool,
-    body: tokio::sync::Mutex<WriteState>,
+    /// Opened for writing.
+    write: bool,
+    /// The object's reader while nobody writes, built for the key and version it reads.
+    reader: Mutex<Option<ReaderOf>>,
 }
 
-/// Where a file being written lives; changed when it is renamed while open.
-struct Location {
-    parent: Ino,
-    name: String,
+/// A reader and what it reads: rebuilt when the file's key or version changed (a rename,
+/// a commit through another descriptor, another client's new version).
+struct ReaderOf {
     key: String,
-}
-
-struct WriteState {
-    at: Location,
-    body: Body,
-    /// Metadata changed after the multipart upload started: applied by a copy at commit.
-    meta_pending: Option<Posix>,
-    /// The file was unlinked while open: nothing is uploaded.
-    cancelled: bool,
+    etag: Option<String>,
+    size: u64,
+    reader: Arc<Reader>,
 }
 
 struct DirHandle {
@@ -163,8 +153,7 @@ struct DirHandle {
 
 #[derive(Clone)]
 enum Handle {
-    Read(Arc<Reader>),
-    Write(Arc<WriteHandle>),
+    File(Arc<FileHandle>),
     Dir(Arc<DirHandle>),
 }
 
@@ -177,6 +166,8 @@ pub struct Fs {
     uploads: Uploads,
     inodes: Mutex<InodeTable>,
     handles: Mutex<HashMap<u64, Handle>>,
+    /// One open state per open inode.
+    open_files: OpenFiles,
     next_fh: AtomicU64,
     warnings: Warnings,
     mount_time: SystemTime,
@@ -217,6 +208,7 @@ impl Fs {
             uploads,
             inodes: Mutex::new(InodeTable::new(mount_time)),
             handles: Mutex::new(HashMap::new()),
+            open_files: OpenFiles::default(),
             next_fh: AtomicU64::new(1),
             warnings: Warnings::default(),
             mount_time,

@@ -414,8 +414,127 @@ async fn unlink_while_writing_discards_the_upload() {
         .unwrap();
     fs.write(fh, 0, b"data").await.unwrap();
     fs.unlink(ROOT_INO, "tmp").await.unwrap();
+    // Still readable and writable through the open handle.
+    fs.write(fh, 4, b"+more").await.unwrap();
+    assert_eq!(&fs.read(fh, 0, 100).await.unwrap()[..], b"data+more");
+    fs.flush(fh, 1).await.unwrap();
+    fs.fsync(fh).await.unwrap();
     fs.release(fh).await.unwrap();
     assert!(store.keys().is_empty());
+}
+
+#[tokio::test]
+async fn a_file_unlinked_while_open_for_reading_stays_readable_and_its_name_is_free() {
+    let (store, fs) = fs_with(&[("p/f", "old bytes")]);
+    let f = fs.lookup(ROOT_INO, "f").await.unwrap();
+    let r = fs
+        .open(f.ino, OpenMode::default(), who(1))
+        .await
+        .unwrap()
+        .fh;
+    fs.unlink(ROOT_INO, "f").await.unwrap();
+    assert!(store.keys().is_empty(), "deleted at once");
+    let (_, w) = fs
+        .create(ROOT_INO, "f", 0o644, false, who(2))
+        .await
+        .unwrap();
+    fs.write(w, 0, b"new").await.unwrap();
+    fs.flush(w, 2).await.unwrap();
+    fs.release(w).await.unwrap();
+    assert_eq!(&fs.read(r, 0, 100).await.unwrap()[..], b"old bytes");
+    fs.release(r).await.unwrap();
+    assert_eq!(&store.get("p/f").unwrap()[..], b"new");
+}
+
+#[tokio::test]
+async fn two_descriptors_share_one_file() {
+    let (store, fs) = fs_with(&[]);
+    let (a, w) = fs
+        .create(ROOT_INO, "f", 0o644, false, who(1))
+        .await
+        .unwrap();
+    fs.write(w, 0, b"foo\n").await.unwrap();
+    // `( echo foo; wc -c < f ) > f`: a reader opened meanwhile reads what was written.
+    let r = fs
+        .open(a.ino, OpenMode::default(), who(2))
+        .await
+        .unwrap()
+        .fh;
+    assert_eq!(&fs.read(r, 0, 100).await.unwrap()[..], b"foo\n");
+    // A second writer joins the same bytes.
+    let mode = OpenMode {
+        write: true,
+        truncate: false,
+    };
+    let w2 = fs.open(a.ino, mode, who(3)).await.unwrap().fh;
+    fs.write(w2, 4, b"bar\n").await.unwrap();
+    assert_eq!(&fs.read(w, 0, 100).await.unwrap()[..], b"foo\nbar\n");
+    fs.write(w, 8, b"baz\n").await.unwrap();
+    // The first writer's close leaves the commit to the other, still writing.
+    fs.flush(w, 1).await.unwrap();
+    assert!(store.get("p/f").is_none_or(|b| b.is_empty()));
+    fs.write(w2, 12, b"!").await.unwrap();
+    fs.flush(w2, 3).await.unwrap();
+    assert_eq!(&store.get("p/f").unwrap()[..], b"foo\nbar\nbaz\n!");
+    fs.release(w).await.unwrap();
+    fs.release(w2).await.unwrap();
+    // The reader reads the committed object now.
+    assert_eq!(&fs.read(r, 0, 100).await.unwrap()[..], b"foo\nbar\nbaz\n!");
+    fs.release(r).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_truncate_is_read_back_through_every_descriptor() {
+    let (_, fs) = fs_with(&[("p/f", "0123456789")]);
+    let f = fs.lookup(ROOT_INO, "f").await.unwrap();
+    let r = fs
+        .open(f.ino, OpenMode::default(), who(1))
+        .await
+        .unwrap()
+        .fh;
+    assert_eq!(&fs.read(r, 0, 100).await.unwrap()[..], b"0123456789");
+    // `truncate` by path, no descriptor open for writing: the object is rewritten.
+    let change = SetAttr {
+        size: Some(4),
+        ..SetAttr::default()
+    };
+    fs.setattr(f.ino, change, None).await.unwrap();
+    assert_eq!(&fs.read(r, 0, 100).await.unwrap()[..], b"0123");
+    // ftruncate through a read-write descriptor, then read through it.
+    let mode = OpenMode {
+        write: true,
+        truncate: false,
+    };
+    let w = fs.open(f.ino, mode, who(1)).await.unwrap().fh;
+    let change = SetAttr {
+        size: Some(2),
+        ..SetAttr::default()
+    };
+    fs.setattr(f.ino, change, Some(w)).await.unwrap();
+    assert_eq!(&fs.read(w, 0, 100).await.unwrap()[..], b"01");
+    assert_eq!(&fs.read(r, 0, 100).await.unwrap()[..], b"01");
+    fs.release(w).await.unwrap();
+    fs.release(r).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_file_replaced_by_rename_while_open_keeps_its_bytes_for_its_descriptors() {
+    let (store, fs) = fs_with(&[("p/a", "from a"), ("p/b", "b before")]);
+    let b = fs.lookup(ROOT_INO, "b").await.unwrap();
+    let mode = OpenMode {
+        write: true,
+        truncate: false,
+    };
+    let w = fs.open(b.ino, mode, who(1)).await.unwrap().fh;
+    fs.write(w, 0, b"B").await.unwrap();
+    fs.rename(ROOT_INO, "a", ROOT_INO, "b", false)
+        .await
+        .unwrap();
+    assert_eq!(&fs.read(w, 0, 100).await.unwrap()[..], b"B before");
+    fs.flush(w, 1).await.unwrap();
+    fs.release(w).await.unwrap();
+    assert_eq!(&store.get("p/b").unwrap()[..], b"from a");
+    assert!(store.get("p/a").is_none());
 }
 
 fn fs_ttl(store: Arc<MemoryStore>, ttl_ms: u64) -> Fs {

@@ -13,6 +13,7 @@ mod common;
 mod auth;
 mod buckets;
 mod cli;
+mod descriptors;
 mod faults;
 mod input;
 mod integrity;

@@ -60,7 +60,8 @@ impl Stat {
 pub enum Residence {
     /// Backed by an object (or a prefix) in S3.
     Remote,
-    /// A new file being written through handle `fh`, not yet in S3.
+    /// Being written (or unlinked while open): its bytes are those of open state `id`
+    /// (see `crate::fs::open`), which may not be in S3 yet.
     Writing(u64),
 }
 
@@ -253,6 +254,22 @@ impl InodeTable {
         Some(ino)
     }
 
+    /// The write state `was` of `ino` is gone: its content is the object's again, and an
+    /// inode no name and no kernel reference holds any more (unlinked while open) goes.
+    pub fn written(&mut self, ino: Ino, was: Residence) {
+        let Some(node) = self.nodes.get_mut(&ino) else {
+            return;
+        };
+        if node.residence != was {
+            return;
+        }
+        node.residence = Residence::Remote;
+        let named = self.children.get(&(node.parent, node.name.clone())) == Some(&ino);
+        if node.lookups == 0 && !named && ino != ROOT_INO {
+            self.nodes.remove(&ino);
+        }
+    }
+
     /// Move inode `ino` to `name` in `new_parent`, replacing whatever was there, and fix
     /// the paths of everything below it (which must be re-validated before use).
     pub fn rename(&mut self, ino: Ino, new_parent: Ino, name: &str) {
@@ -305,6 +322,8 @@ impl InodeTable {
         self.nodes
             .values()
             .filter(|n| n.path.starts_with(&prefix) && matches!(n.residence, Residence::Writing(_)))
+            // Not the ones unlinked while open: they have no name any more.
+            .filter(|n| self.children.get(&(n.parent, n.name.clone())) == Some(&n.ino))
             .cloned()
             .collect()
     }

@@ -8,7 +8,8 @@ use bytes::Bytes;
 
 use crate::fs::meta::inode::{Node, Residence};
 use crate::fs::meta::posix::{self as meta, Posix};
-use crate::fs::{Attr, Body, DIR_CONTENT_TYPE, Fs, FsError, Handle, Ino, Kind, Result, SetAttr};
+use crate::fs::open::Body;
+use crate::fs::{Attr, DIR_CONTENT_TYPE, Fs, FsError, Ino, Kind, Result, SetAttr};
 use crate::s3::{ErrorKind, PutOptions};
 
 /// Read-only attributes computed from S3 (`user.s3.tags` can also be set), as `listxattr`
@@ -53,17 +54,9 @@ impl Fs {
                 Kind::Special(_) => return Err(FsError::InvalidName("not a regular file".into())),
                 Kind::File => {}
             }
-            let open_for_write = match (fh, node.residence) {
-                (Some(fh), _) if matches!(self.handle(fh), Ok(Handle::Write(_))) => Some(fh),
-                (_, Residence::Writing(wfh)) => Some(wfh),
-                _ => None,
-            };
-            match open_for_write {
-                Some(wfh) => self.truncate_open(wfh, size).await?,
-                None if size != node.stat.size || size == 0 => {
-                    self.truncate_closed(&node, size).await?
-                }
-                None => {}
+            // Through the shared bytes when the file is being written (by any descriptor).
+            if !self.truncate_open(ino, fh, size).await? && (size != node.stat.size || size == 0) {
+                self.truncate_closed(&node, size).await?
             }
         }
         if change.mode.is_some()
@@ -129,27 +122,25 @@ impl Fs {
             // Nothing changes (`tar -x` chowns to the owner it already has): no request.
             return Ok(());
         }
-        let residence = match node.residence {
+        let writing = matches!(node.residence, Residence::Writing(_));
+        if !writing || self.file_is_clean(ino).await {
             // Everything is in S3 already and only the release is to come (`cp -p` sets
             // modes and times there), or nothing has been written yet (`touch`, `>> f`,
             // where the kernel clears setuid before the first write): change the object.
-            Residence::Writing(fh) if self.writer_is_clean(fh).await => {
-                self.update_remote_posix(&node, &f).await?;
-                // A staged body still to be written goes on from the changed object: its
-                // new ETag and metadata, or its commit would put the old metadata back.
-                self.rebase_writer(fh, ino).await;
-                return Ok(());
-            }
-            r => r,
-        };
-        let Residence::Writing(fh) = residence else {
+            self.update_remote_posix(&node, &f).await?;
+            // A staged body still to be written goes on from the changed object: its
+            // new ETag and metadata, or its commit would put the old metadata back.
+            self.rebase_writer(ino).await;
+            return Ok(());
+        }
+        // Not in S3 yet: the upload under way states the metadata.
+        let file = self.open_files.get(ino).ok_or(FsError::BadHandle)?;
+        let mut guard = file.state.lock().await;
+        let Some(st) = guard.as_mut() else {
+            drop(guard);
+            // Committed and closed meanwhile.
             return self.update_remote_posix(&node, f).await;
         };
-        // Not in S3 yet: the upload under way states the metadata.
-        let Ok(Handle::Write(wh)) = self.handle(fh) else {
-            return Err(FsError::BadHandle);
-        };
-        let mut st = wh.body.lock().await;
         match &mut st.body {
             Body::Stream(up) => match up.opts_mut() {
                 Some(o) => posix.to_meta(&mut o.meta),
@@ -160,7 +151,7 @@ impl Fs {
                 s.touch();
             }
         }
-        drop(st);
+        drop(guard);
         if let Some(n) = self.inodes.lock().unwrap().get_mut(ino) {
             n.stat.posix = Some(posix);
         }

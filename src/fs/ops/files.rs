@@ -6,6 +6,9 @@
 //! an `fsync` — goes through a local staging file (see `crate::fs::write::stage`). A stream switches
 //! to staging on the first such request: the bytes not yet sent move into the staging file,
 //! or, once parts are sent, the stream is committed and becomes the staged file's base.
+//!
+//! Every descriptor of a file shares one write state (see `crate::fs::open`): several
+//! writers write the same bytes, readers read them, and the last writer to close commits.
 
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -15,11 +18,12 @@ use tracing::{debug, warn};
 
 use crate::fs::meta::inode::{Node, Residence, Stat};
 use crate::fs::meta::posix::{self as meta, Posix};
+use crate::fs::open::{Body, Location, OpenFile, WriteState};
 use crate::fs::read::prefetch::ReadConfig;
 use crate::fs::write::{Base, Committed};
 use crate::fs::{
-    Attr, Body, Caller, Fs, FsError, Handle, Ino, Kind, Location, OpenMode, Opened, Reader, Result,
-    WriteHandle, WriteState,
+    Attr, Caller, FileHandle, Fs, FsError, Handle, Ino, Kind, OpenMode, Opened, Reader, ReaderOf,
+    Result,
 };
 use crate::s3::PutOptions;
 
@@ -90,19 +94,25 @@ impl Fs {
         self.check_open()?;
         let dir = self.dir_node(parent)?;
         self.check_new(&dir, name, false)?;
-        let writer = self
+        let writing = self
             .inodes
             .lock()
             .unwrap()
             .child(parent, name)
-            .and_then(|n| match n.residence {
-                Residence::Writing(fh) => Some(fh),
-                Residence::Remote => None,
-            });
-        if let Some(fh) = writer
-            && !self.writer_is_clean(fh).await
-        {
-            return Err(FsError::Busy("the file is already being written"));
+            .filter(|n| matches!(n.residence, Residence::Writing(_)))
+            .cloned();
+        if let Some(n) = writing {
+            // The kernel thought the name free, but a descriptor here is writing it: as
+            // `open(O_CREAT)` of an existing file, join it (or EEXIST for O_EXCL).
+            if exclusive {
+                return Err(FsError::Exists);
+            }
+            let mode = OpenMode {
+                write: true,
+                truncate: false,
+            };
+            let o = self.open(n.ino, mode, caller).await?;
+            return Ok((self.attr(&self.node(n.ino)?), o.fh));
         }
         self.name_created(parent, name);
         let posix = Posix::new(meta::S_IFREG | (mode & 0o7777), caller.uid, caller.gid);
@@ -117,35 +127,65 @@ impl Fs {
         let mut opts = self.put_options(&key, &posix);
         // Until the first commit: then the object is ours, and later commits replace it.
         opts.create_only = exclusive || self.guards.no_overwrite;
-        let upload = self.uploads.stream(key, opts);
-        let fh = self.start_write(&node, caller.pid, true, Body::Stream(upload), 0);
+        let (fh, file) = self.attach(node.ino, caller.pid, true);
+        // Not being written (checked above): a state of its own, that readers of an older
+        // object of this name (gone from S3 meanwhile) now read too.
+        let mut guard = file.state.lock().await;
+        let body = Body::Stream(self.uploads.stream(key, opts));
+        *guard = Some(self.new_state(&node, body, true));
+        self.set_writing(&file, 0);
+        drop(guard);
         let node = self.node(node.ino)?;
         Ok((self.attr(&node), fh))
     }
 
-    fn start_write(&self, node: &Node, pid: u32, created: bool, body: Body, size: u64) -> u64 {
-        let fh = self.add_handle(Handle::Write(Arc::new(WriteHandle {
-            ino: node.ino,
-            pid,
+    /// A new handle on `ino` for process `pid`, registered with the inode's open state.
+    fn attach(&self, ino: Ino, pid: u32, write: bool) -> (u64, Arc<OpenFile>) {
+        let fh = self
+            .next_fh
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let file = self.open_files.attach(ino, fh, write);
+        self.handles.lock().unwrap().insert(
+            fh,
+            Handle::File(Arc::new(FileHandle {
+                file: file.clone(),
+                pid,
+                write,
+                reader: std::sync::Mutex::new(None),
+            })),
+        );
+        (fh, file)
+    }
+
+    /// Undo [`Fs::attach`] for a handle whose open failed.
+    fn unattach(&self, fh: u64, file: &Arc<OpenFile>) {
+        self.handles.lock().unwrap().remove(&fh);
+        self.open_files.detach(file, fh);
+    }
+
+    fn new_state(&self, node: &Node, body: Body, created: bool) -> WriteState {
+        WriteState {
+            at: Location {
+                parent: node.parent,
+                name: node.name.clone(),
+                key: self.prefix.key(&node.path),
+            },
+            body,
+            meta_pending: None,
             created,
-            body: tokio::sync::Mutex::new(WriteState {
-                at: Location {
-                    parent: node.parent,
-                    name: node.name.clone(),
-                    key: self.prefix.key(&node.path),
-                },
-                body,
-                meta_pending: None,
-                cancelled: false,
-            }),
-        })));
+            cancelled: false,
+            unlinked: false,
+        }
+    }
+
+    /// The inode of `file` now has a write state, `size` bytes long (its lock is held).
+    fn set_writing(&self, file: &OpenFile, size: u64) {
         let mut t = self.inodes.lock().unwrap();
-        if let Some(n) = t.get_mut(node.ino) {
-            n.residence = Residence::Writing(fh);
+        if let Some(n) = t.get_mut(file.ino) {
+            n.residence = Residence::Writing(file.id);
             n.stat.size = size;
             n.stat.mtime = SystemTime::now();
         }
-        fh
     }
 
     /// The node with its POSIX metadata known (a HEAD when the listing left it unknown).
@@ -167,38 +207,44 @@ impl Fs {
     }
 
     /// Open file `ino`: for reading, for replacing (O_TRUNC, streamed), or for changing in
-    /// place (staged).
+    /// place (staged). A file already open for writing elsewhere is joined: every handle
+    /// reads and writes the same bytes.
     pub async fn open(&self, ino: Ino, mode: OpenMode, caller: Caller) -> Result<Opened> {
         let node = self.node(ino)?;
         if node.kind == Kind::Dir {
             return Err(FsError::IsDir);
         }
-        if let Residence::Writing(wfh) = node.residence
-            && !self.writer_is_clean(wfh).await
-        {
-            return Err(FsError::Busy("the file is being written"));
-        }
         if mode.write {
             self.guards.overwrite()?;
             self.check_open()?;
-            let (node, key, opts) = self.rewrite_start(ino).await?;
-            let (body, size) = if mode.truncate {
-                let up = self.uploads.stream(key, opts);
-                (Body::Stream(up), 0)
-            } else {
-                let base = Base {
-                    size: node.stat.size,
-                    etag: node.stat.etag.clone(),
-                };
-                let staged = self.uploads.stage(key, Some(base), b"", opts)?;
-                (Body::Staged(staged), node.stat.size)
+            let (fh, file) = self.attach(ino, caller.pid, true);
+            return match self.open_for_write(&file, fh, mode).await {
+                Ok(()) => Ok(Opened {
+                    fh,
+                    keep_cache: false,
+                }),
+                Err(e) => {
+                    self.unattach(fh, &file);
+                    Err(e)
+                }
             };
+        }
+        let (fh, file) = self.attach(ino, caller.pid, false);
+        if file.state.lock().await.is_some() {
+            // Being written here: reads go to the shared bytes, and the kernel's pages of
+            // an earlier version must go.
             return Ok(Opened {
-                fh: self.start_write(&node, caller.pid, false, body, size),
+                fh,
                 keep_cache: false,
             });
         }
-        let node = self.fresh(ino).await?;
+        let node = match self.fresh(ino).await {
+            Ok(n) => n,
+            Err(e) => {
+                self.unattach(fh, &file);
+                return Err(e);
+            }
+        };
         let keep_cache = {
             let mut t = self.inodes.lock().unwrap();
             match t.get_mut(ino) {
@@ -210,49 +256,117 @@ impl Fs {
                 None => false,
             }
         };
-        let reader = Reader::new(
-            self.store.clone(),
-            self.prefix.key(&node.path),
-            node.stat.size,
-            node.stat.etag.clone(),
-            ReadConfig {
-                threads: self.cfg.download_threads,
-                max_part: self.cfg.read_part_size,
-            },
-            self.read_shared.clone(),
-        );
-        Ok(Opened {
-            fh: self.add_handle(Handle::Read(Arc::new(reader))),
-            keep_cache,
-        })
+        if let Ok(Handle::File(h)) = self.handle(fh) {
+            *h.reader.lock().unwrap() = Some(self.reader_of(&node));
+        }
+        Ok(Opened { fh, keep_cache })
     }
 
-    /// Whether the handle writing a file has nothing uncommitted: its last close (flush)
-    /// already put everything in S3 and only the kernel's release is still to come. Such a
-    /// file may be opened again at once (`echo a > f; cat f`).
-    pub(in crate::fs) async fn writer_is_clean(&self, fh: u64) -> bool {
-        let Ok(Handle::Write(wh)) = self.handle(fh) else {
+    /// Give the new writer `fh` of `file` the shared state: a new one (streamed for
+    /// O_TRUNC, else staged over the object), or the one other handles already write.
+    async fn open_for_write(&self, file: &Arc<OpenFile>, fh: u64, mode: OpenMode) -> Result<()> {
+        let mut guard = file.state.lock().await;
+        if let Some(st) = guard.as_mut() {
+            if mode.truncate {
+                self.truncate_state(st, 0).await?;
+                file.wrote(fh);
+                drop(guard);
+                self.set_size(file, 0);
+            }
+            return Ok(());
+        }
+        let (node, key, opts) = self.rewrite_start(file.ino).await?;
+        let (body, size) = if mode.truncate {
+            (Body::Stream(self.uploads.stream(key, opts)), 0)
+        } else {
+            let base = Base {
+                size: node.stat.size,
+                etag: node.stat.etag.clone(),
+            };
+            let staged = self.uploads.stage(key, Some(base), b"", opts)?;
+            (Body::Staged(staged), node.stat.size)
+        };
+        *guard = Some(self.new_state(&node, body, false));
+        self.set_writing(file, size);
+        Ok(())
+    }
+
+    /// A reader of `node`'s object as it is now.
+    fn reader_of(&self, node: &Node) -> ReaderOf {
+        let key = self.prefix.key(&node.path);
+        ReaderOf {
+            reader: Arc::new(Reader::new(
+                self.store.clone(),
+                key.clone(),
+                node.stat.size,
+                node.stat.etag.clone(),
+                ReadConfig {
+                    threads: self.cfg.download_threads,
+                    max_part: self.cfg.read_part_size,
+                },
+                self.read_shared.clone(),
+            )),
+            key,
+            etag: node.stat.etag.clone(),
+            size: node.stat.size,
+        }
+    }
+
+    /// The reader of handle `h`, for the version of the file this mount knows now: a
+    /// commit through another descriptor, a truncate or a rename since the last read means
+    /// a new reader (a renamed object is asked about first: its copy has a new ETag).
+    async fn reader(&self, h: &FileHandle) -> Result<Arc<Reader>> {
+        let mut node = self.node(h.file.ino)?;
+        let key = self.prefix.key(&node.path);
+        {
+            let r = h.reader.lock().unwrap();
+            if let Some(r) = r.as_ref()
+                && r.key == key
+                && r.etag == node.stat.etag
+                && r.size == node.stat.size
+            {
+                return Ok(r.reader.clone());
+            }
+            if r.as_ref().is_some_and(|r| r.key != key) {
+                node.validated = None;
+            }
+        }
+        if !node.fresh_within(self.cfg.metadata_ttl) {
+            node = self.fresh(h.file.ino).await?;
+        }
+        let r = self.reader_of(&node);
+        let reader = r.reader.clone();
+        *h.reader.lock().unwrap() = Some(r);
+        Ok(reader)
+    }
+
+    /// Whether the file `ino` has nothing uncommitted: no write state, or its last close
+    /// (flush) already put everything in S3 and only the kernel's release is still to
+    /// come. Its object may then be changed directly (`cp -p` sets modes and times there).
+    pub(in crate::fs) async fn file_is_clean(&self, ino: Ino) -> bool {
+        let Some(file) = self.open_files.get(ino) else {
             return true;
         };
-        let st = wh.body.lock().await;
-        st.cancelled
-            || match &st.body {
-                Body::Stream(up) => up.is_committed(),
-                Body::Staged(s) => !s.is_changed(),
-            }
+        match file.state.lock().await.as_ref() {
+            Some(st) => !st.unlinked && st.is_clean(),
+            None => true,
+        }
     }
 
-    /// After a metadata change made to the object itself while `fh` had nothing new to
+    /// After a metadata change made to the object itself while `ino` had nothing new to
     /// upload: a staged body goes on from the changed object (its ETag and metadata).
-    pub(in crate::fs) async fn rebase_writer(&self, fh: u64, ino: Ino) {
-        let Ok(Handle::Write(wh)) = self.handle(fh) else {
+    pub(in crate::fs) async fn rebase_writer(&self, ino: Ino) {
+        let Some(file) = self.open_files.get(ino) else {
             return;
         };
         let Ok(node) = self.node(ino) else {
             return;
         };
-        let mut st = wh.body.lock().await;
-        if let Body::Staged(s) = &mut st.body
+        let mut guard = file.state.lock().await;
+        if let Some(WriteState {
+            body: Body::Staged(s),
+            ..
+        }) = guard.as_mut()
             && !s.is_changed()
         {
             if let Some(p) = &node.stat.posix {
@@ -273,6 +387,7 @@ impl Fs {
             None => {
                 let c = up.finish().await?;
                 opts.create_only = false;
+                st.created = false;
                 (
                     Some(Base {
                         size: c.size,
@@ -290,26 +405,39 @@ impl Fs {
         Ok(())
     }
 
-    fn write_handle(&self, fh: u64) -> Result<Arc<WriteHandle>> {
+    /// Make the bytes of `st` live only in its staging file, independent of any object
+    /// (unlink or replacement while open): what was sent is fetched back, an upload under
+    /// way is finished first, since its bytes exist nowhere else.
+    pub(in crate::fs) async fn make_local(&self, st: &mut WriteState) -> Result<()> {
+        self.to_staged(st).await?;
+        if let Body::Staged(s) = &mut st.body {
+            s.make_local().await?;
+        }
+        Ok(())
+    }
+
+    fn file_handle(&self, fh: u64) -> Result<Arc<FileHandle>> {
         match self.handle(fh)? {
-            Handle::Write(wh) => Ok(wh),
-            _ => Err(FsError::BadHandle),
+            Handle::File(h) => Ok(h),
+            Handle::Dir(_) => Err(FsError::IsDir),
         }
     }
 
-    /// Read from an open file (a file open for writing reads what was written).
+    /// Read from an open file: the shared bytes while it is being written (whichever
+    /// descriptor wrote them), else the object.
     pub async fn read(&self, fh: u64, off: u64, len: u32) -> Result<Bytes> {
-        let wh = match self.handle(fh)? {
-            Handle::Read(r) => return Ok(r.read(off, len).await?),
-            Handle::Write(wh) => wh,
-            Handle::Dir(_) => return Err(FsError::IsDir),
-        };
-        let mut st = wh.body.lock().await;
-        self.to_staged(&mut st).await?;
-        match &mut st.body {
-            Body::Staged(s) => s.read(off, len).await,
-            Body::Stream(_) => unreachable!("just staged"),
+        let h = self.file_handle(fh)?;
+        {
+            let mut guard = h.file.state.lock().await;
+            if let Some(st) = guard.as_mut() {
+                self.to_staged(st).await?;
+                return match &mut st.body {
+                    Body::Staged(s) => s.read(off, len).await,
+                    Body::Stream(_) => unreachable!("just staged"),
+                };
+            }
         }
+        Ok(self.reader(&h).await?.read(off, len).await?)
     }
 
     /// Write to a file opened for writing.
@@ -317,8 +445,12 @@ impl Fs {
         if off.saturating_add(data.len() as u64) > self.uploads.max_size() {
             return Err(FsError::FileTooLarge);
         }
-        let wh = self.write_handle(fh)?;
-        let mut st = wh.body.lock().await;
+        let h = self.file_handle(fh)?;
+        if !h.write {
+            return Err(FsError::BadHandle);
+        }
+        let mut guard = h.file.state.lock().await;
+        let st = guard.as_mut().ok_or(FsError::BadHandle)?;
         if st.cancelled {
             return Ok(data.len() as u32);
         }
@@ -335,43 +467,65 @@ impl Fs {
                         st.body = Body::Stream(self.uploads.stream(st.at.key.clone(), opts));
                     }
                     Err(FsError::OutOfOrderWrite { .. } | FsError::AlreadyCommitted) => {
-                        self.to_staged(&mut st).await?;
+                        self.to_staged(st).await?;
                     }
                     r => break (r?, up.written()),
                 },
                 Body::Staged(s) => break (s.write(off, data)?, s.size()),
             }
         };
-        drop(st);
-        self.set_writing_size(fh, wh.ino, size);
+        h.file.wrote(fh);
+        drop(guard);
+        self.set_size(&h.file, size);
         Ok(n)
     }
 
-    fn set_writing_size(&self, fh: u64, ino: Ino, size: u64) {
-        if let Some(node) = self.inodes.lock().unwrap().get_mut(ino)
-            && node.residence == Residence::Writing(fh)
+    /// The file of `file` is `size` bytes long now (it was written or truncated).
+    fn set_size(&self, file: &OpenFile, size: u64) {
+        if let Some(node) = self.inodes.lock().unwrap().get_mut(file.ino)
+            && node.residence == Residence::Writing(file.id)
         {
             node.stat.size = size;
             node.stat.mtime = SystemTime::now();
         }
     }
 
-    /// Change the size of a file open for writing.
-    pub(in crate::fs) async fn truncate_open(&self, fh: u64, size: u64) -> Result<()> {
-        let wh = self.write_handle(fh)?;
-        let mut st = wh.body.lock().await;
+    /// Set the size of the shared bytes `st`.
+    async fn truncate_state(&self, st: &mut WriteState, size: u64) -> Result<()> {
         if let Body::Stream(up) = &st.body
             && up.written() == size
         {
             return Ok(());
         }
-        self.to_staged(&mut st).await?;
+        self.to_staged(st).await?;
         if let Body::Staged(s) = &mut st.body {
             s.truncate(size)?;
         }
-        drop(st);
-        self.set_writing_size(fh, wh.ino, size);
         Ok(())
+    }
+
+    /// Change the size of a file open for writing (through handle `fh`, if one was named).
+    /// Whether it was open for writing: else the object is truncated instead.
+    pub(in crate::fs) async fn truncate_open(
+        &self,
+        ino: Ino,
+        fh: Option<u64>,
+        size: u64,
+    ) -> Result<bool> {
+        let Some(file) = self.open_files.get(ino) else {
+            return Ok(false);
+        };
+        let mut guard = file.state.lock().await;
+        let Some(st) = guard.as_mut() else {
+            return Ok(false);
+        };
+        self.truncate_state(st, size).await?;
+        if let Some(fh) = fh {
+            file.wrote(fh);
+        }
+        drop(guard);
+        self.set_size(&file, size);
+        Ok(true)
     }
 
     /// Change the size of a file that is not open for writing: an empty object for 0,
@@ -415,55 +569,82 @@ impl Fs {
     /// redirection, `open` + `dup2` + `close` of the original: the empty object is then
     /// replaced by the writes that follow, streamed). A close from another process (a forked
     /// child sharing the descriptor) leaves the commit to the opener's close or `release`.
+    /// While another handle of the file still has writes of its own to finish (several
+    /// writers at once), the commit waits for the last of them to close.
     pub async fn flush(&self, fh: u64, pid: u32) -> Result<()> {
-        let Handle::Write(wh) = self.handle(fh)? else {
+        let Handle::File(h) = self.handle(fh)? else {
             return Ok(());
         };
-        let pending = match &wh.body.lock().await.body {
-            // A new file is committed at its close even when empty (`touch`, `: > f`), so
-            // that close returns the upload's error.
-            Body::Stream(up) => up.written() > 0 || (wh.created && !up.is_committed()),
-            Body::Staged(s) => s.is_changed(),
-        };
-        if wh.pid == pid && pending {
-            self.commit(fh, &wh).await
+        if !h.write || h.pid != pid || h.file.settle(fh) {
+            return Ok(());
+        }
+        if self.pending(&h.file).await {
+            self.commit(&h.file).await
         } else {
             Ok(())
+        }
+    }
+
+    /// Whether `file` has something a close must commit.
+    async fn pending(&self, file: &OpenFile) -> bool {
+        match file.state.lock().await.as_ref() {
+            None => false,
+            Some(st) => match &st.body {
+                // A new file is committed at its close even when empty (`touch`, `: > f`),
+                // so that close returns the upload's error.
+                Body::Stream(up) => up.written() > 0 || (st.created && !up.is_committed()),
+                Body::Staged(s) => s.is_changed(),
+            },
         }
     }
 
     /// `fsync()`: commit a file being written, returning the upload's error.
     pub async fn fsync(&self, fh: u64) -> Result<()> {
         match self.handle(fh)? {
-            Handle::Write(wh) => self.commit(fh, &wh).await,
-            _ => Ok(()),
+            Handle::File(h) => self.commit(&h.file).await,
+            Handle::Dir(_) => Ok(()),
         }
     }
 
-    /// Last close of a handle: commit if needed, then forget the handle.
+    /// Last close of a handle: commit if no other handle still writes, then forget the
+    /// handle; the shared bytes go with the last writer (with the last handle of a file
+    /// unlinked while open).
     pub async fn release(&self, fh: u64) -> Result<()> {
         let h = self.handles.lock().unwrap().remove(&fh);
-        match h {
-            Some(Handle::Write(wh)) => {
-                let r = self.commit(fh, &wh).await;
-                let mut t = self.inodes.lock().unwrap();
-                if let Some(n) = t.get_mut(wh.ino)
-                    && n.residence == Residence::Writing(fh)
-                {
-                    n.residence = Residence::Remote;
-                }
-                r
-            }
-            Some(_) => Ok(()),
-            None => Err(FsError::BadHandle),
+        let h = match h {
+            Some(Handle::File(h)) => h,
+            Some(Handle::Dir(_)) => return Ok(()),
+            None => return Err(FsError::BadHandle),
+        };
+        let file = &h.file;
+        let last = self.open_files.detach(file, fh);
+        let r = if h.write && !file.any_dirty() && self.pending(file).await {
+            self.commit(file).await
+        } else {
+            Ok(())
+        };
+        let mut guard = file.state.lock().await;
+        let done = guard
+            .as_ref()
+            .is_some_and(|st| (!st.unlinked && file.writers() == 0) || last);
+        if done {
+            *guard = None;
+            self.inodes
+                .lock()
+                .unwrap()
+                .written(file.ino, Residence::Writing(file.id));
         }
+        r
     }
 
     /// Make what was written durable in S3. Idempotent: with nothing new to send it is a
     /// no-op returning the last outcome.
-    pub(in crate::fs) async fn commit(&self, fh: u64, wh: &WriteHandle) -> Result<()> {
-        let mut st = wh.body.lock().await;
-        if st.cancelled {
+    pub(in crate::fs) async fn commit(&self, file: &OpenFile) -> Result<()> {
+        let mut guard = file.state.lock().await;
+        let Some(st) = guard.as_mut() else {
+            return Ok(());
+        };
+        if st.cancelled || st.unlinked {
             return Ok(());
         }
         let create_only = match &st.body {
@@ -507,17 +688,21 @@ impl Fs {
             }
             e => e,
         });
+        let gone = result.is_err() && st.created;
+        if result.is_ok() {
+            st.created = false;
+        }
         let Location { parent, name, key } = &st.at;
         let (parent, name, key) = (*parent, name.clone(), key.clone());
-        drop(st);
+        drop(guard);
         let mut t = self.inodes.lock().unwrap();
         let ours = t
-            .get(wh.ino)
-            .is_some_and(|n| n.residence == Residence::Writing(fh));
+            .get(file.ino)
+            .is_some_and(|n| n.residence == Residence::Writing(file.id));
         if !ours {
             return result.map(|_| ());
         }
-        let node = t.get_mut(wh.ino).expect("checked");
+        let node = t.get_mut(file.ino).expect("checked");
         match result {
             Ok((c, opts)) => {
                 debug!(key = %key, size = c.size, "upload committed");
@@ -531,9 +716,7 @@ impl Fs {
                 Ok(())
             }
             Err(e) => {
-                node.residence = Residence::Remote;
                 node.validated = None;
-                let gone = wh.created;
                 if gone {
                     // The object never came to exist: the name must not linger.
                     t.detach(parent, &name);
@@ -550,21 +733,24 @@ impl Fs {
         }
     }
 
-    /// Point the handle of a file open for writing at `key` (`name` in `parent`), where
-    /// rename just moved it (it was committed first): later writes change the moved object,
-    /// staged against it, instead of bringing the old name back.
+    /// Point the write state of `ino` at `key` (`name` in `parent`), where rename just
+    /// moved it (it was committed first): later writes change the moved object, staged
+    /// against it, instead of bringing the old name back.
     pub(in crate::fs) async fn retarget_writer(
         &self,
-        fh: u64,
+        ino: Ino,
         parent: Ino,
         name: &str,
         key: String,
     ) -> Result<()> {
-        let Ok(Handle::Write(wh)) = self.handle(fh) else {
+        let Some(file) = self.open_files.get(ino) else {
             return Ok(());
         };
-        let mut st = wh.body.lock().await;
-        if st.cancelled {
+        let mut guard = file.state.lock().await;
+        let Some(st) = guard.as_mut() else {
+            return Ok(());
+        };
+        if st.cancelled || st.unlinked {
             return Ok(());
         }
         let meta = match &st.body {
@@ -590,12 +776,47 @@ impl Fs {
         Ok(())
     }
 
+    /// The file `node` is being unlinked, or replaced by a rename, while open here: its
+    /// descriptors keep its bytes, now only local, and nothing more is uploaded for it.
+    /// With no write state yet (open only for reading), the object is fetched whole into
+    /// a staging file first; if that fails, so does the unlink, and nothing is deleted.
+    pub(in crate::fs) async fn orphan(&self, node: &Node) -> Result<()> {
+        let Some(file) = self.open_files.get(node.ino) else {
+            return Ok(());
+        };
+        let mut guard = file.state.lock().await;
+        match guard.as_mut() {
+            Some(st) if st.cancelled || st.unlinked => return Ok(()),
+            Some(st) => self.make_local(st).await?,
+            None => {
+                let key = self.prefix.key(&node.path);
+                let base = Base {
+                    size: node.stat.size,
+                    etag: node.stat.etag.clone(),
+                };
+                let mut s = self
+                    .uploads
+                    .stage(key, Some(base), b"", PutOptions::default())?;
+                s.make_local().await?;
+                *guard = Some(self.new_state(node, Body::Staged(s), false));
+                self.set_writing(&file, node.stat.size);
+            }
+        }
+        if let Some(st) = guard.as_mut() {
+            st.unlinked = true;
+        }
+        Ok(())
+    }
+
     /// Commit every file still being written and refuse new writers (on unmount). Errors
     /// are logged.
     pub async fn shutdown(&self) {
-        for (fh, wh) in self.close_to_writers() {
-            if let Err(e) = self.commit(fh, &wh).await {
-                let key = wh.body.lock().await.at.key.clone();
+        for file in self.close_to_writers() {
+            if let Err(e) = self.commit(&file).await {
+                let key = match file.state.lock().await.as_ref() {
+                    Some(st) => st.at.key.clone(),
+                    None => String::new(),
+                };
                 warn!(key, error = %e, "upload failed at unmount");
             }
         }
@@ -609,28 +830,24 @@ impl Fs {
     /// Abort every upload under way (a second signal): nothing partial becomes visible and
     /// no multipart upload is left pending. What was not committed is lost, as asked.
     pub async fn abort(&self) {
-        for (_, wh) in self.close_to_writers() {
-            let mut st = wh.body.lock().await;
-            if let Body::Stream(up) = &mut st.body {
-                up.cancel().await;
+        for file in self.close_to_writers() {
+            if let Some(st) = file.state.lock().await.as_mut() {
+                if let Body::Stream(up) = &mut st.body {
+                    up.cancel().await;
+                }
+                st.cancelled = true;
             }
-            st.cancelled = true;
         }
     }
 
-    /// Refuse new writers from now on, and return the handles of the files still open for
-    /// writing.
-    fn close_to_writers(&self) -> Vec<(u64, Arc<WriteHandle>)> {
+    /// Refuse new writers from now on, and return the files still open for writing.
+    fn close_to_writers(&self) -> Vec<Arc<OpenFile>> {
         self.closing
             .store(true, std::sync::atomic::Ordering::Relaxed);
-        self.handles
-            .lock()
-            .unwrap()
-            .iter()
-            .filter_map(|(fh, h)| match h {
-                Handle::Write(w) => Some((*fh, w.clone())),
-                _ => None,
-            })
+        self.open_files
+            .all()
+            .into_iter()
+            .filter(|f| f.writers() > 0)
             .collect()
     }
 

@@ -7,12 +7,12 @@ use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use tracing::warn;
 
-use crate::fs::meta::inode::{Node, Residence, Stat};
+use crate::fs::meta::inode::{Node, Stat};
 use crate::fs::meta::posix::{self as meta, Posix};
 use crate::fs::meta::{key, listing as dir};
 use crate::fs::{
-    Attr, Body, Caller, DIR_CONTENT_TYPE, DirHandle, Fs, FsError, Handle, Ino, Kind, Listed,
-    Result, check_name,
+    Attr, Caller, DIR_CONTENT_TYPE, DirHandle, Fs, FsError, Handle, Ino, Kind, Listed, Result,
+    check_name,
 };
 use crate::s3::{MAX_DELETE_BATCH, PutOptions, StoreError};
 
@@ -183,43 +183,22 @@ impl Fs {
         Ok(())
     }
 
-    /// Delete file or symlink `name`. A file still being written is discarded when its
-    /// writer closes.
+    /// Delete file or symlink `name`. A file open here stays readable and writable
+    /// through its open descriptors until they close, with its bytes kept locally and
+    /// nothing uploaded for it any more; its name is free at once.
     pub async fn unlink(&self, parent: Ino, name: &str) -> Result<()> {
         self.guards.delete()?;
         let node = self.resolve(parent, name, 0).await?;
-        match (node.kind, node.residence) {
-            (Kind::Dir, _) => Err(FsError::IsDir),
-            (_, Residence::Writing(fh)) if !self.writer_is_clean(fh).await => {
-                if let Ok(Handle::Write(wh)) = self.handle(fh) {
-                    let mut st = wh.body.lock().await;
-                    if let Body::Stream(up) = &mut st.body {
-                        up.cancel().await;
-                    }
-                    st.cancelled = true;
-                }
-                let mut t = self.inodes.lock().unwrap();
-                if let Some(n) = t.get_mut(node.ino) {
-                    n.residence = Residence::Remote;
-                }
-                t.detach(parent, name);
-                drop(t);
-                self.known.removed(parent, name);
-                Ok(())
-            }
-            (_, residence) => {
-                if let Residence::Writing(fh) = residence
-                    && let Ok(Handle::Write(wh)) = self.handle(fh)
-                {
-                    // Committed already: delete the object, and let the handle upload nothing.
-                    wh.body.lock().await.cancelled = true;
-                }
-                self.store.delete(&self.prefix.key(&node.path)).await?;
-                self.inodes.lock().unwrap().detach(parent, name);
-                self.name_removed(parent, name);
-                Ok(())
-            }
+        if node.kind == Kind::Dir {
+            return Err(FsError::IsDir);
         }
+        self.orphan(&node).await?;
+        // Also when the file was never committed: an object of that name from before (or
+        // from another client) goes with the name. Deleting a missing key succeeds.
+        self.store.delete(&self.prefix.key(&node.path)).await?;
+        self.inodes.lock().unwrap().detach(parent, name);
+        self.name_removed(parent, name);
+        Ok(())
     }
 
     /// Create symlink `name` → `target`: an object whose body is the target, with an
@@ -391,11 +370,16 @@ impl Fs {
             vec![src.clone()]
         };
         for w in &writers {
-            if let Residence::Writing(fh) = w.residence
-                && let Ok(Handle::Write(wh)) = self.handle(fh)
-            {
-                self.commit(fh, &wh).await?;
+            if let Some(file) = self.open_files.get(w.ino) {
+                self.commit(&file).await?;
             }
+        }
+        // A file replaced while open keeps its bytes for its descriptors, as on a local
+        // disk; its state must not write over the object moved onto its name.
+        if let Some(d) = &dst
+            && d.kind != Kind::Dir
+        {
+            self.orphan(d).await?;
         }
         let dst_path = key::child_path(&dst_dir.path, new_name);
         if src.kind == Kind::Dir {
@@ -426,11 +410,9 @@ impl Fs {
             .unwrap()
             .rename(src.ino, new_parent, new_name);
         for w in writers {
-            if let Residence::Writing(fh) = w.residence
-                && let Ok(n) = self.node(w.ino)
-            {
+            if let Ok(n) = self.node(w.ino) {
                 let key = self.prefix.key(&n.path);
-                if let Err(e) = self.retarget_writer(fh, n.parent, &n.name, key).await {
+                if let Err(e) = self.retarget_writer(n.ino, n.parent, &n.name, key).await {
                     warn!(file = %n.path, error = %e, "moved, but its open handle could not follow");
                     return Err(e);
                 }

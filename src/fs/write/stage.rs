@@ -187,6 +187,22 @@ impl Staged {
         Ok(())
     }
 
+    /// Fetch every byte the base still holds, then forget the base: the file lives only
+    /// here (it was unlinked while open). Fetched a part at a time, so memory stays
+    /// bounded by one part whatever the size.
+    pub async fn make_local(&mut self) -> Result<()> {
+        let mut start = 0;
+        while start < self.base_len {
+            let end = (start + self.part_size).min(self.base_len);
+            let _memory = self.budget.reserve(end - start);
+            self.fetch(start..end).await?;
+            start = end;
+        }
+        self.base = None;
+        self.base_len = 0;
+        Ok(())
+    }
+
     /// The base object changed in S3 without changing its bytes (a metadata self-copy):
     /// read the rest of it under its new ETag.
     pub fn rebase(&mut self, etag: Option<String>) {
