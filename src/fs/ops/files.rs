@@ -618,7 +618,9 @@ impl Fs {
         };
         let file = &h.file;
         let last = self.open_files.detach(file, fh);
-        let r = if h.write && !file.any_dirty() && self.pending(file).await {
+        // Not only what `flush` would commit: an `O_TRUNC` that wrote nothing empties the
+        // object here.
+        let r = if h.write && !file.any_dirty() {
             self.commit(file).await
         } else {
             Ok(())
