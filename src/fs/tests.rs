@@ -798,3 +798,24 @@ async fn sizes_s3_cannot_hold_fail_at_once_with_efbig() {
     assert_eq!(store.count("UploadPart"), 0, "nothing was uploaded");
     assert_eq!(&store.get("p/f").unwrap()[..], b"abc");
 }
+
+#[tokio::test]
+async fn a_chmod_between_a_commit_and_more_writes_is_kept_by_the_next_commit() {
+    let (store, fs) = fs_with(&[]);
+    let (a, fh) = fs
+        .create(ROOT_INO, "f", 0o755, false, who(1))
+        .await
+        .unwrap();
+    fs.write(fh, 0, b"one").await.unwrap();
+    fs.flush(fh, 1).await.unwrap();
+    // Committed, still open: the chmod changes the object itself.
+    let change = SetAttr {
+        mode: Some(0o644),
+        ..SetAttr::default()
+    };
+    fs.setattr(a.ino, change, None).await.unwrap();
+    fs.write(fh, 3, b" two").await.unwrap();
+    fs.release(fh).await.unwrap();
+    assert_eq!(&store.get("p/f").unwrap()[..], b"one two");
+    assert_eq!(store.meta("p/f").unwrap()["mode"], (0o100644).to_string());
+}

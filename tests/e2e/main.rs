@@ -23,6 +23,7 @@ mod misbehaving;
 mod namespace;
 mod permissions;
 mod policy_escape;
+mod posix_model;
 mod preserve;
 mod read;
 mod special;

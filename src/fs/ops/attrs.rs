@@ -130,7 +130,7 @@ impl Fs {
             self.update_remote_posix(&node, &f).await?;
             // A staged body still to be written goes on from the changed object: its
             // new ETag and metadata, or its commit would put the old metadata back.
-            self.rebase_writer(ino).await;
+            self.rebase_writer(ino).await?;
             return Ok(());
         }
         // Not in S3 yet: the upload under way states the metadata.

@@ -354,26 +354,45 @@ impl Fs {
     }
 
     /// After a metadata change made to the object itself while `ino` had nothing new to
-    /// upload: a staged body goes on from the changed object (its ETag and metadata).
-    pub(in crate::fs) async fn rebase_writer(&self, ino: Ino) {
+    /// upload: the write state goes on from the changed object (its ETag and metadata), or
+    /// its next commit would put the old metadata back.
+    pub(in crate::fs) async fn rebase_writer(&self, ino: Ino) -> Result<()> {
         let Some(file) = self.open_files.get(ino) else {
-            return;
+            return Ok(());
         };
-        let Ok(node) = self.node(ino) else {
-            return;
-        };
+        let node = self.node(ino)?;
         let mut guard = file.state.lock().await;
-        if let Some(WriteState {
-            body: Body::Staged(s),
-            ..
-        }) = guard.as_mut()
-            && !s.is_changed()
-        {
-            if let Some(p) = &node.stat.posix {
-                p.to_meta(&mut s.opts.meta);
+        let Some(st) = guard.as_mut() else {
+            return Ok(());
+        };
+        match &mut st.body {
+            Body::Staged(s) if !s.is_changed() => {
+                if let Some(p) = &node.stat.posix {
+                    p.to_meta(&mut s.opts.meta);
+                }
+                s.rebase(node.stat.etag.clone());
             }
-            s.rebase(node.stat.etag.clone());
+            // Committed: the changed object is the base of whatever is written next.
+            Body::Stream(up) if up.is_committed() => {
+                let mut opts = up.opts().clone();
+                opts.create_only = false;
+                if let Some(p) = &node.stat.posix {
+                    p.to_meta(&mut opts.meta);
+                }
+                let base = Base {
+                    size: node.stat.size,
+                    etag: node.stat.etag.clone(),
+                };
+                st.body =
+                    Body::Staged(
+                        self.uploads
+                            .stage(st.at.key.clone(), Some(base), b"", opts)?,
+                    );
+                st.created = false;
+            }
+            _ => {}
         }
+        Ok(())
     }
 
     /// Switch a streamed body to a staged one (see the module doc).
