@@ -340,6 +340,15 @@ impl Tree for Buckets {
         }
     }
 
+    fn entry_ttl(&self, ino: Ino) -> Duration {
+        match decode(ino) {
+            (Some(s), local) => self
+                .connected(s)
+                .map_or(self.cfg.metadata_ttl, |fs| fs.entry_ttl(local)),
+            (None, _) => self.cfg.metadata_ttl,
+        }
+    }
+
     fn cached_attr(&self, ino: Ino) -> Result<Attr> {
         match decode(ino) {
             (None, _) => Ok(self.root_attr()),

@@ -54,6 +54,10 @@ impl Tree for Fs {
         Ok(Fs::entry(self, parent, e, lookups))
     }
 
+    fn entry_ttl(&self, ino: Ino) -> Duration {
+        Fs::entry_ttl(self, ino)
+    }
+
     fn cached_attr(&self, ino: Ino) -> Result<Attr> {
         Fs::cached_attr(self, ino)
     }

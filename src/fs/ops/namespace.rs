@@ -134,11 +134,7 @@ impl Fs {
         self.name_created(parent, name);
         let mut stat = self.dir_stat();
         stat.posix = Some(posix);
-        let node = self
-            .inodes
-            .lock()
-            .unwrap()
-            .upsert(parent, name, Kind::Dir, stat, 1);
+        let node = self.inodes.lock().unwrap().made_dir(parent, name, stat);
         // A directory made just now is empty: names created in it need not be looked up.
         self.know_dir(node.ino, Instant::now(), self.known.epoch(), []);
         Ok(self.attr(&node))
