@@ -566,6 +566,12 @@ impl Tree for Buckets {
         }
     }
 
+    async fn persist_dir_times(&self) {
+        for fs in self.connected_buckets() {
+            fs.persist_dir_times().await;
+        }
+    }
+
     async fn abort(&self) {
         for fs in self.connected_buckets() {
             fs.abort().await;

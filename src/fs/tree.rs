@@ -154,6 +154,10 @@ pub trait Tree: Send + Sync + 'static {
     /// Commit every file still being written and refuse new writers (on unmount).
     async fn shutdown(&self);
 
+    /// Write the directory times changed by entries since the last call to the
+    /// directories' markers (about once a second, and once more after [`Tree::shutdown`]).
+    async fn persist_dir_times(&self);
+
     /// Abort every upload under way, leaving nothing partial and no multipart upload
     /// pending (a second signal: stop now).
     async fn abort(&self);

@@ -6,6 +6,7 @@ mod attrs;
 mod files;
 mod lookup;
 mod namespace;
+mod times;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -177,6 +178,10 @@ impl Tree for Fs {
 
     async fn shutdown(&self) {
         Fs::shutdown(self).await
+    }
+
+    async fn persist_dir_times(&self) {
+        Fs::persist_dir_times(self).await
     }
 
     async fn abort(&self) {

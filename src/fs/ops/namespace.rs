@@ -153,7 +153,10 @@ impl Fs {
             Ok(n) => n,
             // An implicit directory vanishes from S3 with its last entry (`rm -r` unlinks
             // the files, then removes the directory): it is empty, so removing it succeeds.
-            Err(FsError::NotFound) if known_dir => return Ok(()),
+            Err(FsError::NotFound) if known_dir => {
+                self.name_removed(parent, name);
+                return Ok(());
+            }
             Err(e) => return Err(e),
         };
         if node.kind != Kind::Dir {
@@ -201,6 +204,7 @@ impl Fs {
                 t.detach(parent, name);
                 drop(t);
                 self.known.removed(parent, name);
+                self.entries_changed(parent);
                 Ok(())
             }
             (_, residence) => {
