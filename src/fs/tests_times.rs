@@ -1,6 +1,6 @@
-//! Times and directories (issue 12, §3): a directory's mtime and ctime when its entries
-//! change (shown at once, written to its marker coalesced), and a directory's own metadata
-//! read from its marker on every path.
+//! Times changed as a side effect (issue 12, §3): a directory's mtime and ctime when its
+//! entries change (shown at once, written to its marker coalesced), a directory's own
+//! metadata read from its marker on every path, and ctime on rename.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -336,6 +336,68 @@ async fn a_directory_marker_is_read_again_after_the_ttl() {
     );
     tokio::time::sleep(Duration::from_millis(60)).await;
     assert_eq!(fs.getattr(d.ino).await.unwrap().perm, 0o750);
+}
+
+#[tokio::test]
+async fn a_rename_moves_ctime_only_and_keeps_everything_else() {
+    let store = Arc::new(MemoryStore::new("b", 100));
+    let stored = UserMeta::from([
+        ("mtime".to_owned(), "1000000000".to_owned()),
+        ("ctime".to_owned(), "1000000000".to_owned()),
+        ("foreign".to_owned(), "keep".to_owned()),
+        // Another client's malformed value is restated as it is.
+        ("uid".to_owned(), " 12x".to_owned()),
+    ]);
+    for k in ["p/f", "p/d/", "p/d/x"] {
+        store.insert_with_meta(k, "body", stored.clone());
+    }
+    let fs = mount(&store);
+    let before = SystemTime::now();
+    let f = fs.lookup(ROOT_INO, "f").await.unwrap();
+    assert_eq!(f.ctime, old());
+    fs.rename(ROOT_INO, "f", ROOT_INO, "g", false)
+        .await
+        .unwrap();
+    let meta = store.meta("p/g").unwrap();
+    let ctime = posix::parse_time(&meta["ctime"]).unwrap();
+    assert!(ctime >= before, "ctime of the copy is the rename's");
+    let mut expected = stored.clone();
+    expected.insert("ctime".into(), meta["ctime"].clone());
+    assert_eq!(meta, expected, "nothing else changed");
+    let g = fs.getattr(f.ino).await.unwrap();
+    assert_eq!((g.mtime, g.ctime), (old(), ctime));
+
+    let d = fs.lookup(ROOT_INO, "d").await.unwrap();
+    fs.rename(ROOT_INO, "d", ROOT_INO, "e", false)
+        .await
+        .unwrap();
+    let marker = store.meta("p/e/").unwrap();
+    let ctime = posix::parse_time(&marker["ctime"]).unwrap();
+    assert!(ctime >= before, "the moved marker gets the rename's ctime");
+    assert_eq!(marker["mtime"], "1000000000");
+    assert_eq!(marker["foreign"], "keep");
+    assert_eq!(
+        store.meta("p/e/x").unwrap(),
+        stored,
+        "keys below keep theirs"
+    );
+    let e = fs.getattr(d.ino).await.unwrap();
+    assert_eq!((e.mtime, e.ctime), (old(), ctime));
+}
+
+#[tokio::test]
+async fn an_implicit_directory_renamed_shows_a_new_ctime() {
+    let store = Arc::new(MemoryStore::new("b", 100));
+    store.insert("p/i/x", "1");
+    let fs = mount(&store);
+    let i = fs.lookup(ROOT_INO, "i").await.unwrap();
+    fs.rename(ROOT_INO, "i", ROOT_INO, "j", false)
+        .await
+        .unwrap();
+    let j = fs.getattr(i.ino).await.unwrap();
+    assert!(j.ctime > i.ctime);
+    assert_eq!(j.mtime, i.mtime);
+    assert_eq!(store.keys(), vec!["p/j/x"]);
 }
 
 #[tokio::test]

@@ -10,6 +10,7 @@ use tracing::warn;
 use crate::fs::meta::inode::{Node, Residence, Stat};
 use crate::fs::meta::posix::{self as meta, Posix};
 use crate::fs::meta::{key, listing as dir};
+use crate::fs::ops::times;
 use crate::fs::{
     Attr, Body, Caller, DIR_CONTENT_TYPE, DirHandle, Fs, FsError, Handle, Ino, Kind, Listed,
     Result, check_name,
@@ -414,7 +415,7 @@ impl Fs {
             }
         } else {
             let (from, to) = (self.prefix.key(&src.path), self.prefix.key(&dst_path));
-            self.copy_object(&from, &to, src.stat.size, None).await?;
+            self.copy_renamed(&from, &to).await?;
             // The copy exists even if deleting the source fails below.
             self.known.added(new_parent, new_name);
             self.store.delete(&from).await?;
@@ -425,6 +426,7 @@ impl Fs {
             .lock()
             .unwrap()
             .rename(src.ino, new_parent, new_name);
+        self.status_changed(src.ino);
         for w in writers {
             if let Residence::Writing(fh) = w.residence
                 && let Ok(n) = self.node(w.ino)
@@ -476,11 +478,21 @@ impl Fs {
             keys: objects.len(),
             marker: objects.iter().any(|(dst, _)| *dst == dst_prefix),
         };
+        let stamp = &times::ctime_stamp(SystemTime::now());
         let copies: Vec<Outcome> = futures::stream::iter(objects.clone())
             .map(|(dst, o)| {
                 let store = self.store.clone();
+                // The moved marker is the directory itself, whose ctime the rename changes;
+                // the keys below keep theirs.
+                let marker = dst == dst_prefix;
                 async move {
-                    let r = store.copy(&o.key, &dst, o.size, None).await;
+                    let r = match marker {
+                        true => store
+                            .copy_restated(&o.key, &dst, stamp)
+                            .await
+                            .map(|(p, _)| p),
+                        false => store.copy(&o.key, &dst, o.size, None).await,
+                    };
                     (o.key, r.map(|p| p.etag).map_err(FsError::from))
                 }
             })

@@ -1,6 +1,6 @@
 //! Times that change as a side effect of changing names: a directory's mtime and ctime
 //! when an entry is created, removed or renamed in it (shown at once, written to its marker
-//! lazily, see [`crate::fs::meta::dirtimes`]).
+//! lazily, see [`crate::fs::meta::dirtimes`]), and the ctime of what is renamed.
 
 use std::time::SystemTime;
 
@@ -9,8 +9,9 @@ use tracing::{debug, warn};
 
 use super::attrs::Implicit;
 use crate::fs::meta::dirtimes::Pending;
-use crate::fs::{Fs, FsError, Ino};
-use crate::s3::ErrorKind;
+use crate::fs::meta::posix::format_time;
+use crate::fs::{Fs, FsError, Ino, Kind, Result};
+use crate::s3::{ErrorKind, PutOptions};
 
 /// Markers written at once by one round of [`Fs::persist_dir_times`].
 const PERSIST_CONCURRENCY: usize = 8;
@@ -21,6 +22,31 @@ impl Fs {
     /// files writes the marker about once a second, not once per file.
     pub(in crate::fs) fn entries_changed(&self, dir: Ino) {
         self.dir_times.changed(dir, SystemTime::now());
+    }
+
+    /// `ino` was just renamed: its ctime is now. For an object this is what the copy stored
+    /// (read back at the next look, the moved key being unconfirmed); for an implicit
+    /// directory it is the only record. A file whose metadata is unknown (only listed)
+    /// stays unknown, so that its next use still reads it.
+    pub(in crate::fs) fn status_changed(&self, ino: Ino) {
+        let now = Some(SystemTime::now());
+        if let Some(n) = self.inodes.lock().unwrap().get_mut(ino) {
+            match (&mut n.stat.posix, n.kind) {
+                (Some(p), _) => p.ctime = now,
+                (p @ None, Kind::Dir) => p.get_or_insert_default().ctime = now,
+                (None, _) => {}
+            }
+        }
+    }
+
+    /// Copy `from` to `to` for a rename: every header and all metadata kept, ctime now
+    /// (MetadataDirective REPLACE with everything restated). Returns the new ETag.
+    pub(in crate::fs) async fn copy_renamed(&self, from: &str, to: &str) -> Result<Option<String>> {
+        let (put, _) = self
+            .store
+            .copy_restated(from, to, &ctime_stamp(SystemTime::now()))
+            .await?;
+        Ok(put.etag)
     }
 
     /// Write the times pending for every changed directory to its marker: one HEAD and one
@@ -67,5 +93,13 @@ impl Fs {
             }
             self.dir_times.settled(ino, p);
         }
+    }
+}
+
+/// A rename's change to the copied metadata: ctime `now`, nothing else touched (another
+/// client's values, even malformed ones, are restated as they are).
+pub(in crate::fs) fn ctime_stamp(now: SystemTime) -> impl Fn(&mut PutOptions) + Send + Sync {
+    move |o: &mut PutOptions| {
+        o.meta.insert("ctime".into(), format_time(now));
     }
 }
