@@ -49,6 +49,7 @@ pub fn run(cfg: MountConfig, ready: Option<Ready>) -> Result<()> {
         mountpoint.clone(),
         bound,
     ));
+    rt.spawn(persist_dir_times(c.tree.clone()));
 
     let log_file = cfg
         .mount
@@ -73,7 +74,10 @@ pub fn run(cfg: MountConfig, ready: Option<Ready>) -> Result<()> {
             .with_context(|| format!("opening log file {}", log_file.display()))?;
     }
     session.run().context("serving the FUSE session")?;
-    rt.block_on(c.tree.shutdown());
+    rt.block_on(async {
+        c.tree.shutdown().await;
+        c.tree.persist_dir_times().await;
+    });
     info!("unmounted {}", mountpoint.display());
     Ok(())
 }
@@ -143,6 +147,22 @@ fn fuse_config(cfg: &MountConfig, target: &str) -> Config {
         SessionACL::Owner
     };
     fuse_config
+}
+
+/// How often directory times changed by their entries are written to the markers: often
+/// enough that another client (or a remount after a crash) sees them soon, seldom enough
+/// that creating thousands of files costs a handful of marker writes.
+const DIR_TIMES_EVERY: Duration = Duration::from_secs(1);
+
+/// Write pending directory times every [`DIR_TIMES_EVERY`] for as long as the mount lives
+/// (a round that takes longer delays the next one: never two at once).
+async fn persist_dir_times(tree: Arc<dyn Tree>) {
+    let mut every = tokio::time::interval(DIR_TIMES_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        tree.persist_dir_times().await;
+    }
 }
 
 /// How long files open for writing may take to be closed by their writers at shutdown,

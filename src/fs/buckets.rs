@@ -340,6 +340,15 @@ impl Tree for Buckets {
         }
     }
 
+    fn entry_ttl(&self, ino: Ino) -> Duration {
+        match decode(ino) {
+            (Some(s), local) => self
+                .connected(s)
+                .map_or(self.cfg.metadata_ttl, |fs| fs.entry_ttl(local)),
+            (None, _) => self.cfg.metadata_ttl,
+        }
+    }
+
     fn cached_attr(&self, ino: Ino) -> Result<Attr> {
         match decode(ino) {
             (None, _) => Ok(self.root_attr()),
@@ -554,6 +563,12 @@ impl Tree for Buckets {
     async fn shutdown(&self) {
         for fs in self.connected_buckets() {
             fs.shutdown().await;
+        }
+    }
+
+    async fn persist_dir_times(&self) {
+        for fs in self.connected_buckets() {
+            fs.persist_dir_times().await;
         }
     }
 

@@ -37,6 +37,7 @@ pub use tree::{Invalidator, Tree};
 
 use crate::s3::ObjectStore;
 use guard::Guards;
+use meta::dirtimes::DirTimes;
 use meta::inode::{InodeTable, Node, Stat};
 use meta::key::{BadName, Prefix, validate_name};
 use meta::known::KnownDirs;
@@ -179,6 +180,8 @@ pub struct Fs {
     known: KnownDirs,
     /// Shutdown began: no new writers.
     closing: std::sync::atomic::AtomicBool,
+    /// Directory times changed by their entries, still to be written to their markers.
+    dir_times: DirTimes,
 }
 
 impl Fs {
@@ -216,6 +219,7 @@ impl Fs {
             read_shared,
             known: KnownDirs::default(),
             closing: Default::default(),
+            dir_times: DirTimes::default(),
         }
     }
 
@@ -229,16 +233,20 @@ impl Fs {
         &self.read_shared.budget
     }
 
-    /// This mount made `name` exist in `parent` (create, mkdir, symlink, rename target).
+    /// This mount made `name` exist in `parent` (create, mkdir, mknod, symlink, rename
+    /// target): called once the change succeeded.
     fn name_created(&self, parent: Ino, name: &str) {
         self.negative.forget(parent, name);
         self.known.added(parent, name);
+        self.entries_changed(parent);
     }
 
-    /// This mount made `name` in `parent` disappear (unlink, rmdir, rename source).
+    /// This mount made `name` in `parent` disappear (unlink, rmdir, rename source): called
+    /// once the change succeeded.
     fn name_removed(&self, parent: Ino, name: &str) {
         self.negative.remember(parent, name);
         self.known.removed(parent, name);
+        self.entries_changed(parent);
     }
 
     /// Remember that directory `dir` (just listed, or just made) holds exactly `names` as
@@ -267,7 +275,8 @@ impl Fs {
             Kind::Symlink => (0o777, node.stat.size),
             Kind::Special(_) => (self.cfg.file_mode, 0),
         };
-        let posix = node.stat.posix.as_ref();
+        let shown = self.shown_posix(node);
+        let posix = shown.as_ref();
         let mtime = posix.and_then(|p| p.mtime).unwrap_or(node.stat.mtime);
         Attr {
             ino: node.ino,
@@ -282,6 +291,23 @@ impl Fs {
             uid: posix.and_then(|p| p.uid).unwrap_or(self.cfg.uid),
             gid: posix.and_then(|p| p.gid).unwrap_or(self.cfg.gid),
             rdev: posix.and_then(|p| p.rdev).unwrap_or(0),
+        }
+    }
+
+    /// The POSIX attributes of `node` as shown: a directory's times changed by its
+    /// entries and not yet in its marker put over what is known.
+    fn shown_posix(&self, node: &Node) -> Option<Posix> {
+        let pending = match node.kind {
+            Kind::Dir => self.dir_times.pending(node.ino),
+            _ => None,
+        };
+        match pending {
+            Some(t) => {
+                let mut p = node.stat.posix.clone().unwrap_or_default();
+                t.apply(&mut p);
+                Some(p)
+            }
+            None => node.stat.posix.clone(),
         }
     }
 
@@ -374,3 +400,5 @@ fn check_name(name: &str) -> Result<()> {
 mod tests;
 #[cfg(test)]
 mod tests_preserve;
+#[cfg(test)]
+mod tests_times;

@@ -49,6 +49,11 @@ pub trait Tree: Send + Sync + 'static {
     /// Register a listed entry of `parent` and count `lookups` kernel references to it.
     fn entry(&self, parent: Ino, e: &Listed, lookups: u64) -> Result<Attr>;
 
+    /// How long the kernel may keep what [`Tree::entry`] gave for `ino`: the TTL, or
+    /// nothing when the entry's own metadata is still to be read (a directory whose marker
+    /// a listing cannot show).
+    fn entry_ttl(&self, ino: Ino) -> Duration;
+
     /// Attributes of `ino` as known now, without asking S3 (for `.` and `..`).
     fn cached_attr(&self, ino: Ino) -> Result<Attr>;
 
@@ -148,6 +153,10 @@ pub trait Tree: Send + Sync + 'static {
 
     /// Commit every file still being written and refuse new writers (on unmount).
     async fn shutdown(&self);
+
+    /// Write the directory times changed by entries since the last call to the
+    /// directories' markers (about once a second, and once more after [`Tree::shutdown`]).
+    async fn persist_dir_times(&self);
 
     /// Abort every upload under way, leaving nothing partial and no multipart upload
     /// pending (a second signal: stop now).

@@ -655,11 +655,15 @@ impl Filesystem for FuseAdapter {
                         }
                     };
                     let Ok(attr) = attr else { continue };
+                    let ttl = match counted {
+                        true => fs.entry_ttl(attr.ino),
+                        false => fs.ttl(),
+                    };
                     let full = r.add(
                         INodeNo(attr.ino),
                         i + 1,
                         name,
-                        &fs.ttl(),
+                        &ttl,
                         &file_attr(&attr),
                         Generation(0),
                     );

@@ -352,33 +352,71 @@ pub trait ObjectStore: Send + Sync + 'static {
         {
             return self.copy_object(src, dst, CopyMeta::Replace(o), None).await;
         }
-        let mut attempt = 1;
-        loop {
-            let info = self.head(src).await?;
-            let r = if info.size <= MAX_COPY {
-                let headers = info.headers.clone().unwrap_or_default();
-                let meta = match opts {
-                    Some(o) => CopyMeta::Replace(o),
-                    None => CopyMeta::Keep(&headers),
-                };
-                self.copy_object(src, dst, meta, info.etag.as_deref()).await
-            } else {
-                let opts = match opts {
-                    Some(o) => o.clone(),
-                    None => PutOptions {
-                        headers: info.headers.clone().unwrap_or_default(),
-                        meta: info.meta.clone().unwrap_or_default(),
-                        create_only: false,
-                    },
-                };
-                copy_parts(self, src, dst, &info, &opts).await
+        Ok(copy_headed(self, src, dst, &|_| opts.cloned()).await?.0)
+    }
+
+    /// Copy `src` to `dst` with its headers and metadata restated as a HEAD of the source
+    /// shows them and then changed by `edit` (MetadataDirective REPLACE: a rename that must
+    /// change one value, such as ctime, yet keep every header and other clients'
+    /// metadata). Conditional on that HEAD's ETag, so what is restated belongs to the
+    /// version copied; redone when the source changed in between. Returns the new object's
+    /// ETag and the options it was written with.
+    async fn copy_restated(
+        &self,
+        src: &str,
+        dst: &str,
+        edit: &(dyn for<'o> Fn(&'o mut PutOptions) + Send + Sync),
+    ) -> Result<(PutResult, PutOptions), StoreError> {
+        let (put, opts) = copy_headed(self, src, dst, &|info| {
+            let mut opts = PutOptions {
+                headers: info.headers.clone().unwrap_or_default(),
+                meta: info.meta.clone().unwrap_or_default(),
+                create_only: false,
             };
-            match r {
-                Err(e) if e.kind == ErrorKind::PreconditionFailed && attempt < COPY_ATTEMPTS => {
-                    attempt += 1;
-                }
-                r => return r,
+            edit(&mut opts);
+            Some(opts)
+        })
+        .await?;
+        Ok((put, opts.expect("options made for every attempt")))
+    }
+}
+
+/// HEAD `src`, then copy it to `dst` conditionally on the ETag seen, with the options
+/// `opts` makes of that HEAD (`None`: the source's own, MetadataDirective COPY); redone
+/// when the source changed in between. CopyObject up to 5 GiB, UploadPartCopy parts above.
+/// Returns the new object's ETag and the options made for the copy that succeeded.
+async fn copy_headed<S: ObjectStore + ?Sized>(
+    store: &S,
+    src: &str,
+    dst: &str,
+    opts: &(dyn Fn(&ObjectInfo) -> Option<PutOptions> + Send + Sync),
+) -> Result<(PutResult, Option<PutOptions>), StoreError> {
+    let mut attempt = 1;
+    loop {
+        let info = store.head(src).await?;
+        let opts = opts(&info);
+        let r = if info.size <= MAX_COPY {
+            let headers = info.headers.clone().unwrap_or_default();
+            let meta = match &opts {
+                Some(o) => CopyMeta::Replace(o),
+                None => CopyMeta::Keep(&headers),
+            };
+            store
+                .copy_object(src, dst, meta, info.etag.as_deref())
+                .await
+        } else {
+            let stated = opts.clone().unwrap_or_else(|| PutOptions {
+                headers: info.headers.clone().unwrap_or_default(),
+                meta: info.meta.clone().unwrap_or_default(),
+                create_only: false,
+            });
+            copy_parts(store, src, dst, &info, &stated).await
+        };
+        match r {
+            Err(e) if e.kind == ErrorKind::PreconditionFailed && attempt < COPY_ATTEMPTS => {
+                attempt += 1;
             }
+            r => return r.map(|put| (put, opts)),
         }
     }
 }

@@ -89,6 +89,10 @@ pub struct Node {
     pub page_cache_etag: Option<String>,
     /// A symlink's target, once known.
     pub target: Option<String>,
+    /// A directory's: when its marker was last read (HEAD), or found absent. Listings carry
+    /// no metadata, so a directory only listed so far has `None` and its mode, owner and
+    /// times are still to be read when it is itself looked at.
+    pub marker_read: Option<Instant>,
     lookups: u64,
 }
 
@@ -96,6 +100,11 @@ impl Node {
     /// Whether `stat` was confirmed with S3 less than `ttl` ago.
     pub fn fresh_within(&self, ttl: std::time::Duration) -> bool {
         self.validated.is_some_and(|v| v.elapsed() < ttl)
+    }
+
+    /// Whether a directory's marker was read less than `ttl` ago.
+    pub fn marker_fresh_within(&self, ttl: std::time::Duration) -> bool {
+        self.marker_read.is_some_and(|v| v.elapsed() < ttl)
     }
 }
 
@@ -121,6 +130,7 @@ impl InodeTable {
             validated: Some(Instant::now()),
             page_cache_etag: None,
             target: None,
+            marker_read: None,
             lookups: 1,
         };
         InodeTable {
@@ -208,11 +218,21 @@ impl InodeTable {
             validated: Some(Instant::now()),
             page_cache_etag: None,
             target: None,
+            marker_read: None,
             lookups,
         };
         self.children.insert(key, ino);
         self.nodes.insert(ino, node.clone());
         node
+    }
+
+    /// Record directory `name` just made in `parent` with `stat` (its marker's metadata, as
+    /// written: nothing to read back), counting one kernel reference.
+    pub fn made_dir(&mut self, parent: Ino, name: &str, stat: Stat) -> Node {
+        let ino = self.upsert(parent, name, Kind::Dir, stat, 1).ino;
+        let node = self.nodes.get_mut(&ino).expect("just inserted");
+        node.marker_read = Some(Instant::now());
+        node.clone()
     }
 
     /// Add `n` to the lookup count of `ino` (an entry handed to the kernel).
@@ -302,6 +322,8 @@ impl InodeTable {
             if n.residence == Residence::Remote {
                 n.validated = None;
             }
+            // Markers moved too (the renamed one with a new ctime): read them again.
+            n.marker_read = None;
         }
         self.children.insert((new_parent, name.to_owned()), ino);
     }

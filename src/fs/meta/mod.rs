@@ -6,6 +6,7 @@
 //! and the s3fs-compatible POSIX attributes stored in object metadata. It sends no requests
 //! of its own: the operations in `ops/` ask S3 and feed what they learn in here.
 
+pub mod dirtimes;
 pub mod inode;
 pub mod key;
 pub mod known;

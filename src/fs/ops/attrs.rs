@@ -39,6 +39,17 @@ fn stored(name: &str) -> bool {
 /// Values larger than this do not fit S3's 2 KiB metadata limit anyway.
 const XATTR_MAX: usize = 1024;
 
+/// What [`Fs::update_remote_posix`] does for a directory without a marker (implicit: only
+/// keys below it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(in crate::fs) enum Implicit {
+    /// Create the marker: chmod, chown, touch and xattrs of the directory must persist.
+    MakeMarker,
+    /// Leave it without: times changed by its entries are no reason to create an object
+    /// (they are shown from memory).
+    Leave,
+}
+
 impl Fs {
     /// `chmod`, `chown`, `truncate`, `touch`.
     pub async fn setattr(&self, ino: Ino, change: SetAttr, fh: Option<u64>) -> Result<Attr> {
@@ -116,9 +127,11 @@ impl Fs {
             Ok(())
         };
         let node = self.with_posix(ino).await?;
-        let mut posix = node.stat.posix.clone().unwrap_or_default();
+        // Compared with what is shown: a directory's pending times count.
+        let shown = self.shown_posix(&node);
+        let mut posix = shown.clone().unwrap_or_default();
         f(&mut posix, node.kind)?;
-        if node.stat.posix.as_ref() == Some(&posix) {
+        if shown.as_ref() == Some(&posix) {
             // Nothing changes (`tar -x` chowns to the owner it already has): no request.
             return Ok(());
         }
@@ -127,7 +140,8 @@ impl Fs {
             // Everything is in S3 already and only the release is to come (`cp -p` sets
             // modes and times there), or nothing has been written yet (`touch`, `>> f`,
             // where the kernel clears setuid before the first write): change the object.
-            self.update_remote_posix(&node, &f).await?;
+            self.update_remote_posix(&node, Implicit::MakeMarker, &f)
+                .await?;
             // A staged body still to be written goes on from the changed object: its
             // new ETag and metadata, or its commit would put the old metadata back.
             self.rebase_writer(ino).await?;
@@ -139,7 +153,9 @@ impl Fs {
         let Some(st) = guard.as_mut() else {
             drop(guard);
             // Committed and closed meanwhile.
-            return self.update_remote_posix(&node, f).await;
+            return self
+                .update_remote_posix(&node, Implicit::MakeMarker, f)
+                .await;
         };
         match &mut st.body {
             Body::Stream(up) => match up.opts_mut() {
@@ -160,11 +176,15 @@ impl Fs {
 
     /// Change the metadata of an object (a directory's marker) in S3: one CopyObject onto
     /// itself that restates every header and every other client's metadata as a fresh
-    /// HEAD shows them, changing only what `f` changes. An implicit directory gets a
-    /// marker.
-    async fn update_remote_posix(
+    /// HEAD shows them, changing only what `f` changes. A directory's marker is written
+    /// under its lock, with the times its entries' changes left pending (see
+    /// [`crate::fs::meta::dirtimes`]) put in before `f` runs (an explicit `touch` wins);
+    /// an implicit directory gets a marker when `implicit` says so, else the pending times
+    /// stay in memory only.
+    pub(in crate::fs) async fn update_remote_posix(
         &self,
         node: &Node,
+        implicit: Implicit,
         f: impl Fn(&mut Posix, Kind) -> Result<()>,
     ) -> Result<()> {
         self.guards.overwrite()?;
@@ -172,6 +192,24 @@ impl Fs {
         let key = match is_dir {
             true => self.prefix.dir_key(&node.path),
             false => self.prefix.key(&node.path),
+        };
+        let _locked = match is_dir {
+            true => Some(self.dir_times.lock(&key).await),
+            false => None,
+        };
+        let pending = match is_dir {
+            true => self.dir_times.pending(node.ino),
+            false => None,
+        };
+        if pending.is_none() && implicit == Implicit::Leave {
+            // Only pending times were to be written, and another writer wrote them.
+            return Ok(());
+        }
+        let f = |p: &mut Posix, kind: Kind| {
+            if let Some(t) = &pending {
+                t.apply(p);
+            }
+            f(p, kind)
         };
         let head = match self.store.head(&key).await {
             Ok(info) => Some(info),
@@ -199,20 +237,28 @@ impl Fs {
             None => {
                 let mut posix = node.stat.posix.clone().unwrap_or_default();
                 f(&mut posix, node.kind)?;
-                let mut opts = PutOptions::typed(DIR_CONTENT_TYPE);
-                posix.to_meta(&mut opts.meta);
-                self.store.put(&key, Bytes::new(), &opts).await?;
+                if implicit == Implicit::MakeMarker {
+                    let mut opts = PutOptions::typed(DIR_CONTENT_TYPE);
+                    posix.to_meta(&mut opts.meta);
+                    self.store.put(&key, Bytes::new(), &opts).await?;
+                }
                 (posix, None)
             }
         };
         let mut t = self.inodes.lock().unwrap();
         if let Some(n) = t.get_mut(node.ino) {
             n.stat.posix = Some(posix);
-            if !is_dir {
+            if is_dir {
+                n.marker_read = Some(Instant::now());
+            } else {
                 n.stat.etag = etag;
             }
             n.stat.mtime = SystemTime::now();
             n.validated = Some(Instant::now());
+        }
+        drop(t);
+        if let Some(p) = pending {
+            self.dir_times.settled(node.ino, p);
         }
         Ok(())
     }

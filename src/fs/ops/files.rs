@@ -745,6 +745,7 @@ impl Fs {
                 drop(t);
                 if gone {
                     self.known.removed(parent, &name);
+                    self.entries_changed(parent);
                     if let Some(inv) = self.invalidator.get() {
                         inv.entry_gone(parent, &name);
                     }

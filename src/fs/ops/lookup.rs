@@ -30,16 +30,26 @@ impl Fs {
     ) -> Result<Node> {
         let dir = self.dir_node(parent)?;
         check_name(name)?;
-        {
+        let known = {
             let mut t = self.inodes.lock().unwrap();
-            if let Some(n) = t.child(parent, name)
-                && (matches!(n.residence, Residence::Writing(_))
-                    || n.fresh_within(self.cfg.metadata_ttl))
-            {
-                let n = n.clone();
-                t.add_lookups(n.ino, lookups);
-                return Ok(n);
+            match t.child(parent, name) {
+                Some(n)
+                    if matches!(n.residence, Residence::Writing(_))
+                        || n.fresh_within(self.cfg.metadata_ttl) =>
+                {
+                    let n = n.clone();
+                    t.add_lookups(n.ino, lookups);
+                    Some(n)
+                }
+                _ => None,
             }
+        };
+        if let Some(n) = known {
+            // A directory known from a listing: its own metadata is its marker's.
+            return Ok(match n.kind {
+                Kind::Dir => self.fresh_dir(n).await,
+                _ => n,
+            });
         }
         if self.negative.is_absent(parent, name) {
             return Err(FsError::NotFound);
@@ -56,14 +66,20 @@ impl Fs {
             self.store.list(&dir_key, true, None, Some(1))
         );
         let list = list?;
+        let mut marker_read = false;
         let (kind, stat) = if !list.objects.is_empty() || !list.prefixes.is_empty() {
             let mut stat = self.dir_stat();
             // A marker sorts first under its prefix; its metadata is the directory's mode,
-            // owner and mtime (mkdir, chmod, or s3fs). Best effort: defaults otherwise.
+            // owner and times (mkdir, chmod, or s3fs). Best effort: defaults otherwise.
+            marker_read = true;
             if list.objects.first().is_some_and(|o| o.key == dir_key) {
                 match self.store.head(&dir_key).await {
                     Ok(info) => stat.posix = info.meta.as_ref().map(Posix::from_meta),
-                    Err(e) => debug!(key = %dir_key, error = %e, "directory marker metadata"),
+                    Err(e) if e.kind == ErrorKind::NotFound => {}
+                    Err(e) => {
+                        debug!(key = %dir_key, error = %e, "directory marker metadata");
+                        marker_read = false;
+                    }
                 }
             }
             (Kind::Dir, stat)
@@ -78,11 +94,13 @@ impl Fs {
                 Err(e) => return Err(e.into()),
             }
         };
-        Ok(self
-            .inodes
-            .lock()
-            .unwrap()
-            .upsert(parent, name, kind, stat, lookups))
+        let mut t = self.inodes.lock().unwrap();
+        let node = t.upsert(parent, name, kind, stat, lookups);
+        if marker_read && let Some(n) = t.get_mut(node.ino) {
+            n.marker_read = Some(Instant::now());
+            return Ok(n.clone());
+        }
+        Ok(node)
     }
 
     /// The kernel dropped `n` references to `ino`.
@@ -99,10 +117,10 @@ impl Fs {
 
     pub(in crate::fs) async fn fresh(&self, ino: Ino) -> Result<Node> {
         let node = self.node(ino)?;
-        if node.kind == Kind::Dir
-            || node.residence != Residence::Remote
-            || node.fresh_within(self.cfg.metadata_ttl)
-        {
+        if node.kind == Kind::Dir {
+            return Ok(self.fresh_dir(node).await);
+        }
+        if node.residence != Residence::Remote || node.fresh_within(self.cfg.metadata_ttl) {
             return Ok(node);
         }
         match self.store.head(&self.prefix.key(&node.path)).await {
@@ -131,6 +149,54 @@ impl Fs {
                 Err(FsError::NotFound)
             }
             Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Directory `node` with its own mode, owner and times as its marker holds them, read
+    /// (one HEAD of `dir/`) when never read yet — a directory only listed, the mount root,
+    /// a moved one — or longer ago than the metadata TTL. Without a marker, what is known
+    /// here stays (defaults, and times its entries changed). Best effort: a failed HEAD
+    /// leaves what was known. Listings never cost this HEAD: only a directory itself being
+    /// looked at does (see [`Fs::entry_ttl`]).
+    pub(in crate::fs) async fn fresh_dir(&self, node: Node) -> Node {
+        if node.marker_fresh_within(self.cfg.metadata_ttl) {
+            return node;
+        }
+        let key = self.prefix.dir_key(&node.path);
+        let posix = if key.is_empty() {
+            // The root of a whole-bucket mount: no key can be its marker.
+            None
+        } else {
+            match self.store.head(&key).await {
+                Ok(info) => Some(info.meta.as_ref().map(Posix::from_meta).unwrap_or_default()),
+                Err(e) if e.kind == ErrorKind::NotFound => None,
+                Err(e) => {
+                    debug!(key, error = %e, "directory marker metadata");
+                    return node;
+                }
+            }
+        };
+        let mut t = self.inodes.lock().unwrap();
+        let Some(n) = t.get_mut(node.ino) else {
+            return node;
+        };
+        if let Some(p) = posix {
+            n.stat.posix = Some(p);
+        }
+        n.marker_read = Some(Instant::now());
+        n.clone()
+    }
+
+    /// How long the kernel may keep a listed entry's attributes: a directory whose marker
+    /// was not read within the TTL gets none, so that looking at it (`stat`, `ls -l`) asks
+    /// for its own metadata instead of showing the listing's defaults; a listing of
+    /// thousands of files costs no HEAD.
+    pub fn entry_ttl(&self, ino: Ino) -> std::time::Duration {
+        match self.node(ino) {
+            Ok(n) if n.kind == Kind::Dir && !n.marker_fresh_within(self.cfg.metadata_ttl) => {
+                std::time::Duration::ZERO
+            }
+            _ => self.cfg.metadata_ttl,
         }
     }
 

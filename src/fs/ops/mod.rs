@@ -6,6 +6,7 @@ mod attrs;
 mod files;
 mod lookup;
 mod namespace;
+mod times;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -52,6 +53,10 @@ impl Tree for Fs {
 
     fn entry(&self, parent: Ino, e: &Listed, lookups: u64) -> Result<Attr> {
         Ok(Fs::entry(self, parent, e, lookups))
+    }
+
+    fn entry_ttl(&self, ino: Ino) -> Duration {
+        Fs::entry_ttl(self, ino)
     }
 
     fn cached_attr(&self, ino: Ino) -> Result<Attr> {
@@ -173,6 +178,10 @@ impl Tree for Fs {
 
     async fn shutdown(&self) {
         Fs::shutdown(self).await
+    }
+
+    async fn persist_dir_times(&self) {
+        Fs::persist_dir_times(self).await
     }
 
     async fn abort(&self) {

@@ -10,6 +10,7 @@ use tracing::warn;
 use crate::fs::meta::inode::{Node, Stat};
 use crate::fs::meta::posix::{self as meta, Posix};
 use crate::fs::meta::{key, listing as dir};
+use crate::fs::ops::times;
 use crate::fs::{
     Attr, Caller, DIR_CONTENT_TYPE, DirHandle, Fs, FsError, Handle, Ino, Kind, Listed, Result,
     check_name,
@@ -134,11 +135,7 @@ impl Fs {
         self.name_created(parent, name);
         let mut stat = self.dir_stat();
         stat.posix = Some(posix);
-        let node = self
-            .inodes
-            .lock()
-            .unwrap()
-            .upsert(parent, name, Kind::Dir, stat, 1);
+        let node = self.inodes.lock().unwrap().made_dir(parent, name, stat);
         // A directory made just now is empty: names created in it need not be looked up.
         self.know_dir(node.ino, Instant::now(), self.known.epoch(), []);
         Ok(self.attr(&node))
@@ -157,7 +154,10 @@ impl Fs {
             Ok(n) => n,
             // An implicit directory vanishes from S3 with its last entry (`rm -r` unlinks
             // the files, then removes the directory): it is empty, so removing it succeeds.
-            Err(FsError::NotFound) if known_dir => return Ok(()),
+            Err(FsError::NotFound) if known_dir => {
+                self.name_removed(parent, name);
+                return Ok(());
+            }
             Err(e) => return Err(e),
         };
         if node.kind != Kind::Dir {
@@ -398,7 +398,7 @@ impl Fs {
             }
         } else {
             let (from, to) = (self.prefix.key(&src.path), self.prefix.key(&dst_path));
-            self.copy_object(&from, &to, src.stat.size, None).await?;
+            self.copy_renamed(&from, &to).await?;
             // The copy exists even if deleting the source fails below.
             self.known.added(new_parent, new_name);
             self.store.delete(&from).await?;
@@ -409,6 +409,7 @@ impl Fs {
             .lock()
             .unwrap()
             .rename(src.ino, new_parent, new_name);
+        self.status_changed(src.ino);
         for w in writers {
             if let Ok(n) = self.node(w.ino) {
                 let key = self.prefix.key(&n.path);
@@ -458,11 +459,21 @@ impl Fs {
             keys: objects.len(),
             marker: objects.iter().any(|(dst, _)| *dst == dst_prefix),
         };
+        let stamp = &times::ctime_stamp(SystemTime::now());
         let copies: Vec<Outcome> = futures::stream::iter(objects.clone())
             .map(|(dst, o)| {
                 let store = self.store.clone();
+                // The moved marker is the directory itself, whose ctime the rename changes;
+                // the keys below keep theirs.
+                let marker = dst == dst_prefix;
                 async move {
-                    let r = store.copy(&o.key, &dst, o.size, None).await;
+                    let r = match marker {
+                        true => store
+                            .copy_restated(&o.key, &dst, stamp)
+                            .await
+                            .map(|(p, _)| p),
+                        false => store.copy(&o.key, &dst, o.size, None).await,
+                    };
                     (o.key, r.map(|p| p.etag).map_err(FsError::from))
                 }
             })
