@@ -81,3 +81,38 @@ pub fn default_log_file() -> std::path::PathBuf {
     // SAFETY: getuid cannot fail.
     std::env::temp_dir().join(format!("s3mount-{}.log", unsafe { libc::getuid() }))
 }
+
+/// Whether systemd runs us as a `Type=notify` service (`NOTIFY_SOCKET` is set): the mount
+/// then stays in the foreground, since systemd watches the process it started, and tells
+/// systemd when it is ready.
+pub fn under_systemd() -> bool {
+    std::env::var_os("NOTIFY_SOCKET").is_some_and(|s| !s.is_empty())
+}
+
+/// What the service tells systemd (sd_notify); nothing without `NOTIFY_SOCKET`.
+#[derive(Clone, Copy, Debug)]
+pub enum Notify<'a> {
+    /// What it is doing (`systemctl status` shows it).
+    Status(&'a str),
+    /// The mount is live: `READY=1` with a status.
+    Ready(&'a str),
+    /// Shutting down: `STOPPING=1` with a status.
+    Stopping(&'a str),
+}
+
+/// Tell systemd `what`. A failure is logged at debug level: a service manager that cannot
+/// hear us is no reason to stop serving the mount.
+pub fn notify(what: Notify<'_>) {
+    if !under_systemd() {
+        return;
+    }
+    use sd_notify::NotifyState as S;
+    let states = match what {
+        Notify::Status(s) => vec![S::Status(s)],
+        Notify::Ready(s) => vec![S::Ready, S::Status(s)],
+        Notify::Stopping(s) => vec![S::Stopping, S::Status(s)],
+    };
+    if let Err(e) = sd_notify::notify(&states) {
+        tracing::debug!(error = %e, "sd_notify");
+    }
+}

@@ -11,6 +11,7 @@ pub mod daemon;
 pub mod escape;
 pub mod fs;
 pub mod fuse;
+pub mod helper;
 pub mod logging;
 pub mod mount;
 pub mod policy;

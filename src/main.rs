@@ -7,7 +7,7 @@ use s3mount::cli::{CheckArgs, Cli, Command, ConnectionArgs, MountArgs, PolicyArg
 use s3mount::config::{self, MountConfig};
 use s3mount::policy;
 use s3mount::s3::connection::Target;
-use s3mount::{daemon, mount};
+use s3mount::{daemon, helper, mount};
 
 /// Logging to stderr (the log file once daemonized), with secrets never written: see
 /// [`s3mount::logging`].
@@ -36,7 +36,13 @@ fn warn_about_secret_flags(connection: &ConnectionArgs) {
 /// version are printed as clap prints them).
 fn parse_cli() -> Result<Cli, ExitCode> {
     use clap::error::ErrorKind;
-    match Cli::try_parse() {
+    let args: Vec<String> = std::env::args().collect();
+    let parsed = match helper_args(&args) {
+        Ok(Some(a)) => Cli::try_parse_from(a),
+        Ok(None) => Cli::try_parse(),
+        Err(code) => return Err(code),
+    };
+    match parsed {
         Ok(cli) => Ok(cli),
         Err(e)
             if matches!(
@@ -52,6 +58,67 @@ fn parse_cli() -> Result<Cli, ExitCode> {
             eprintln!("s3mount: error: {}", clap_one_line(&e.render().to_string()));
             Err(ExitCode::from(2))
         }
+    }
+}
+
+/// As a mount(8) helper (see [`s3mount::helper`]): the `s3mount mount` command line the
+/// helper's arguments spell; `None` when run as a plain command.
+fn helper_args(args: &[String]) -> Result<Option<Vec<String>>, ExitCode> {
+    use clap::CommandFactory;
+    let cmd = Cli::command();
+    let subcommands: Vec<&str> = cmd
+        .get_subcommands()
+        .map(|c| c.get_name())
+        .chain(["help"])
+        .collect();
+    if !helper::invoked_as_helper(args, &subcommands) {
+        return Ok(None);
+    }
+    helper_environment();
+    let mount = cmd.find_subcommand("mount").expect("mount subcommand");
+    match helper::translate(&args[1..], mount) {
+        Ok(helper::Helper::Mount(a)) => Ok(Some(
+            ["s3mount".to_owned(), "mount".to_owned()]
+                .into_iter()
+                .chain(a)
+                .collect(),
+        )),
+        Ok(helper::Helper::Fake) => Err(ExitCode::SUCCESS),
+        Err(e) => {
+            eprintln!("s3mount: error: {e}");
+            Err(ExitCode::from(2))
+        }
+    }
+}
+
+/// mount(8) runs helpers with neither `HOME` nor `PATH`: without them `~/.aws` (profiles,
+/// credentials) would not be found, nor `fusermount3`. Both come back as a login would
+/// set them: HOME from the password database, PATH the usual system directories.
+fn helper_environment() {
+    if std::env::var_os("HOME").is_none() {
+        // SAFETY: getpwuid returns a pointer into static storage or null; we copy out at
+        // once, before any other thread exists.
+        let home = unsafe {
+            let pw = libc::getpwuid(libc::getuid());
+            (!pw.is_null() && !(*pw).pw_dir.is_null()).then(|| {
+                std::ffi::CStr::from_ptr((*pw).pw_dir)
+                    .to_string_lossy()
+                    .into_owned()
+            })
+        };
+        if let Some(h) = home {
+            // SAFETY: still single-threaded (first thing in main).
+            unsafe { std::env::set_var("HOME", h) };
+        }
+    }
+    if std::env::var_os("PATH").is_none() {
+        // SAFETY: as above.
+        unsafe {
+            std::env::set_var(
+                "PATH",
+                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            )
+        };
     }
 }
 
@@ -250,7 +317,8 @@ fn run_check(args: CheckArgs) -> Result<ExitCode, Failure> {
 fn run_mount(args: MountArgs) -> Result<ExitCode, Failure> {
     let cfg = MountConfig::from_args(&args).map_err(Failure::usage)?;
     warn_about_secret_flags(&args.connection);
-    let ready = if cfg.mount.foreground {
+    // Under systemd (Type=notify) the service is this process: no fork.
+    let ready = if cfg.mount.foreground || daemon::under_systemd() {
         None
     } else {
         Some(

@@ -32,6 +32,7 @@ pub fn run(cfg: MountConfig, ready: Option<Ready>) -> Result<()> {
         .thread_name("s3mount")
         .build()
         .context("starting the async runtime")?;
+    daemon::notify(daemon::Notify::Status("connecting to S3"));
     let c = rt.block_on(connect_tree(&cfg))?;
     info!(target = %c.target, region = %c.region, credentials = %c.credentials, "connected");
     let adapter = FuseAdapter::new(c.tree.clone(), rt.handle().clone());
@@ -73,7 +74,15 @@ pub fn run(cfg: MountConfig, ready: Option<Ready>) -> Result<()> {
             .signal(&log_file)
             .with_context(|| format!("opening log file {}", log_file.display()))?;
     }
+    daemon::notify(daemon::Notify::Ready(&format!(
+        "mounted {} at {}",
+        c.target,
+        mountpoint.display()
+    )));
     session.run().context("serving the FUSE session")?;
+    daemon::notify(daemon::Notify::Stopping(
+        "unmounted: committing files still open for writing",
+    ));
     rt.block_on(async {
         c.tree.shutdown().await;
         c.tree.persist_dir_times().await;
@@ -186,6 +195,9 @@ async fn on_signals(
         return;
     };
     let first = signals.next().await;
+    daemon::notify(daemon::Notify::Stopping(
+        "committing files being written, then unmounting",
+    ));
     info!(
         "{first} received: committing files being written, then unmounting {}",
         mountpoint.display()

@@ -26,6 +26,7 @@ mod policy_escape;
 mod posix_model;
 mod preserve;
 mod read;
+mod service;
 mod special;
 mod store;
 mod times;
