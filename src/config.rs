@@ -504,9 +504,31 @@ pub fn parse_mode(s: &str, flag: &str) -> Result<u16, ConfigError> {
     }
 }
 
-/// The mount point must exist, be a directory, be empty and not be mounted already.
+/// The descriptor of a pre-opened FUSE connection given as the mount point
+/// (`/dev/fd/N`): a privileged helper opened `/dev/fuse` and called mount(2) with `fd=N`
+/// (what container runtimes and CSI drivers do), so s3mount needs no privilege.
+pub fn fuse_fd(p: &Path) -> Option<i32> {
+    let n = p.to_str()?.strip_prefix("/dev/fd/")?;
+    n.parse().ok().filter(|n: &i32| *n >= 0)
+}
+
+/// The mount point must exist, be a directory, be empty and not be mounted already — or
+/// be `/dev/fd/N`, an open `/dev/fuse` descriptor.
 pub fn check_mountpoint(p: &Path) -> Result<PathBuf, ConfigError> {
     let shown = p.display();
+    if let Some(fd) = fuse_fd(p) {
+        return match std::fs::read_link(format!("/proc/self/fd/{fd}")) {
+            Ok(t) if t == Path::new("/dev/fuse") => Ok(p.to_owned()),
+            Ok(t) => err(format!(
+                "mount point {shown}: descriptor {fd} is {}, not /dev/fuse",
+                t.display()
+            )),
+            Err(_) => err(format!(
+                "mount point {shown}: descriptor {fd} is not open (the process that mounted \
+                 /dev/fuse with fd={fd} must pass it on)"
+            )),
+        };
+    }
     let meta = match std::fs::metadata(p) {
         Ok(m) => m,
         Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {

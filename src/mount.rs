@@ -37,8 +37,22 @@ pub fn run(cfg: MountConfig, ready: Option<Ready>) -> Result<()> {
     info!(target = %c.target, region = %c.region, credentials = %c.credentials, "connected");
     let adapter = FuseAdapter::new(c.tree.clone(), rt.handle().clone());
     let mountpoint = &cfg.mount.mountpoint;
-    let mut session = fuser::Session::new(adapter, mountpoint, &fuse_config(&cfg, &c.target))
-        .with_context(|| format!("mounting at {}", mountpoint.display()))?;
+    let fuse_fd = crate::config::fuse_fd(mountpoint);
+    let config = fuse_config(&cfg, &c.target);
+    let mut session = match fuse_fd {
+        Some(fd) => {
+            use std::os::fd::FromRawFd;
+            // SAFETY: config checked that `fd` is an open /dev/fuse descriptor, handed to
+            // us to own; nothing else in this process uses it.
+            let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+            // Who may enter was decided by whoever mounted it (allow_other or user_id=):
+            // the kernel enforces it; the daemon's uid says nothing about the users.
+            fuser::Session::from_fd(adapter, fd, SessionACL::All, config)
+                .with_context(|| format!("serving {}", mountpoint.display()))?
+        }
+        None => fuser::Session::new(adapter, mountpoint, &config)
+            .with_context(|| format!("mounting at {}", mountpoint.display()))?,
+    };
     c.tree.set_invalidator(Arc::new(
         KernelInvalidator::new(session.notifier()).context("starting the notifier thread")?,
     ));
@@ -49,6 +63,7 @@ pub fn run(cfg: MountConfig, ready: Option<Ready>) -> Result<()> {
         unmounter,
         mountpoint.clone(),
         bound,
+        fuse_fd.is_some(),
     ));
     rt.spawn(persist_dir_times(c.tree.clone()));
 
@@ -189,6 +204,7 @@ async fn on_signals(
     mut unmounter: fuser::SessionUnmounter,
     mountpoint: PathBuf,
     bound: Duration,
+    given_fd: bool,
 ) {
     let Ok(mut signals) = Signals::new() else {
         warn!("cannot install signal handlers; unmount with fusermount3 -u");
@@ -223,6 +239,15 @@ async fn on_signals(
             lazy_unmount(&mountpoint);
             std::process::exit(1);
         }
+    }
+    if given_fd {
+        // Whoever mounted the descriptor unmounts it; closing it (by exiting) ends the
+        // connection, and what was written is committed.
+        info!(
+            "exiting: the mount of {} is its owner's to remove",
+            mountpoint.display()
+        );
+        std::process::exit(0);
     }
     if let Err(e) = unmounter.unmount() {
         info!("{} is busy ({e}); unmounting lazily", mountpoint.display());

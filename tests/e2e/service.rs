@@ -36,6 +36,22 @@ impl Drop for HelperLink {
     }
 }
 
+/// Whatever a test leaves, no daemon or mount outlives it: kills the daemon `.0` (if any)
+/// and unmounts `.1` lazily.
+struct Cleanup(Option<u32>, std::path::PathBuf);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0 {
+            // SAFETY: signalling our (maybe already gone) child.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        }
+        if is_mounted(&self.1) {
+            let _ = Command::new("umount").arg("-l").arg(&self.1).status();
+        }
+    }
+}
+
 /// `mount -T FSTAB DIR`, run from an empty directory (mount(8) would turn a source that
 /// names an existing relative path into an absolute one).
 fn mount_with_fstab(fstab: &Path, dir: &Path) -> std::process::Output {
@@ -71,6 +87,7 @@ fn an_fstab_line_mounts_through_mount_and_the_helper() {
     let dir = tmp.path().join("mnt");
     std::fs::create_dir(&dir).unwrap();
     let fstab = tmp.path().join("fstab");
+    let _cleanup = Cleanup(None, dir.clone());
     let line = |opts: &str| {
         format!(
             "{}/{p} {} fuse.s3mount _netdev,nofail,endpoint_url={},force_path_style,{opts},x-systemd.automount,x-systemd.mount-timeout=30 0 0\n",
@@ -192,4 +209,105 @@ fn under_systemd_it_stays_in_the_foreground_and_notifies_ready_and_stopping() {
     assert!(status.success(), "exit status after SIGTERM: {status}");
     assert!(!is_mounted(&dir));
     assert_eq!(common::S3::garage().get(&format!("{p}/f")).unwrap(), b"x");
+}
+
+#[test]
+fn an_unprivileged_daemon_serves_a_fuse_descriptor_a_privileged_helper_mounted() {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let g = garage();
+    let p = common::unique("fusefd");
+    let tmp = common::empty_dir();
+    let dir = tmp.path().join("mnt");
+    std::fs::create_dir(&dir).unwrap();
+    // A cache directory the unprivileged daemon may write.
+    let cache = tmp.path().join("cache");
+    std::fs::create_dir(&cache).unwrap();
+    Command::new("chown")
+        .args(["nobody"])
+        .arg(&cache)
+        .status()
+        .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+
+    // The privileged helper's part (what a CSI driver or container runtime does): open
+    // /dev/fuse (inheritable) and mount it with fd=N.
+    // SAFETY: plain libc calls with valid NUL-terminated strings.
+    let fd = unsafe { libc::open(c"/dev/fuse".as_ptr(), libc::O_RDWR) };
+    assert!(
+        fd >= 0,
+        "open /dev/fuse: {}",
+        std::io::Error::last_os_error()
+    );
+    let target = CString::new(dir.as_os_str().as_bytes()).unwrap();
+    let data = CString::new(format!(
+        "fd={fd},rootmode=40000,user_id=0,group_id=0,default_permissions,allow_other"
+    ))
+    .unwrap();
+    // SAFETY: as above.
+    let r = unsafe {
+        libc::mount(
+            c"s3mount".as_ptr(),
+            target.as_ptr(),
+            c"fuse.s3mount".as_ptr(),
+            libc::MS_NOSUID | libc::MS_NODEV,
+            data.as_ptr().cast(),
+        )
+    };
+    assert_eq!(r, 0, "mount(2): {}", std::io::Error::last_os_error());
+
+    // The daemon, as nobody, only serves the descriptor.
+    let mut child = Command::new("setpriv")
+        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
+        .arg(bin())
+        .args([
+            "mount",
+            &format!("{}/{p}", g.bucket),
+            &format!("/dev/fd/{fd}"),
+        ])
+        .args(["--endpoint-url", &g.endpoint, "-f", "--cache-dir"])
+        .arg(&cache)
+        .env("AWS_ACCESS_KEY_ID", &g.key_id)
+        .env("AWS_SECRET_ACCESS_KEY", &g.secret)
+        .env("HOME", tmp.path())
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // SAFETY: our copy of the descriptor; the child has its own.
+    unsafe { libc::close(fd) };
+    // Whatever happens below, no daemon or mount outlives the test.
+    let _cleanup = Cleanup(Some(child.id()), dir.clone());
+    let s3 = common::S3::garage();
+    s3.put(&format!("{p}/there"), "served");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let got = loop {
+        match std::fs::read_to_string(dir.join("there")) {
+            Ok(s) => break s,
+            Err(_) if Instant::now() < deadline => {
+                if let Some(status) = child.try_wait().unwrap() {
+                    let mut err = String::new();
+                    use std::io::Read;
+                    child
+                        .stderr
+                        .take()
+                        .unwrap()
+                        .read_to_string(&mut err)
+                        .unwrap();
+                    panic!("the daemon exited ({status}): {err}");
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Err(e) => panic!("never served: {e}"),
+        }
+    };
+    assert_eq!(got, "served");
+    std::fs::write(dir.join("new"), "written").unwrap();
+    assert_eq!(s3.get(&format!("{p}/new")).unwrap(), b"written");
+    // SIGTERM: commit and exit; the mount is the helper's to remove.
+    // SAFETY: signalling the setpriv'd child (setpriv execs, so it is s3mount).
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status}");
 }
