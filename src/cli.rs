@@ -36,6 +36,21 @@ pub enum Command {
     /// Print a presigned GET URL for a file on a mounted s3mount file system (valid for the
     /// mount's --presign-expiry).
     Presign(PresignArgs),
+
+    /// Print a shell completion script: `s3mount completions bash > /etc/bash_completion.d/s3mount`
+    /// (zsh: into a directory on $fpath as `_s3mount`; fish: ~/.config/fish/completions/s3mount.fish).
+    Completions(CompletionsArgs),
+
+    /// Print the manual page (roff): `s3mount man > /usr/local/share/man/man1/s3mount.1`.
+    Man,
+}
+
+/// `s3mount completions`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 /// `s3mount presign`.

@@ -239,7 +239,45 @@ fn main() -> ExitCode {
         Command::Policy(args) => run_policy(args),
         Command::Check(args) => run_check(*args),
         Command::Mount(args) => run_mount(*args),
+        Command::Completions(args) => {
+            use clap::CommandFactory;
+            let mut cmd = Cli::command();
+            let mut out = Vec::new();
+            clap_complete::generate(args.shell, &mut cmd, "s3mount", &mut out);
+            print_out(&String::from_utf8_lossy(&out));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man => run_man(),
     })
+}
+
+/// The manual page: `s3mount(1)` from the clap definitions, with one section per
+/// subcommand appended, so that every option is in it.
+fn run_man() -> Result<ExitCode, Failure> {
+    use clap::CommandFactory;
+    let cmd = Cli::command();
+    let mut out = Vec::new();
+    clap_mangen::Man::new(cmd.clone())
+        .render(&mut out)
+        .map_err(Failure::run)?;
+    for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+        // clap names are 'static; this runs once per process.
+        let name: &'static str = Box::leak(format!("s3mount {}", sub.get_name()).into_boxed_str());
+        let sub = sub.clone().name(name).bin_name(name);
+        // The subcommand's own page, without its header: a section of this one.
+        let mut page = Vec::new();
+        let man = clap_mangen::Man::new(sub);
+        man.render_name_section(&mut page).map_err(Failure::run)?;
+        man.render_synopsis_section(&mut page)
+            .map_err(Failure::run)?;
+        man.render_description_section(&mut page)
+            .map_err(Failure::run)?;
+        man.render_options_section(&mut page)
+            .map_err(Failure::run)?;
+        out.extend(page);
+    }
+    print_out(&String::from_utf8_lossy(&out));
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `BUCKET[/PREFIX]` when given; none means every bucket.

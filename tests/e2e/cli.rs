@@ -181,3 +181,44 @@ fn a_presign_expiry_up_to_7_days_is_accepted() {
     );
     assert!(e.contains("7 days"), "{e}");
 }
+
+#[test]
+fn the_manual_and_the_completions_come_from_the_flag_definitions() {
+    let run = |args: &[&str]| {
+        let out = crate::common::s3mount_cmd().args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let man = run(&["man"]);
+    assert!(
+        man.contains(".TH s3mount 1"),
+        "{}",
+        &man[..200.min(man.len())]
+    );
+    // Every subcommand's options are in the one page, mount's included.
+    for needle in [
+        "s3mount mount",
+        "s3mount check",
+        "\\-\\-metadata\\-ttl",
+        "\\-\\-role\\-arn",
+        "\\-\\-external\\-id",
+    ] {
+        assert!(man.contains(needle), "the manual lacks {needle}");
+    }
+    for (shell, marker) in [
+        ("bash", "_s3mount()"),
+        ("zsh", "#compdef s3mount"),
+        ("fish", "complete -c s3mount"),
+    ] {
+        let script = run(&["completions", shell]);
+        assert!(script.contains(marker), "{shell}: no {marker}");
+        assert!(
+            script.contains("metadata-ttl"),
+            "{shell}: mount's flags missing"
+        );
+    }
+}
