@@ -382,3 +382,5 @@ fn check_name(name: &str) -> Result<()> {
 mod tests;
 #[cfg(test)]
 mod tests_preserve;
+#[cfg(test)]
+mod tests_visible;

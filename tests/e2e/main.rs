@@ -27,5 +27,6 @@ mod read;
 mod special;
 mod store;
 mod times;
+mod visibility;
 mod wire;
 mod write;
