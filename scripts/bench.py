@@ -1565,7 +1565,7 @@ class Bench:
                 b = get(BASE, wl)
                 row.append(f"{s / b:.2f}" if s is not None and b else "—")
             lines.append("| " + " | ".join(row) + " |")
-            if wl == [w for w in self.order if w in READ_ORDER][-1]:
+            if wl in READ_ORDER and wl == [w for w in self.order if w in READ_ORDER][-1]:
                 lines.append(self.rss_row("peak RSS of the FUSE daemon, max VmHWM over all read runs (MiB) ↓",
                                           READ_ORDER))
         if self.writes:

@@ -35,8 +35,11 @@ impl Fs {
         Ok(self.attr(&node))
     }
 
-    /// Find `name` in `parent`: a file being written here, else HeadObject `key` and
-    /// ListObjectsV2 `key/` (max-keys 1) concurrently; a directory wins over a file.
+    /// Find `name` in `parent`: a file being written here or a node validated within the
+    /// TTL; a name memory expects absent is checked with one listing
+    /// ([`Fs::absent_in_s3`]; with `--negative-cache`, answered absent at once); else, and
+    /// when that listing finds something, HeadObject `key` and ListObjectsV2 `key/`
+    /// (max-keys 1) concurrently; a directory wins over a file.
     pub(in crate::fs) async fn resolve(
         &self,
         parent: Ino,
