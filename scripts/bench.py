@@ -1565,7 +1565,7 @@ class Bench:
                 b = get(BASE, wl)
                 row.append(f"{s / b:.2f}" if s is not None and b else "—")
             lines.append("| " + " | ".join(row) + " |")
-            if wl == READ_ORDER[-1]:
+            if wl in READ_ORDER and wl == [w for w in self.order if w in READ_ORDER][-1]:
                 lines.append(self.rss_row("peak RSS of the FUSE daemon, max VmHWM over all read runs (MiB) ↓",
                                           READ_ORDER))
         if self.writes:
@@ -1855,6 +1855,18 @@ class Bench:
         self.reads = self.args.only in ("all", "reads")
         self.writes = self.args.only in ("all", "writes")
         self.order = (READ_ORDER if self.reads else []) + (WRITE_ORDER if self.writes else [])
+        if self.args.workloads:
+            wanted = [w.strip() for w in self.args.workloads.split(",") if w.strip()]
+            bad = [w for w in wanted if w not in WORKLOAD_ORDER]
+            if bad:
+                raise BenchError(f"unknown workload {bad[0]!r} (choose from {','.join(WORKLOAD_ORDER)})")
+            # A measurement of only what a change is about, with only the set-up it needs
+            # (the read data set, the write sources).
+            self.order = [w for w in self.order if w in wanted]
+            if not self.order:
+                raise BenchError(f"--workloads {self.args.workloads} selects nothing that --only {self.args.only} runs")
+            self.reads = any(w in READ_ORDER for w in self.order)
+            self.writes = any(w in WRITE_ORDER for w in self.order)
         if self.args.tools is None:  # default: all, and the baseline right after s3mount
             self.args.tools = ",".join(ALL_TOOLS)
             if self.args.baseline_bin:
@@ -1923,6 +1935,9 @@ def main():
                     help="run only the read or only the write workloads (default: all: both), or "
                          "only the fault scenarios of scripts/bench_faults.py (faults: opt-in, never "
                          "part of all)")
+    ap.add_argument("--workloads", metavar="IDS",
+                    help="comma-separated subset of the workloads to run: " + ",".join(WORKLOAD_ORDER)
+                         + " (default: every workload --only selects)")
     ap.add_argument("--out", help="results file (default bench/results-YYYY-MM-DD.md)")
     ap.add_argument("--budget-minutes", type=float, default=35,
                     help="skip the remaining runs after this many minutes (default 35; a default run "

@@ -6,7 +6,7 @@
 #
 #   scripts/bench.sh [--tools raw,s3mount,s3fs,rclone] [--runs N] [--quick] [--out FILE]
 #                    [--only reads|writes|faults] [--budget-minutes M] [--wait-idle SECONDS]
-#                    [--server-cache warm|cold] [--s3mount-bin PATH]
+#                    [--server-cache warm|cold] [--s3mount-bin PATH] [--workloads IDS]
 #                    [--baseline-bin PATH [--baseline-rev REV]]
 #
 #   --quick            1 run, no 1 GiB dd (read or write) for the peers (smoke test, ~5 min)
@@ -16,6 +16,8 @@
 #                      fault-injecting loopback proxy (resets, server down, silence) and reads
 #                      1 GiB / writes 100 MiB + fsync through each fault; --runs defaults to 1
 #                      there (~10 min); results in bench/results-YYYY-MM-DD-faults.md
+#   --workloads IDS    only these workloads (comma-separated ids, e.g. ls,w3,w4; see
+#                      bench.py --help)
 #   --wait-idle S      before each measurement wait up to S s for the CPUs to be < 25% busy
 #                      (useful while something else, e.g. cargo, runs now and then)
 #   --server-cache     after dropping the page cache, read Garage's files back in (warm,

@@ -355,10 +355,21 @@ pub struct TuningArgs {
     #[arg(long, value_name = "SIZE", default_value = "128MiB")]
     pub memory_limit: String,
 
-    /// How long file and directory attributes and "does not exist" answers are cached
-    /// (e.g. 1s, 500ms, 5m; 0 asks S3 every time). Changes by other clients show up after it.
+    /// How long file and directory attributes are cached (e.g. 1s, 500ms, 5m; 0 asks S3
+    /// every time): other clients' changes to and deletions of names the mount has seen
+    /// show up after it. A name another client creates is found at once (unless
+    /// --negative-cache).
     #[arg(long, value_name = "DURATION", default_value = "1s")]
     pub metadata_ttl: String,
+
+    /// Trust this mount's own "does not exist" answers for --metadata-ttl: names it found
+    /// absent, deleted, or did not see in a directory it made or listed are answered from
+    /// memory. Creating files in such a directory (cp -r, tar -x) then costs no lookup
+    /// request, but a name another client creates meanwhile may look absent until the TTL
+    /// passes, and creating it here replaces theirs. Default: each such name is checked
+    /// with one ListObjectsV2.
+    #[arg(long)]
+    pub negative_cache: bool,
 
     /// How long one S3 request keeps being retried through throttling, server errors,
     /// timeouts and broken connections before the operation fails (EIO); 0 tries once.

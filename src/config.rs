@@ -125,6 +125,7 @@ impl MountConfig {
             cache_memory,
             memory_limit,
             metadata_ttl,
+            negative_cache: t.negative_cache,
             no_delete: m.no_delete,
             no_overwrite: m.no_overwrite,
             cache_dir: m.cache_dir.clone().unwrap_or_else(default_cache_dir),

@@ -31,8 +31,16 @@ pub struct FsConfig {
     pub cache_memory: u64,
     /// Budget for prefetch windows, cache and write buffers together.
     pub memory_limit: u64,
-    /// How long lookup/getattr results (positive and negative) are trusted.
+    /// How long lookup/getattr results are trusted (and, with `negative_cache`, "does not
+    /// exist" answers).
     pub metadata_ttl: std::time::Duration,
+    /// Answer "does not exist" from memory, for `metadata_ttl`, for names this mount found
+    /// absent, deleted, or knows absent from a directory it made or listed. Off by default:
+    /// a name another client creates must be found by the next lookup, so an expected
+    /// absence is still checked with one ListObjectsV2. On, creating a file in a directory
+    /// made or listed here costs no lookup request, but another client's new name may look
+    /// absent for up to the TTL (and creating it here then replaces theirs).
+    pub negative_cache: bool,
     /// Refuse deletions (unlink, rmdir, rename away) with EPERM.
     pub no_delete: bool,
     /// Refuse changes to existing objects with EPERM (new ones may be created).
@@ -60,6 +68,7 @@ impl Default for FsConfig {
             cache_memory: 64 << 20,
             memory_limit: 128 << 20,
             metadata_ttl: std::time::Duration::from_secs(1),
+            negative_cache: false,
             no_delete: false,
             no_overwrite: false,
             cache_dir: std::env::temp_dir().join("s3mount-staging"),

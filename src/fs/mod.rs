@@ -402,3 +402,5 @@ mod tests;
 mod tests_preserve;
 #[cfg(test)]
 mod tests_times;
+#[cfg(test)]
+mod tests_visible;

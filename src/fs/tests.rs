@@ -548,11 +548,25 @@ fn fs_ttl(store: Arc<MemoryStore>, ttl_ms: u64) -> Fs {
     )
 }
 
+/// [`fs_ttl`] with `--negative-cache`: "does not exist" answered from memory within the TTL
+/// (the default asks S3 about every absent name: see `tests_visible.rs`).
+fn fs_negative_cache(store: Arc<MemoryStore>, ttl_ms: u64) -> Fs {
+    Fs::new(
+        store,
+        "",
+        FsConfig {
+            metadata_ttl: Duration::from_millis(ttl_ms),
+            negative_cache: true,
+            ..FsConfig::default()
+        },
+    )
+}
+
 #[tokio::test]
 async fn metadata_cache_serves_repeated_lookups_and_absent_names() {
     let store = Arc::new(MemoryStore::new("b", 1000));
     store.insert("f", "abc");
-    let fs = fs_ttl(store.clone(), 60_000);
+    let fs = fs_negative_cache(store.clone(), 60_000);
     fs.lookup(ROOT_INO, "f").await.unwrap();
     fs.lookup(ROOT_INO, "f").await.unwrap();
     assert_eq!(store.count("HeadObject"), 1);
@@ -648,7 +662,7 @@ async fn create_file(fs: &Fs, dir: Ino, name: &str, data: &[u8]) {
 #[tokio::test]
 async fn names_in_a_new_directory_are_known_without_asking() {
     let store = Arc::new(MemoryStore::new("b", 1000));
-    let fs = fs_ttl(store.clone(), 60_000);
+    let fs = fs_negative_cache(store.clone(), 60_000);
     let d = fs.mkdir(ROOT_INO, "d", 0o755, who(1)).await.unwrap();
     let before = lookups_sent(&store);
     for i in 0..20 {
@@ -675,7 +689,8 @@ async fn names_in_a_new_directory_are_known_without_asking() {
     let sub = fs.mkdir(d.ino, "sub", 0o755, who(1)).await.unwrap();
     assert_eq!(fs.lookup(d.ino, "sub").await.unwrap().ino, sub.ino);
     assert_eq!(store.get("d/g").as_deref(), Some(&b"x"[..]));
-    // Within the TTL, a name another client adds is not seen (as with the negative cache).
+    // Within the TTL, a name another client adds is not seen: the trade-off of
+    // --negative-cache.
     store.insert("d/other", "y");
     assert!(fs.lookup(d.ino, "other").await.is_err());
 }
@@ -683,7 +698,7 @@ async fn names_in_a_new_directory_are_known_without_asking() {
 #[tokio::test]
 async fn stale_knowledge_is_refreshed_with_one_listing() {
     let store = Arc::new(MemoryStore::new("b", 1000));
-    let fs = fs_ttl(store.clone(), 100);
+    let fs = fs_negative_cache(store.clone(), 100);
     let d = fs.mkdir(ROOT_INO, "d", 0o755, who(1)).await.unwrap();
     create_file(&fs, d.ino, "mine", b"1").await;
     store.insert("d/theirs", "22");
@@ -711,7 +726,7 @@ async fn stale_knowledge_is_refreshed_with_one_listing() {
 async fn a_listing_makes_absent_names_free_and_zero_ttl_always_asks() {
     let store = Arc::new(MemoryStore::new("b", 1000));
     store.insert("d/a", "1");
-    let fs = fs_ttl(store.clone(), 60_000);
+    let fs = fs_negative_cache(store.clone(), 60_000);
     let d = fs.lookup(ROOT_INO, "d").await.unwrap();
     assert_eq!(names(&fs, d.ino).await, ["a"]);
     let before = lookups_sent(&store);
@@ -730,7 +745,7 @@ async fn a_listing_makes_absent_names_free_and_zero_ttl_always_asks() {
 #[tokio::test]
 async fn moving_a_directory_forgets_known_contents() {
     let store = Arc::new(MemoryStore::new("b", 1000));
-    let fs = fs_ttl(store.clone(), 60_000);
+    let fs = fs_negative_cache(store.clone(), 60_000);
     let d = fs.mkdir(ROOT_INO, "d", 0o755, who(1)).await.unwrap();
     // Moving a directory forgets every directory's known contents.
     create_file(&fs, d.ino, "a", b"1").await;

@@ -300,6 +300,10 @@ impl Filesystem for FuseAdapter {
         Ok(())
     }
 
+    /// A missing name is answered with the error ENOENT, which the kernel does not cache
+    /// (only an entry with node id 0 and a timeout is a negative dentry it trusts): every
+    /// `stat` of a missing name comes back here, so that the core alone decides whether
+    /// absence is checked with S3 (the default) or remembered (`--negative-cache`).
     fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         let Some((name, reply)) = utf8_name(name, reply) else {
             return;

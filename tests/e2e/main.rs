@@ -30,5 +30,6 @@ mod service;
 mod special;
 mod store;
 mod times;
+mod visibility;
 mod wire;
 mod write;

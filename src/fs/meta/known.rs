@@ -4,13 +4,19 @@
 //! Why: creating a file makes the kernel look its name up first, and proving a name absent
 //! costs a HeadObject and a ListObjectsV2 (is it a file? a directory?). `cp -r` and `tar -x`
 //! create thousands of names in directories they just made, where the answer is already
-//! known: an empty directory plus what this mount put there since. With that knowledge a
-//! new file costs one PutObject instead of three requests.
+//! expected: an empty directory plus what this mount put there since.
+//!
+//! What the knowledge buys depends on `--negative-cache`. By default it is only a hint: a
+//! name it says is absent is still asked of S3 (another client may have just made it, and
+//! the next lookup must find it), but with one ListObjectsV2 instead of two requests (see
+//! `Fs::absent_in_s3`). With `--negative-cache` it is the answer, and a new file costs one
+//! PutObject and no lookup at all; another client's new name then stays hidden until the
+//! knowledge is older than the TTL.
 //!
 //! The knowledge is as old as its evidence (the mkdir, or the start of the listing); once
 //! older than the metadata TTL, the next miss re-lists the directory (one request for up to
 //! 1,000 names) instead of asking about the one name, which keeps long-running creates in a
-//! directory fast while still seeing other clients' names within the TTL. Every local
+//! directory cheap while refreshing what is known of other clients' names. Every local
 //! change of a name goes through [`KnownDirs::added`] / [`KnownDirs::removed`], which also
 //! bump an epoch: a listing that raced with a local change is not installed.
 
@@ -31,7 +37,8 @@ pub const MAX_NAMES: usize = 2_000;
 /// What the knowledge says about one name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Known {
-    /// The directory is known and the name is not in it: it does not exist.
+    /// The directory is known and the name is not in it: it did not exist when last seen
+    /// (trusted with `--negative-cache`, else checked with one listing).
     Absent,
     /// The name exists (attributes still have to be found).
     Present,

@@ -1,6 +1,12 @@
-//! The negative cache: names recently found absent, so that a program probing the same
-//! missing name (`stat`, then `open(O_CREAT)`, shells searching `$PATH`) costs one HEAD and
-//! one LIST per TTL instead of one per probe. Local creates and renames clear the name.
+//! The negative cache: names recently found absent or deleted by this mount.
+//!
+//! With `--negative-cache`, a program probing the same missing name (`stat`, then
+//! `open(O_CREAT)`, shells searching `$PATH`) costs one HEAD and one LIST per TTL instead of
+//! one per probe, and a name this mount deleted is not asked about again within the TTL.
+//! By default it is only a hint that the name is still absent, which lets the lookup ask
+//! with one ListObjectsV2 instead of two requests: it cannot be the answer, since another
+//! client may create (or re-create) the name at any moment and the next lookup must find it.
+//! Local creates and renames clear the name.
 
 use std::num::NonZeroUsize;
 use std::sync::Mutex;

@@ -1,6 +1,15 @@
 //! Finding names and attributes: lookup (a file being written here, the metadata caches,
 //! or HeadObject ∥ ListObjectsV2 in S3), getattr with re-validation after the TTL, and the
 //! kernel's forget.
+//!
+//! "Does not exist" is never answered from memory by default: another client may have
+//! created the name a moment ago, and the next `stat`/`open` through the mount must find it
+//! (issue 12, §4). What memory knows (this mount's listings, mkdirs, deletes and failed
+//! lookups: [`KnownDirs`](crate::fs::meta::known::KnownDirs),
+//! [`NegativeCache`](crate::fs::meta::negative::NegativeCache)) only picks the cheaper
+//! question: a name expected absent is checked with one ListObjectsV2 (see
+//! [`Fs::absent_in_s3`]) instead of HeadObject ∥ ListObjectsV2. With `--negative-cache`
+//! (`FsConfig::negative_cache`) memory answers instead, for `--metadata-ttl`.
 
 use std::time::Instant;
 
@@ -13,6 +22,12 @@ use crate::fs::meta::posix::Posix;
 use crate::fs::{Attr, Fs, FsError, Ino, Kind, Result, check_name};
 use crate::s3::ErrorKind;
 
+/// Entries the one-listing absence check asks for. The name's own key and its `name/`
+/// prefix sort after the siblings that extend the name with a byte below `/` (`name.txt`,
+/// `name-old`), so a few entries settle almost every case, and more than a few would cost:
+/// Garage reads up to max-keys live keys from the prefix on, past its end too.
+const PROBE_KEYS: i32 = 4;
+
 impl Fs {
     /// Look `name` up in `parent`, asking S3, and count one kernel reference.
     pub async fn lookup(&self, parent: Ino, name: &str) -> Result<Attr> {
@@ -20,8 +35,11 @@ impl Fs {
         Ok(self.attr(&node))
     }
 
-    /// Find `name` in `parent`: a file being written here, else HeadObject `key` and
-    /// ListObjectsV2 `key/` (max-keys 1) concurrently; a directory wins over a file.
+    /// Find `name` in `parent`: a file being written here or a node validated within the
+    /// TTL; a name memory expects absent is checked with one listing
+    /// ([`Fs::absent_in_s3`]; with `--negative-cache`, answered absent at once); else, and
+    /// when that listing finds something, HeadObject `key` and ListObjectsV2 `key/`
+    /// (max-keys 1) concurrently; a directory wins over a file.
     pub(in crate::fs) async fn resolve(
         &self,
         parent: Ino,
@@ -51,16 +69,27 @@ impl Fs {
                 _ => n,
             });
         }
-        if self.negative.is_absent(parent, name) {
-            return Err(FsError::NotFound);
-        }
-        match self.known(&dir, name).await? {
-            Known::Absent => return Err(FsError::NotFound),
-            Known::Present | Known::Stale | Known::Unknown => {}
-        }
         let path = key::child_path(&dir.path, name);
         let object_key = self.prefix.key(&path);
         let dir_key = self.prefix.dir_key(&path);
+        let expect_absent =
+            self.negative.is_absent(parent, name) || self.known(&dir, name).await? == Known::Absent;
+        if expect_absent {
+            // Trusted only with --negative-cache: otherwise another client's new name would
+            // stay hidden for the TTL. Without it, one listing settles the usual case (still
+            // absent: `cp -r`, `tar -x` creating names); a name that turned up is looked up
+            // in full below.
+            if self.cfg.negative_cache {
+                // Not remembered again: the answer stays as old as its evidence, so the
+                // name shows up a TTL after S3 was last asked, however often it is probed.
+                return Err(FsError::NotFound);
+            }
+            if self.absent_in_s3(&object_key, &dir_key).await? {
+                self.inodes.lock().unwrap().detach(parent, name);
+                self.negative.remember(parent, name);
+                return Err(FsError::NotFound);
+            }
+        }
         let (head, list) = tokio::join!(
             self.store.head(&object_key),
             self.store.list(&dir_key, true, None, Some(1))
@@ -198,6 +227,32 @@ impl Fs {
             }
             _ => self.cfg.metadata_ttl,
         }
+    }
+
+    /// Whether neither the object `object_key` nor anything below `dir_key` (its key plus
+    /// `/`) exists, from one ListObjectsV2 of `object_key` with `/` as delimiter: the object
+    /// is listed as itself, a directory (marker or keys below, as another client may make
+    /// it) as the common prefix `dir_key`. Half the requests of HeadObject ∥ ListObjectsV2,
+    /// for a name expected absent; `false` (ask in full) also when the page was cut short
+    /// before the place where `dir_key` sorts, as it can be when many siblings extend the
+    /// name.
+    async fn absent_in_s3(&self, object_key: &str, dir_key: &str) -> Result<bool> {
+        let page = self
+            .store
+            .list(object_key, true, None, Some(PROBE_KEYS))
+            .await?;
+        let found = page.objects.iter().any(|o| o.key == object_key)
+            || page.prefixes.iter().any(|p| p == dir_key);
+        // Entries sort by key, objects and common prefixes together: one at or past
+        // `dir_key` means both places were covered even if more pages follow.
+        let covered = page.next.is_none()
+            || page
+                .objects
+                .iter()
+                .map(|o| o.key.as_str())
+                .chain(page.prefixes.iter().map(String::as_str))
+                .any(|k| k >= dir_key);
+        Ok(!found && covered)
     }
 
     /// What the known directory contents say about `name` in `dir`; a stale answer is
