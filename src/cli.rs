@@ -161,6 +161,20 @@ pub struct MountArgs {
     /// Logging.
     #[command(flatten)]
     pub logging: LoggingArgs,
+
+    /// Metrics.
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
+}
+
+/// Metrics options.
+#[derive(Debug, Args, Clone)]
+#[command(next_help_heading = "Metrics")]
+pub struct MetricsArgs {
+    /// Serve Prometheus metrics at http://HOST:PORT/metrics (S3 and FUSE requests, block
+    /// cache, memory, uploads). Only this address is bound; e.g. 127.0.0.1:9100.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub metrics_addr: Option<String>,
 }
 
 /// Upload options, applied to every object the mount writes.
@@ -395,6 +409,11 @@ pub struct LoggingArgs {
     /// $XDG_STATE_HOME/s3mount/s3mount.log, i.e. ~/.local/state/s3mount/s3mount.log).
     #[arg(long, value_name = "PATH")]
     pub log_file: Option<PathBuf>,
+
+    /// Log lines as text, or as JSON objects (timestamp, level, target, message, fields),
+    /// one per line.
+    #[arg(long, value_name = "FORMAT", value_enum, default_value = "text")]
+    pub log_format: crate::logging::LogFormat,
 }
 
 impl std::fmt::Debug for ConnectionArgs {
@@ -542,6 +561,7 @@ mod tests {
             ("--storage-class", "COLD"),
             ("--sse", "aes128"),
             ("--log-level", "loud"),
+            ("--log-format", "xml"),
         ] {
             let e = mount_args(&[flag, bad]).unwrap_err();
             use clap::error::ErrorKind;

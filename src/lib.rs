@@ -3,6 +3,7 @@
 //! Data flows one way: [`cli`] → [`config`] → [`s3`] (credentials, region, the object-store
 //! client) → [`fs`] (the filesystem core, which knows nothing of FUSE or HTTP) → [`fuse`]
 //! (the kernel adapter). [`mount`] wires them together for the `mount` subcommand.
+//! [`metrics`] holds what those layers count and serves it at `--metrics-addr`.
 
 pub mod check;
 pub mod cli;
@@ -13,6 +14,7 @@ pub mod fs;
 pub mod fuse;
 pub mod helper;
 pub mod logging;
+pub mod metrics;
 pub mod mount;
 pub mod policy;
 pub mod s3;

@@ -11,15 +11,28 @@
 //!   (given on the command line or in `AWS_SECRET_ACCESS_KEY` / `AWS_SESSION_TOKEN`), the
 //!   values of `X-Amz-Security-Token`, `X-Amz-Signature`, `Authorization` and STS
 //!   `SecretAccessKey` / `SessionToken` elements are masked.
+//!
+//! Lines are text, or with `--log-format json` one JSON object each ([`JsonFormat`]). The
+//! redactor masks text lines once they are formatted; JSON lines are redacted value by
+//! value before they are encoded instead, so that a mask never cuts through the encoding
+//! (a header value is masked to the end of its line, which in a JSON line would be the
+//! rest of the object) and a secret is found as logged, not as JSON escaped it.
 
+use std::fmt;
 use std::io::Write;
 use std::sync::Arc;
 
-use tracing::Level;
+use serde_json::Value;
+use tracing::field::{Field, Visit};
+use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer;
 use tracing_subscriber::filter::{FilterExt, filter_fn};
-use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::time::FormatTime;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields, MakeWriter};
 use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
 
 /// The bare levels `--log-level` accepts.
@@ -91,23 +104,179 @@ pub fn allowed(target: &str, level: &Level) -> bool {
     })
 }
 
+/// How log lines are written (`--log-format`; the variants' docs are its `--help`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Time, level, target, message and fields as text
+    #[default]
+    Text,
+    /// One JSON object per line
+    Json,
+}
+
 /// Set up the global subscriber: stderr (the log file once daemonized), filtered by
-/// `level` or `RUST_LOG`, capped by [`CAPS`], with `secrets` and credential-bearing values
-/// masked by a [`Redactor`].
-pub fn init(level: &str, secrets: Vec<String>) {
+/// `level` or `RUST_LOG`, capped by [`CAPS`], in `format`, with `secrets` and
+/// credential-bearing values masked by a [`Redactor`].
+pub fn init(level: &str, format: LogFormat, secrets: Vec<String>) {
     let rust_log = std::env::var("RUST_LOG").ok();
     let filter = env_filter(level, rust_log.as_deref())
         .and(filter_fn(|meta| allowed(meta.target(), meta.level())));
-    let writer = RedactingWriter {
-        redactor: Arc::new(Redactor::new(secrets)),
-    };
-    let layer = tracing_subscriber::fmt::layer()
-        .with_writer(writer)
-        .with_ansi(false);
-    use tracing_subscriber::Layer;
+    let redactor = Arc::new(Redactor::new(secrets));
     tracing_subscriber::registry()
-        .with(layer.with_filter(filter))
+        .with(layer(format, redactor, std::io::stderr).with_filter(filter))
         .init();
+}
+
+/// The formatting layer writing to `sink`, secrets masked by `redactor` either way.
+fn layer<S, W>(
+    format: LogFormat,
+    redactor: Arc<Redactor>,
+    sink: W,
+) -> Box<dyn Layer<S> + Send + Sync + 'static>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    match format {
+        LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_writer(RedactingWriter {
+                redactor,
+                inner: sink,
+            })
+            .with_ansi(false)
+            .boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .event_format(JsonFormat { redactor })
+            .with_writer(sink)
+            .with_ansi(false)
+            .boxed(),
+    }
+}
+
+/// `--log-format json`: each event is one line holding one JSON object:
+///
+/// ```text
+/// {"timestamp":"2025-01-01T12:00:00.000000Z","level":"WARN","target":"s3mount::fuse",
+///  "message":"write failed","fields":{"key":"a/b","attempts":3},"spans":[...]}
+/// ```
+///
+/// `fields` are the event's other fields (numbers and booleans as such, anything else as
+/// its text); `spans`, only inside spans, lists each span from the outermost as `name` and
+/// its fields as text. Events of the `log` crate (fuser logs through it) carry their own
+/// target. Every string is passed through the [`Redactor`] before it is encoded.
+pub struct JsonFormat {
+    redactor: Arc<Redactor>,
+}
+
+impl<S, N> FormatEvent<S, N> for JsonFormat
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        use tracing_log::NormalizeEvent;
+        let normalized = event.normalized_metadata();
+        let meta = normalized.as_ref().unwrap_or_else(|| event.metadata());
+        let mut timestamp = String::new();
+        tracing_subscriber::fmt::time::SystemTime.format_time(&mut Writer::new(&mut timestamp))?;
+        let mut fields = JsonFields {
+            redactor: &self.redactor,
+            message: String::new(),
+            fields: serde_json::Map::new(),
+        };
+        event.record(&mut fields);
+        let string = |s: &str| Value::String(s.to_owned());
+        write!(
+            writer,
+            "{{\"timestamp\":{},\"level\":{},\"target\":{},\"message\":{},\"fields\":{}",
+            string(&timestamp),
+            string(meta.level().as_str()),
+            string(meta.target()),
+            string(&fields.message),
+            Value::Object(fields.fields),
+        )?;
+        if let Some(scope) = ctx.event_scope() {
+            let spans: Vec<Value> = scope
+                .from_root()
+                .map(|span| {
+                    let ext = span.extensions();
+                    let text = ext
+                        .get::<FormattedFields<N>>()
+                        .map_or("", |f| f.fields.as_str());
+                    serde_json::json!({
+                        "name": span.name(),
+                        "fields": self.redactor.redact(text),
+                    })
+                })
+                .collect();
+            write!(writer, ",\"spans\":{}", Value::Array(spans))?;
+        }
+        writeln!(writer, "}}")
+    }
+}
+
+/// Collects an event's fields for [`JsonFormat`], redacting every string.
+struct JsonFields<'a> {
+    redactor: &'a Redactor,
+    message: String,
+    fields: serde_json::Map<String, Value>,
+}
+
+impl JsonFields<'_> {
+    fn put(&mut self, field: &Field, value: Value) {
+        match field.name() {
+            "message" => {
+                self.message = match value {
+                    Value::String(s) => s,
+                    other => other.to_string(),
+                }
+            }
+            // The `log` crate's origin, already in `target`.
+            name if name.starts_with("log.") => {}
+            name => {
+                self.fields.insert(name.to_owned(), value);
+            }
+        }
+    }
+
+    fn text(&mut self, field: &Field, text: &str) {
+        let redacted = self.redactor.redact(text);
+        self.put(field, Value::String(redacted));
+    }
+}
+
+impl Visit for JsonFields<'_> {
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.text(field, &format!("{value:?}"));
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.text(field, value);
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.put(field, value.into());
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.put(field, value.into());
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.put(field, value.into());
+    }
+
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        match serde_json::Number::from_f64(value) {
+            Some(n) => self.put(field, Value::Number(n)),
+            None => self.text(field, &value.to_string()),
+        }
+    }
 }
 
 /// What a masked value is replaced with.
@@ -140,13 +309,20 @@ const ELEMENTS: [&str; 2] = ["SecretAccessKey", "SessionToken"];
 
 impl Redactor {
     /// A redactor for these secret values (empty and very short ones are ignored: masking
-    /// them would mangle every line without hiding anything).
+    /// them would mangle every line without hiding anything). Each is also looked for
+    /// URL-encoded and as `{:?}` writes it (string fields are formatted so: a quote or
+    /// backslash in a secret would otherwise hide it).
     pub fn new(secrets: impl IntoIterator<Item = String>) -> Self {
         let mut all = Vec::new();
         for s in secrets.into_iter().filter(|s| s.len() >= 8) {
             let encoded = url_encode(&s);
             if encoded != s {
                 all.push(encoded);
+            }
+            let debug = format!("{s:?}");
+            let debug = &debug[1..debug.len() - 1];
+            if debug != s {
+                all.push(debug.to_owned());
             }
             all.push(s);
         }
@@ -273,39 +449,42 @@ fn mask_element(text: &str, el: &str) -> String {
     out
 }
 
-/// A [`MakeWriter`] to stderr that passes each formatted event through a [`Redactor`].
-/// (The fmt layer writes each event with one `write_all` of the whole formatted text.)
+/// A [`MakeWriter`] that passes each formatted event through a [`Redactor`] on its way to
+/// `inner` (stderr). (The fmt layer writes each event with one `write_all` of the whole
+/// formatted text.)
 #[derive(Clone, Debug)]
-pub struct RedactingWriter {
+pub struct RedactingWriter<W> {
     redactor: Arc<Redactor>,
+    inner: W,
 }
 
 /// One event's writer: see [`RedactingWriter`].
 #[derive(Debug)]
-pub struct RedactingHandle {
+pub struct RedactingHandle<T> {
     redactor: Arc<Redactor>,
+    inner: T,
 }
 
-impl Write for RedactingHandle {
+impl<T: Write> Write for RedactingHandle<T> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let text = String::from_utf8_lossy(buf);
-        std::io::stderr()
-            .lock()
+        self.inner
             .write_all(self.redactor.redact(&text).as_bytes())?;
         Ok(buf.len())
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
-        std::io::stderr().flush()
+        self.inner.flush()
     }
 }
 
-impl<'a> MakeWriter<'a> for RedactingWriter {
-    type Writer = RedactingHandle;
+impl<'a, W: MakeWriter<'a>> MakeWriter<'a> for RedactingWriter<W> {
+    type Writer = RedactingHandle<W::Writer>;
 
     fn make_writer(&'a self) -> Self::Writer {
         RedactingHandle {
             redactor: self.redactor.clone(),
+            inner: self.inner.make_writer(),
         }
     }
 }
@@ -402,6 +581,100 @@ mod tests {
         );
         let plain = "s3mount: PUT a/b.txt (3 bytes) failed: AccessDenied";
         assert_eq!(r.redact(plain), plain);
+    }
+
+    /// A secret with the characters JSON escapes, so an escaped copy would be found too.
+    const SECRET: &str = r#"wJalr"XUtn\FEMI/K7MDENG+bPxRfiCY"#;
+
+    /// What the logging layer in `format` writes while `f` logs, with [`SECRET`] known.
+    fn logged(format: LogFormat, f: impl FnOnce()) -> String {
+        #[derive(Clone)]
+        struct Sink(Arc<std::sync::Mutex<Vec<u8>>>);
+        impl Write for Sink {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let sink = Sink(Arc::default());
+        let out = sink.clone();
+        let redactor = Arc::new(Redactor::new([SECRET.to_string()]));
+        let subscriber =
+            tracing_subscriber::registry().with(layer(format, redactor, move || sink.clone()));
+        tracing::subscriber::with_default(subscriber, f);
+        String::from_utf8(out.0.lock().unwrap().clone()).unwrap()
+    }
+
+    /// Logs a secret in a span field, an event field and the message, next to a header.
+    fn log_secrets() {
+        let span = tracing::info_span!("request", token = SECRET, n = 1).entered();
+        tracing::warn!(
+            key = "a/b.txt",
+            secret = SECRET,
+            attempts = 3,
+            retried = true,
+            "sent {SECRET} as \"quoted\"\nAuthorization: AWS4-HMAC-SHA256 Credential=AK, Signature=abc"
+        );
+        drop(span);
+        tracing::info!("plain");
+    }
+
+    fn no_secret_in(out: &str) {
+        let escaped = serde_json::to_string(SECRET).unwrap();
+        for form in [SECRET, escaped.trim_matches('"'), &url_encode(SECRET)] {
+            assert!(!out.contains(form), "{form} in {out}");
+        }
+        assert!(!out.contains("Signature=abc"), "{out}");
+    }
+
+    #[test]
+    fn json_lines_are_one_object_each_with_secrets_masked() {
+        let out = logged(LogFormat::Json, log_secrets);
+        no_secret_in(&out);
+        let lines: Vec<Value> = out
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect();
+        assert_eq!(lines.len(), 2, "{out}");
+        for l in &lines {
+            for key in ["timestamp", "level", "target", "message"] {
+                assert!(l[key].is_string(), "{key} in {l}");
+            }
+            assert!(l["fields"].is_object(), "{l}");
+        }
+        let warn = &lines[0];
+        assert_eq!(warn["level"], "WARN");
+        assert_eq!(warn["target"], "s3mount::logging::tests");
+        assert_eq!(
+            warn["message"],
+            "sent [redacted] as \"quoted\"\nAuthorization: [redacted]"
+        );
+        assert_eq!(
+            warn["fields"],
+            serde_json::json!({"key": "a/b.txt", "secret": MASK, "attempts": 3, "retried": true})
+        );
+        assert_eq!(
+            warn["spans"],
+            serde_json::json!([{"name": "request", "fields": "token=\"[redacted]\" n=1"}])
+        );
+        assert!(warn["timestamp"].as_str().unwrap().ends_with('Z'), "{warn}");
+        assert_eq!(lines[1]["message"], "plain");
+        assert_eq!(lines[1]["fields"], serde_json::json!({}));
+        assert!(lines[1].get("spans").is_none());
+    }
+
+    #[test]
+    fn text_lines_are_redacted_as_a_whole() {
+        let out = logged(LogFormat::Text, log_secrets);
+        no_secret_in(&out);
+        assert!(out.contains("request{token=\"[redacted]\" n=1}"), "{out}");
+        assert!(
+            out.contains(" INFO s3mount::logging::tests: plain"),
+            "{out}"
+        );
     }
 
     #[test]

@@ -3,7 +3,9 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use s3mount::cli::{CheckArgs, Cli, Command, ConnectionArgs, MountArgs, PolicyArgs, s3_name};
+use s3mount::cli::{
+    CheckArgs, Cli, Command, ConnectionArgs, LoggingArgs, MountArgs, PolicyArgs, s3_name,
+};
 use s3mount::config::{self, MountConfig};
 use s3mount::policy;
 use s3mount::s3::connection::Target;
@@ -11,8 +13,9 @@ use s3mount::{daemon, helper, mount};
 
 /// Logging to stderr (the log file once daemonized), with secrets never written: see
 /// [`s3mount::logging`].
-fn init_logging(level: &str, connection: &ConnectionArgs) {
-    s3mount::logging::init(level, config::known_secrets(connection));
+fn init_logging(logging: &LoggingArgs, connection: &ConnectionArgs) {
+    let secrets = config::known_secrets(connection);
+    s3mount::logging::init(&logging.log_level, logging.log_format, secrets);
 }
 
 /// The AWS SDK logs request and response bodies when these are set; never let it.
@@ -327,7 +330,7 @@ fn run_check(args: CheckArgs) -> Result<ExitCode, Failure> {
     let target = optional_target(args.target.as_deref())?;
     let conn = config::connection_from_args(&args.connection).map_err(Failure::usage)?;
     warn_about_secret_flags(&args.connection);
-    init_logging(&args.logging.log_level, &args.connection);
+    init_logging(&args.logging, &args.connection);
     let rt = tokio::runtime::Runtime::new().map_err(Failure::run)?;
     let report = match &target {
         Some(t) => {
@@ -354,6 +357,11 @@ fn run_check(args: CheckArgs) -> Result<ExitCode, Failure> {
 
 fn run_mount(args: MountArgs) -> Result<ExitCode, Failure> {
     let cfg = MountConfig::from_args(&args).map_err(Failure::usage)?;
+    // Bound before anything is mounted or forked: a bad or busy address is a usage error.
+    let metrics = (args.metrics.metrics_addr.as_deref())
+        .map(s3mount::metrics::Exporter::listen)
+        .transpose()
+        .map_err(Failure::usage)?;
     warn_about_secret_flags(&args.connection);
     // Under systemd (Type=notify) the service is this process: no fork.
     let ready = if cfg.mount.foreground || daemon::under_systemd() {
@@ -364,7 +372,10 @@ fn run_mount(args: MountArgs) -> Result<ExitCode, Failure> {
                 .map_err(|e| Failure::run(format!("cannot start in the background: {e}")))?,
         )
     };
-    init_logging(&args.logging.log_level, &args.connection);
+    init_logging(&args.logging, &args.connection);
+    if let Some(m) = metrics {
+        m.start().map_err(Failure::run)?;
+    }
     mount::run(cfg, ready).map_err(|e| Failure::run(format!("{e:#}")))?;
     Ok(ExitCode::SUCCESS)
 }

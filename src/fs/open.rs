@@ -52,6 +52,8 @@ pub(super) struct WriteState {
     /// The file was unlinked while open: its bytes live only in the staging file, for the
     /// descriptors still open, and nothing is uploaded.
     pub unlinked: bool,
+    /// Counts this state in the files-being-written gauge while it lives.
+    pub _counted: crate::metrics::FileBeingWritten,
 }
 
 impl WriteState {

@@ -138,6 +138,7 @@ impl FuseAdapter {
         F: Future<Output = Result<T, FsError>> + Send + 'static,
         W: FnOnce(Shared) -> F,
     {
+        crate::metrics::fuse_request(op);
         let _in_runtime = self.rt.enter();
         let fut = std::panic::AssertUnwindSafe(work(self.fs.clone())).catch_unwind();
         let (cancel, cancelled) = match unique {
@@ -979,5 +980,25 @@ mod tests {
         );
         assert!(a.pending.lock().is_empty());
         assert_eq!(wait(&rx), None);
+    }
+
+    #[test]
+    fn every_request_is_counted_by_opcode() {
+        let (a, _rt) = adapter();
+        let (tx, rx) = mpsc::channel();
+        let text = crate::metrics::testing::scrape(|_| {
+            for op in ["lookup", "lookup", "read"] {
+                a.spawn(op, Probe(tx.clone()), |_fs| async { Ok(()) }, answered);
+                assert_eq!(wait(&rx), None);
+            }
+        });
+        let count = |op: &str| {
+            crate::metrics::testing::value(
+                &text,
+                &format!("s3mount_fuse_requests_total{{opcode=\"{op}\"}}"),
+            )
+        };
+        assert_eq!(count("lookup"), Some(2.0), "{text}");
+        assert_eq!(count("read"), Some(1.0));
     }
 }

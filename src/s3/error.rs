@@ -67,6 +67,29 @@ impl fmt::Display for ErrorKind {
     }
 }
 
+impl ErrorKind {
+    /// A short fixed name (the `outcome` label of the S3 request metrics).
+    pub fn label(&self) -> &'static str {
+        match self {
+            ErrorKind::NotFound => "not_found",
+            ErrorKind::NoSuchBucket => "no_such_bucket",
+            ErrorKind::AccessDenied => "access_denied",
+            ErrorKind::InvalidCredentials => "invalid_credentials",
+            ErrorKind::PreconditionFailed => "precondition_failed",
+            ErrorKind::Throttled => "throttled",
+            ErrorKind::ServerError => "server_error",
+            ErrorKind::Unreachable => "unreachable",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Interrupted => "interrupted",
+            ErrorKind::ClockSkew => "clock_skew",
+            ErrorKind::TooLarge => "too_large",
+            ErrorKind::NoSpace => "no_space",
+            ErrorKind::InvalidRequest => "invalid_request",
+            ErrorKind::Other => "other",
+        }
+    }
+}
+
 /// A failed object-store call.
 #[derive(Clone, Debug, thiserror::Error)]
 #[error("{op} {key:?}: {kind}{}", self.detail())]

@@ -21,6 +21,10 @@
 //! byte not received, with the same `If-Match`; a CompleteMultipartUpload whose response
 //! was lost (the retry finds no such upload) is resolved by checking the object's ETag; an
 //! AbortMultipartUpload that finds nothing to abort succeeded.
+//!
+//! Being where every attempt is made, this layer is also where S3 requests are counted
+//! ([`crate::metrics`]): each attempt with its outcome and duration, each retry, the object
+//! bytes moved, and the multipart uploads in flight.
 
 use std::future::Future;
 use std::ops::Range;
@@ -31,6 +35,8 @@ use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use md5::Digest;
 use tracing::{debug, info, warn};
+
+use crate::metrics;
 
 use super::{
     CompletedPart, CopyMeta, ErrorKind, ListPage, MultipartUpload, ObjectDetails, ObjectInfo,
@@ -128,7 +134,8 @@ impl<'a> Attempts<'a> {
         attempt: impl Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
         let limit = self.policy.attempt_timeout(bytes);
-        match tokio::time::timeout(limit, attempt).await {
+        let metered = metrics::S3Attempt::start(self.op);
+        let r = match tokio::time::timeout(limit, attempt).await {
             Ok(r) => r,
             Err(_) => Err(StoreError::with_message(
                 self.op,
@@ -136,7 +143,9 @@ impl<'a> Attempts<'a> {
                 ErrorKind::Timeout,
                 format!("no answer within {} s", limit.as_secs()),
             )),
-        }
+        };
+        metered.done(r.as_ref().map(|_| ()).map_err(|e| e.kind));
+        r
     }
 
     /// The request succeeded.
@@ -183,6 +192,7 @@ impl<'a> Attempts<'a> {
             tokio::time::sleep(pause).await;
         }
         self.n += 1;
+        metrics::s3_retry(self.op);
         Ok(())
     }
 }
@@ -266,8 +276,12 @@ impl ObjectStore for Retrying {
             }
             let rest = range.start + got..range.end;
             let len = rest.end - rest.start;
+            let before = buf.len();
             let attempt = self.inner.get_range_into(key, rest, if_match, buf);
-            match attempts.run(len, attempt).await {
+            let r = attempts.run(len, attempt).await;
+            // What arrived counts even from an attempt that broke off: it is kept.
+            metrics::s3_bytes_read((buf.len() - before) as u64);
+            match r {
                 Ok(()) => {
                     attempts.succeeded();
                     return Ok(());
@@ -289,14 +303,15 @@ impl ObjectStore for Retrying {
             self.inner.put(key, body.clone(), opts)
         })
         .await;
-        match r {
+        let r = match r {
             // A create-only PUT sent again finds the object: it may be the one our earlier
             // attempt stored before its answer was lost. It is when it holds our bytes.
             Err(e) if opts.create_only && resent && e.kind == ErrorKind::PreconditionFailed => {
                 let digest = md5::Md5::digest(&body);
                 let ours: String = digest.iter().map(|b| format!("{b:02x}")).collect();
                 let ours = format!("\"{ours}\"");
-                match self.inner.head(key).await {
+                let head = Attempts::new(&self.policy, "HeadObject", key);
+                match head.run(0, self.inner.head(key)).await {
                     Ok(info) if info.etag.as_deref() == Some(ours.as_str()) => {
                         debug!(
                             key,
@@ -308,7 +323,11 @@ impl ObjectStore for Retrying {
                 }
             }
             r => r,
+        };
+        if r.is_ok() {
+            metrics::s3_bytes_written(body.len() as u64);
         }
+        r
     }
 
     async fn start_multipart(
@@ -325,6 +344,7 @@ impl ObjectStore for Retrying {
             inner,
             policy: self.policy,
             resent: Default::default(),
+            in_flight: metrics::UploadInFlight::start(),
         }))
     }
 
@@ -392,6 +412,8 @@ struct RetryingUpload {
     policy: RetryPolicy,
     /// Parts acknowledged only on a later attempt, with their bodies.
     resent: std::sync::Mutex<Vec<(i32, Bytes)>>,
+    /// Counts the upload in flight until it is completed or aborted.
+    in_flight: metrics::UploadInFlight,
 }
 
 /// The ETag S3 gives a multipart object: the MD5 of the parts' MD5s, then `-N`. Only
@@ -426,6 +448,7 @@ impl MultipartUpload for RetryingUpload {
             self.inner.put_part(number, body.clone())
         })
         .await?;
+        metrics::s3_bytes_written(body.len() as u64);
         if resent {
             self.resent.lock().unwrap().push((number, body));
         }
@@ -446,12 +469,30 @@ impl MultipartUpload for RetryingUpload {
         .await
     }
 
+    /// See [`RetryingUpload::complete_parts`]; once complete, the upload is no longer in
+    /// flight (after a failure it still is, until aborted).
+    async fn complete(&self, parts: Vec<CompletedPart>) -> Result<PutResult, StoreError> {
+        let r = self.complete_parts(parts).await;
+        if r.is_ok() {
+            self.in_flight.finish();
+        }
+        r
+    }
+
+    async fn abort(&self) -> Result<(), StoreError> {
+        // Given up, whether or not S3 has heard of it yet (it is retried in the background).
+        self.in_flight.finish();
+        self.abort_upload().await
+    }
+}
+
+impl RetryingUpload {
     /// A part sent again after an attempt whose fate was unknown (a timeout, a cut
     /// connection) can be shadowed by that first attempt: its bytes, still on the way,
     /// reach the server after the retry did and leave a newer, broken version of the part
     /// (Garage then refuses the completion with InvalidPart). Such parts are sent once more
     /// now that the stale attempts are over, and the completion asked again.
-    async fn complete(&self, parts: Vec<CompletedPart>) -> Result<PutResult, StoreError> {
+    async fn complete_parts(&self, parts: Vec<CompletedPart>) -> Result<PutResult, StoreError> {
         let r = self.complete_once(parts.clone()).await;
         let resent = std::mem::take(&mut *self.resent.lock().unwrap());
         match r {
@@ -475,7 +516,7 @@ impl MultipartUpload for RetryingUpload {
         }
     }
 
-    async fn abort(&self) -> Result<(), StoreError> {
+    async fn abort_upload(&self) -> Result<(), StoreError> {
         let key = self.inner.key();
         let r = retry(&self.policy, "AbortMultipartUpload", key, 0, |_| {
             self.inner.abort()
@@ -510,9 +551,7 @@ impl MultipartUpload for RetryingUpload {
             other => other,
         }
     }
-}
 
-impl RetryingUpload {
     async fn complete_once(&self, parts: Vec<CompletedPart>) -> Result<PutResult, StoreError> {
         let key = self.inner.key();
         // A retry that finds no upload — or, create-only, finds the object — may follow a
@@ -668,6 +707,75 @@ mod tests {
         assert!(memory.get("k").is_none());
     }
 
+    #[test]
+    fn attempts_outcomes_retries_bytes_and_uploads_are_counted() {
+        use crate::metrics::testing::{scrape, value};
+        let requests = |text: &str, op: &str, outcome: &str| {
+            value(
+                text,
+                &format!("s3mount_s3_requests_total{{operation=\"{op}\",outcome=\"{outcome}\"}}"),
+            )
+            .unwrap_or(0.0)
+        };
+        let mut in_flight_during = None;
+        let text = scrape(|metrics| {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let memory = Arc::new(MemoryStore::new("b", 2));
+                let s = Retrying::new(memory.clone(), quick(Duration::from_secs(5)));
+                s.put("k", data(1000, 1), &PutOptions::default())
+                    .await
+                    .unwrap();
+                s.get_range("k", 100..1000, None).await.unwrap();
+                s.head("missing").await.unwrap_err();
+                let up = s
+                    .start_multipart("big", &PutOptions::default())
+                    .await
+                    .unwrap();
+                let p1 = up.put_part(1, data(5 << 20, 2)).await.unwrap();
+                in_flight_during =
+                    value(&metrics.render(), "s3mount_s3_multipart_uploads_in_flight");
+                up.complete(vec![p1]).await.unwrap();
+                let always = Faults {
+                    before: 1.0,
+                    ..Faults::default()
+                };
+                let failing = Retrying::new(
+                    Arc::new(Faulty::new(memory, always, 5)),
+                    quick(Duration::from_millis(200)),
+                );
+                failing.head("k").await.unwrap_err();
+            })
+        });
+        assert_eq!(in_flight_during, Some(1.0));
+        assert_eq!(requests(&text, "PutObject", "ok"), 1.0, "{text}");
+        assert_eq!(requests(&text, "GetObject", "ok"), 1.0);
+        assert_eq!(requests(&text, "HeadObject", "not_found"), 1.0);
+        assert_eq!(requests(&text, "UploadPart", "ok"), 1.0);
+        assert_eq!(requests(&text, "CompleteMultipartUpload", "ok"), 1.0);
+        assert_eq!(value(&text, "s3mount_s3_read_bytes_total"), Some(900.0));
+        assert_eq!(
+            value(&text, "s3mount_s3_written_bytes_total"),
+            Some((1000 + (5 << 20)) as f64)
+        );
+        assert_eq!(
+            value(&text, "s3mount_s3_multipart_uploads_in_flight"),
+            Some(0.0)
+        );
+        let failed = requests(&text, "HeadObject", "server_error")
+            + requests(&text, "HeadObject", "unreachable");
+        let retries = value(&text, "s3mount_s3_retries_total{operation=\"HeadObject\"}").unwrap();
+        assert!(retries >= 2.0, "{text}");
+        assert_eq!(
+            failed,
+            retries + 1.0,
+            "every attempt but the first is a retry"
+        );
+    }
+
     /// Completes the upload, then loses the answer (once).
     /// What a test upload does wrong.
     #[derive(Clone, Copy, PartialEq)]
@@ -764,6 +872,7 @@ mod tests {
             inner: misbehaving(inner, misstep),
             policy: quick(Duration::from_secs(10)),
             resent: Default::default(),
+            in_flight: metrics::UploadInFlight::start(),
         };
         let p1 = up.put_part(1, data(5 << 20, 1)).await.unwrap();
         let p2 = up.put_part(2, data(10, 2)).await.unwrap();

@@ -21,6 +21,7 @@ mod lifecycle;
 mod metadata;
 mod misbehaving;
 mod namespace;
+mod observability;
 mod permissions;
 mod policy_escape;
 mod posix_model;

@@ -175,6 +175,7 @@ impl Fs {
             created,
             cancelled: false,
             unlinked: false,
+            _counted: crate::metrics::FileBeingWritten::new(),
         }
     }
 

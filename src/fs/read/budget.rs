@@ -5,9 +5,14 @@
 //! process growing; work that must happen for a caller to make progress (the bytes a read
 //! is waiting for, a part that must be uploaded) uses [`Budget::reserve`], which may
 //! overshoot the limit briefly rather than deadlock.
+//!
+//! The limit and the bytes reserved are gauges ([`crate::metrics`]), summed over the
+//! budgets of the process (the buckets view has one per bucket).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::metrics;
 
 /// A shared byte budget.
 #[derive(Debug)]
@@ -27,6 +32,7 @@ pub struct Reservation {
 impl Budget {
     /// A budget of `limit` bytes.
     pub fn new(limit: u64) -> Arc<Self> {
+        metrics::budget_limit(limit as i64);
         Arc::new(Budget {
             limit,
             used: AtomicU64::new(0),
@@ -68,6 +74,7 @@ impl Budget {
             {
                 Ok(_) => {
                     self.peak.fetch_max(next, Ordering::AcqRel);
+                    metrics::budget_used(bytes as i64);
                     return Some(Reservation {
                         budget: self.clone(),
                         bytes,
@@ -82,6 +89,7 @@ impl Budget {
     pub fn reserve(self: &Arc<Self>, bytes: u64) -> Reservation {
         let next = self.used.fetch_add(bytes, Ordering::AcqRel) + bytes;
         self.peak.fetch_max(next, Ordering::AcqRel);
+        metrics::budget_used(bytes as i64);
         Reservation {
             budget: self.clone(),
             bytes,
@@ -99,6 +107,13 @@ impl Reservation {
 impl Drop for Reservation {
     fn drop(&mut self) {
         self.budget.used.fetch_sub(self.bytes, Ordering::AcqRel);
+        metrics::budget_used(-(self.bytes as i64));
+    }
+}
+
+impl Drop for Budget {
+    fn drop(&mut self) {
+        metrics::budget_limit(-(self.limit as i64));
     }
 }
 
@@ -120,5 +135,34 @@ mod tests {
         drop((r2, forced));
         assert_eq!(b.used(), 0);
         assert_eq!(b.peak(), 240);
+    }
+
+    #[test]
+    fn use_and_limit_are_gauges_summed_over_budgets() {
+        use crate::metrics::testing::{scrape, value};
+        let text = scrape(|metrics| {
+            let a = Budget::new(100);
+            let gone = Budget::new(50);
+            drop(gone);
+            let released = a.try_reserve(60).unwrap();
+            drop(released);
+            let held = (a.try_reserve(30).unwrap(), a.reserve(200));
+            assert!(
+                a.try_reserve(1).is_none(),
+                "a refused reservation is not counted"
+            );
+            let during = metrics.render();
+            assert_eq!(
+                value(&during, "s3mount_memory_budget_used_bytes"),
+                Some(230.0)
+            );
+            drop(held);
+            a
+        });
+        assert_eq!(value(&text, "s3mount_memory_budget_used_bytes"), Some(0.0));
+        assert_eq!(
+            value(&text, "s3mount_memory_budget_limit_bytes"),
+            Some(100.0)
+        );
     }
 }

@@ -4,6 +4,9 @@
 //! key, and readers look blocks up with the ETag they opened. The cache is bounded by its
 //! own capacity *and* by the shared memory [`Budget`]: when the budget is spent, the cache
 //! gives memory back first (it is the most expendable holder).
+//!
+//! Lookups are counted as hits and misses and the bytes held as a gauge
+//! ([`crate::metrics`]).
 
 use std::hash::Hash;
 use std::sync::{Arc, Mutex};
@@ -12,6 +15,7 @@ use bytes::Bytes;
 use lru::LruCache;
 
 use super::budget::{Budget, Reservation};
+use crate::metrics;
 
 /// Block size: prefetch chunks and random reads are aligned to it.
 pub const BLOCK: u64 = 256 << 10;
@@ -59,13 +63,15 @@ impl BlockCache {
     /// Block `index` of `version`, if cached.
     pub fn get(&self, version: &ObjectVersion, index: u64) -> Option<Bytes> {
         let mut inner = self.inner.lock().unwrap();
-        inner
+        let found = inner
             .lru
             .get(&BlockKey {
                 version: version.clone(),
                 index,
             })
-            .map(|(b, _)| b.clone())
+            .map(|(b, _)| b.clone());
+        metrics::cache_lookup(found.is_some());
+        found
     }
 
     /// Cache block `index` of `version`. Skipped when the cache is disabled or the budget
@@ -90,12 +96,14 @@ impl BlockCache {
             }
         };
         inner.bytes += len;
+        metrics::cache_bytes(len as i64);
         let key = BlockKey {
             version: version.clone(),
             index,
         };
         if let Some((old, _)) = inner.lru.put(key, (data, reservation)) {
             inner.bytes -= old.len() as u64;
+            metrics::cache_bytes(-(old.len() as i64));
         }
     }
 
@@ -116,6 +124,7 @@ impl BlockCache {
         match inner.lru.pop_lru() {
             Some((_, (b, _reservation))) => {
                 inner.bytes -= b.len() as u64;
+                metrics::cache_bytes(-(b.len() as i64));
                 true
             }
             None => false,
@@ -175,5 +184,28 @@ mod tests {
         let _other = budget.try_reserve(5);
         assert_eq!(c.make_room(10), 10);
         assert_eq!(c.bytes(), 10);
+    }
+
+    #[test]
+    fn lookups_and_bytes_held_are_metered() {
+        use crate::metrics::testing::{scrape, value};
+        let mut held = 0;
+        let text = scrape(|_| {
+            let c = BlockCache::new(25, Budget::new(100));
+            assert!(c.get(&v("e"), 0).is_none());
+            c.insert(&v("e"), 0, Bytes::from(vec![0u8; 10]));
+            c.insert(&v("e"), 0, Bytes::from(vec![0u8; 12]));
+            c.insert(&v("e"), 1, Bytes::from(vec![0u8; 10]));
+            c.insert(&v("e"), 2, Bytes::from(vec![0u8; 10])); // evicts block 0
+            assert!(c.get(&v("e"), 1).is_some());
+            assert!(c.get(&v("e"), 2).is_some());
+            assert!(c.get(&v("e"), 0).is_none());
+            held = c.bytes();
+            c
+        });
+        assert_eq!(value(&text, "s3mount_block_cache_hits_total"), Some(2.0));
+        assert_eq!(value(&text, "s3mount_block_cache_misses_total"), Some(2.0));
+        assert_eq!(held, 20);
+        assert_eq!(value(&text, "s3mount_block_cache_bytes"), Some(20.0));
     }
 }
