@@ -1850,6 +1850,11 @@ class Bench:
             import bench_faults
             self.reads = self.writes = False
             return bench_faults.run(self)
+        if self.args.only == "memory":
+            sys.modules.setdefault("bench", sys.modules[__name__])
+            import bench_memory
+            self.reads = self.writes = False
+            return bench_memory.run(self)
         started = datetime.datetime.now().astimezone()
         t0 = time.time()
         self.reads = self.args.only in ("all", "reads")
@@ -1931,10 +1936,13 @@ def main():
                     help="runs per workload and tool (default 3; with --only faults 1)")
     ap.add_argument("--quick", action="store_true",
                     help="smoke test: 1 run, no 1 GiB dd (read or write) for the peers")
-    ap.add_argument("--only", choices=["reads", "writes", "all", "faults"], default="all",
+    ap.add_argument("--only", choices=["reads", "writes", "all", "faults", "memory"], default="all",
                     help="run only the read or only the write workloads (default: all: both), or "
                          "only the fault scenarios of scripts/bench_faults.py (faults: opt-in, never "
-                         "part of all)")
+                         "part of all), or 16 readers + 4 writers in a memory-limited cgroup "
+                         "(scripts/bench_memory.py; memory: opt-in)")
+    ap.add_argument("--cgroup-limit", type=int, default=256, metavar="MIB",
+                    help="with --only memory: the cgroup's memory limit in MiB (default 256)")
     ap.add_argument("--workloads", metavar="IDS",
                     help="comma-separated subset of the workloads to run: " + ",".join(WORKLOAD_ORDER)
                          + " (default: every workload --only selects)")
@@ -1958,7 +1966,8 @@ def main():
                     help="label for the report: the commit --baseline-bin was built from")
     args = ap.parse_args()
     if args.runs is None:
-        args.runs = 1 if args.only == "faults" else 3
+        args.runs = 1 if args.only in ("faults", "memory") else 3
+    args.cgroup_limit *= MiB
     if args.runs < 1:
         ap.error("--runs must be >= 1")
     if args.baseline_rev and not args.baseline_bin:

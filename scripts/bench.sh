@@ -5,7 +5,7 @@
 # given arguments.
 #
 #   scripts/bench.sh [--tools raw,s3mount,s3fs,rclone] [--runs N] [--quick] [--out FILE]
-#                    [--only reads|writes|faults] [--budget-minutes M] [--wait-idle SECONDS]
+#                    [--only reads|writes|faults|memory] [--cgroup-limit MIB] [--budget-minutes M] [--wait-idle SECONDS]
 #                    [--server-cache warm|cold] [--s3mount-bin PATH] [--workloads IDS]
 #                    [--baseline-bin PATH [--baseline-rev REV]]
 #
@@ -15,7 +15,10 @@
 #                      scripts/bench_faults.py mounts s3mount, s3fs and rclone through a
 #                      fault-injecting loopback proxy (resets, server down, silence) and reads
 #                      1 GiB / writes 100 MiB + fsync through each fault; --runs defaults to 1
-#                      there (~10 min); results in bench/results-YYYY-MM-DD-faults.md
+#                      there (~10 min); results in bench/results-YYYY-MM-DD-faults.md;
+#                      or memory: 16 readers + 4 writers at once with each tool's daemon in a
+#                      cgroup limited to --cgroup-limit MiB (256; scripts/bench_memory.py),
+#                      peak RSS and OOM kills; results in bench/results-YYYY-MM-DD-memory.md
 #   --workloads IDS    only these workloads (comma-separated ids, e.g. ls,w3,w4; see
 #                      bench.py --help)
 #   --wait-idle S      before each measurement wait up to S s for the CPUs to be < 25% busy

@@ -360,14 +360,17 @@ pub struct TuningArgs {
     #[arg(long, value_name = "N", default_value_t = 4)]
     pub upload_threads: usize,
 
-    /// Memory for the shared block cache of object data (0 disables it).
-    #[arg(long, value_name = "SIZE", default_value = "64MiB")]
-    pub cache_memory: String,
+    /// Memory for the shared block cache of object data (0 disables it). Default: 64MiB,
+    /// or half of --memory-limit when that is lower.
+    #[arg(long, value_name = "SIZE")]
+    pub cache_memory: Option<String>,
 
     /// Cap on prefetch windows + block cache + upload buffers together; under pressure
-    /// prefetch windows shrink and the cache gives memory back.
-    #[arg(long, value_name = "SIZE", default_value = "128MiB")]
-    pub memory_limit: String,
+    /// prefetch windows shrink and the cache gives memory back. Default: 128MiB, or a
+    /// quarter of the cgroup's memory limit (a container's) when that is lower, at least
+    /// 32MiB.
+    #[arg(long, value_name = "SIZE")]
+    pub memory_limit: Option<String>,
 
     /// How long file and directory attributes are cached (e.g. 1s, 500ms, 5m; 0 asks S3
     /// every time): other clients' changes to and deletions of names the mount has seen

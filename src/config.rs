@@ -100,8 +100,14 @@ impl MountConfig {
         if !(5 << 20..=5 << 30).contains(&write_part_size) {
             return err("--write-part-size must be between 5MiB and 5GiB (S3 multipart limits)");
         }
-        let cache_memory = parse_size(&t.cache_memory, "--cache-memory")?;
-        let memory_limit = parse_size(&t.memory_limit, "--memory-limit")?;
+        let memory_limit = match &t.memory_limit {
+            Some(v) => parse_size(v, "--memory-limit")?,
+            None => default_memory_limit(crate::cgroup::memory_limit()),
+        };
+        let cache_memory = match &t.cache_memory {
+            Some(v) => parse_size(v, "--cache-memory")?,
+            None => DEFAULT_CACHE_MEMORY.min(memory_limit / 2),
+        };
         if memory_limit < 16 << 20 {
             return err("--memory-limit must be at least 16MiB");
         }
@@ -211,6 +217,27 @@ fn is_inside(path: &Path, dir: &Path) -> bool {
         resolved.push(name);
     }
     resolved.starts_with(dir)
+}
+
+/// `--memory-limit` when none is given and no cgroup limit is lower.
+pub const DEFAULT_MEMORY_LIMIT: u64 = 128 << 20;
+/// `--cache-memory` when none is given (at most half of the memory limit).
+pub const DEFAULT_CACHE_MEMORY: u64 = 64 << 20;
+/// The smallest default memory limit: the default `--write-part-size` × `--upload-threads`
+/// (8 MiB × 4) must fit, so that a small container still mounts with the defaults.
+const MIN_DEFAULT_MEMORY_LIMIT: u64 = 32 << 20;
+
+/// The default `--memory-limit` for a process whose cgroup allows `cgroup` bytes: a quarter
+/// of it (the rest is for the daemon's own heap, the kernel's page cache of the mount, and
+/// whatever else shares the container), never above [`DEFAULT_MEMORY_LIMIT`], never below
+/// [`MIN_DEFAULT_MEMORY_LIMIT`].
+pub fn default_memory_limit(cgroup: Option<u64>) -> u64 {
+    match cgroup {
+        Some(c) => {
+            ((c / 4) & !((1 << 20) - 1)).clamp(MIN_DEFAULT_MEMORY_LIMIT, DEFAULT_MEMORY_LIMIT)
+        }
+        None => DEFAULT_MEMORY_LIMIT,
+    }
 }
 
 /// Every file being written may hold `--upload-threads` parts of `--write-part-size` in
@@ -628,6 +655,18 @@ mod tests {
         assert_eq!(parse_duration("7d", "x").unwrap().as_secs(), 7 * 86_400);
         assert!(parse_duration("8d", "x").is_err());
         assert!(parse_duration("5 parsecs", "x").is_err());
+    }
+
+    #[test]
+    fn default_memory_limit_follows_a_lower_cgroup_limit() {
+        assert_eq!(default_memory_limit(None), 128 << 20);
+        assert_eq!(default_memory_limit(Some(64 << 30)), 128 << 20);
+        assert_eq!(default_memory_limit(Some(256 << 20)), 64 << 20);
+        // Rounded down to a whole MiB, never below what the default uploads need.
+        assert_eq!(default_memory_limit(Some(300_000_000)), 71 << 20);
+        assert_eq!(default_memory_limit(Some(64 << 20)), 32 << 20);
+        let d = default_memory_limit(Some(1));
+        assert!(check_upload_memory(8 << 20, 4, d).is_ok());
     }
 
     #[test]

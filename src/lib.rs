@@ -5,6 +5,7 @@
 //! (the kernel adapter). [`mount`] wires them together for the `mount` subcommand.
 //! [`metrics`] holds what those layers count and serves it at `--metrics-addr`.
 
+pub mod cgroup;
 pub mod check;
 pub mod cli;
 pub mod config;

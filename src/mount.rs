@@ -35,6 +35,13 @@ pub fn run(cfg: MountConfig, ready: Option<Ready>) -> Result<()> {
     daemon::notify(daemon::Notify::Status("connecting to S3"));
     let c = rt.block_on(connect_tree(&cfg))?;
     info!(target = %c.target, region = %c.region, credentials = %c.credentials, "connected");
+    info!(
+        memory_limit = %crate::config::show_size(cfg.fs.memory_limit),
+        cache_memory = %crate::config::show_size(cfg.fs.cache_memory),
+        cgroup_memory_limit = %crate::cgroup::memory_limit()
+            .map_or_else(|| "none".to_owned(), crate::config::show_size),
+        "memory budget"
+    );
     let adapter = FuseAdapter::new(c.tree.clone(), rt.handle().clone());
     let mountpoint = &cfg.mount.mountpoint;
     let fuse_fd = crate::config::fuse_fd(mountpoint);

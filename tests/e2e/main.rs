@@ -12,6 +12,7 @@ mod common;
 
 mod auth;
 mod buckets;
+mod cgroup;
 mod cli;
 mod descriptors;
 mod faults;
