@@ -70,6 +70,11 @@ fn md5_etag(body: &[u8]) -> String {
 struct Shared {
     state: Mutex<State>,
     next_id: AtomicU64,
+    /// How long each UploadPart takes (0: no wait), so that tests can see parts overlap.
+    part_latency_ms: AtomicU64,
+    /// UploadParts running now, and the most that ever ran at once.
+    parts_running: AtomicU64,
+    parts_peak: AtomicU64,
 }
 
 impl Shared {
@@ -106,6 +111,19 @@ impl MemoryStore {
             shared: Arc::default(),
             page_size: page_size.max(1),
         }
+    }
+
+    /// Make every UploadPart take `latency` (as a network would), so that a test can tell
+    /// parts sent one at a time from parts sent together ([`MemoryStore::parts_peak`]).
+    pub fn set_part_latency(&self, latency: std::time::Duration) {
+        self.shared
+            .part_latency_ms
+            .store(latency.as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// The most UploadParts that were ever in progress at once.
+    pub fn parts_peak(&self) -> u64 {
+        self.shared.parts_peak.load(Ordering::Relaxed)
     }
 
     /// Store an object directly (as another client would).
@@ -461,6 +479,14 @@ impl MultipartUpload for MemoryUpload {
     }
 
     async fn put_part(&self, number: i32, body: Bytes) -> Result<CompletedPart, StoreError> {
+        let sh = &self.shared;
+        let now = sh.parts_running.fetch_add(1, Ordering::AcqRel) + 1;
+        sh.parts_peak.fetch_max(now, Ordering::AcqRel);
+        let ms = sh.part_latency_ms.load(Ordering::Relaxed);
+        if ms > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+        }
+        sh.parts_running.fetch_sub(1, Ordering::AcqRel);
         let mut st = self.shared.tick("UploadPart");
         let (_, _, parts) = st
             .uploads

@@ -164,6 +164,37 @@ fn random_writes_into_a_30_mib_object() {
 }
 
 #[test]
+fn edits_after_fsync_keep_the_parts_the_first_commit_copied() {
+    // The first commit (fsync) copies the untouched parts server-side; the edit after it
+    // lands in one of those parts, whose other bytes must come from S3, not be zeros.
+    let (s3, p, m) = mount_fresh_prefix("refsync");
+    let mut model = pseudo_random(30 << 20, 9);
+    s3.put(&format!("{p}/big"), model.clone());
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(m.path("big"))
+        .unwrap();
+    for (off, data) in [(1u64 << 20, &b"first edit"[..]), (29 << 20, b"tail edit")] {
+        f.write_all_at(data, off).unwrap();
+        model[off as usize..off as usize + data.len()].copy_from_slice(data);
+    }
+    f.sync_all().unwrap();
+    assert!(s3.get(&format!("{p}/big")).unwrap() == model, "after fsync");
+    let off = 17u64 << 20;
+    f.write_all_at(b"second edit", off).unwrap();
+    model[off as usize..off as usize + 11].copy_from_slice(b"second edit");
+    drop(f);
+    let got = s3.get(&format!("{p}/big")).unwrap();
+    let first_bad = got.iter().zip(&model).position(|(a, b)| a != b);
+    assert!(
+        first_bad.is_none() && got.len() == model.len(),
+        "object differs at {first_bad:?}"
+    );
+    assert_eq!(s3.pending_uploads(&format!("{p}/")), 0);
+}
+
+#[test]
 fn renaming_a_file_open_for_writing_moves_later_writes_too() {
     // What logrotate does to a daemon's log: rename it while the daemon keeps writing.
     let (s3, p, m) = mount_fresh_prefix("mvopen");

@@ -15,6 +15,7 @@ use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
 
 use super::Uploads;
 use super::ranges::RangeSet;
@@ -46,6 +47,8 @@ pub struct Staged {
     /// Ranges changed since the base.
     dirty: RangeSet,
     part_size: u64,
+    /// Parts uploaded at once by a commit (`--upload-threads`).
+    threads: usize,
     budget: Arc<Budget>,
     /// Metadata for the next commit.
     pub opts: PutOptions,
@@ -88,6 +91,7 @@ impl Staged {
             present: RangeSet::new(),
             dirty: RangeSet::new(),
             part_size: up.cfg.part_size,
+            threads: up.cfg.threads.max(1),
             budget: up.budget.clone(),
             opts,
             changed: false,
@@ -225,7 +229,14 @@ impl Staged {
         } else {
             let upload = self.store.start_multipart(&self.key, &self.opts).await?;
             let done = match self.upload_parts(upload.as_ref()).await {
-                Ok(parts) => upload.complete(parts).await.map_err(FsError::from),
+                Ok((parts, fetched)) => {
+                    // Fetched base bytes are local now; parts copied server-side are not:
+                    // they stay to be read from the new object.
+                    for r in fetched {
+                        self.present.insert(r);
+                    }
+                    upload.complete(parts).await.map_err(FsError::from)
+                }
                 Err(e) => Err(e),
             };
             if done.is_err() {
@@ -238,7 +249,6 @@ impl Staged {
             etag: put.etag.clone(),
         });
         self.base_len = self.size;
-        self.present.insert(0..self.size);
         self.dirty = RangeSet::new();
         self.changed = false;
         Ok(Committed {
@@ -247,34 +257,74 @@ impl Staged {
         })
     }
 
-    async fn upload_parts(&mut self, upload: &dyn MultipartUpload) -> Result<Vec<CompletedPart>> {
-        let mut parts = Vec::new();
+    /// Send every part of the current contents, `threads` at a time: parts the base still
+    /// holds unchanged are copied server-side (UploadPartCopy), the others are read from the
+    /// staging file (after fetching what of them was never read from the base) and uploaded.
+    /// One edit near the start of a large file therefore costs one upload and many copies,
+    /// all in flight together instead of one after another. Each uploaded part holds its
+    /// bytes in the memory budget only while it is sent (`--write-part-size` ×
+    /// `--upload-threads` fits, as the configuration checks).
+    /// Returns the parts, and the ranges fetched from the base into the staging file.
+    async fn upload_parts(
+        &self,
+        upload: &dyn MultipartUpload,
+    ) -> Result<(Vec<CompletedPart>, Vec<Range<u64>>)> {
+        let etag = self.base.as_ref().and_then(|b| b.etag.clone());
+        let mut plan = Vec::new();
         let mut start = 0u64;
         let mut number = 1i32;
         while start < self.size {
             let end = (start + self.part_size).min(self.size);
             let r = start..end;
-            let copyable =
-                self.base.is_some() && end <= self.base_len && !self.dirty.intersects(&r);
-            let part = if copyable {
-                let src_etag = self.base.as_ref().and_then(|b| b.etag.clone());
-                upload
-                    .copy_part(number, &self.key, r, src_etag.as_deref())
-                    .await?
-            } else {
-                self.fetch(r.clone()).await?;
-                let _memory = self.budget.reserve(end - start);
-                let mut buf = vec![0u8; (end - start) as usize];
-                self.file
-                    .read_exact_at(&mut buf, start)
-                    .map_err(|e| io_err(&self.key, e))?;
-                upload.put_part(number, Bytes::from(buf)).await?
+            let copy = self.base.is_some() && end <= self.base_len && !self.dirty.intersects(&r);
+            // What of an uploaded part must first come from the base: never-read bytes below
+            // its (possibly truncated) length. Parts are disjoint, so these fetches are too.
+            let gaps = match &self.base {
+                Some(_) if !copy && r.start < self.base_len => {
+                    self.present.missing(r.start..r.end.min(self.base_len))
+                }
+                _ => Vec::new(),
             };
-            parts.push(part);
+            plan.push((number, r, copy, gaps));
             number += 1;
             start = end;
         }
-        Ok(parts)
+        let etag = etag.as_deref();
+        futures::stream::iter(plan)
+            .map(|(number, r, copy, gaps)| async move {
+                if copy {
+                    return Ok((upload.copy_part(number, &self.key, r, etag).await?, vec![]));
+                }
+                let _memory = self.budget.reserve(r.end - r.start);
+                for gap in &gaps {
+                    let data = self.store.get_range(&self.key, gap.clone(), etag).await?;
+                    self.file
+                        .write_all_at(&data, gap.start)
+                        .map_err(|e| io_err(&self.key, e))?;
+                }
+                let mut buf = vec![0u8; (r.end - r.start) as usize];
+                self.file
+                    .read_exact_at(&mut buf, r.start)
+                    .map_err(|e| io_err(&self.key, e))?;
+                let part = upload.put_part(number, Bytes::from(buf)).await?;
+                Ok::<_, FsError>((part, gaps))
+            })
+            // Unordered, so that quick copies never hold a slot while an upload ahead of
+            // them is still going; CompleteMultipartUpload wants them in order again.
+            .buffer_unordered(self.threads)
+            .try_fold(
+                (Vec::new(), Vec::new()),
+                |(mut parts, mut fetched), (p, g)| {
+                    parts.push(p);
+                    fetched.extend(g);
+                    futures::future::ready(Ok((parts, fetched)))
+                },
+            )
+            .await
+            .map(|(mut parts, fetched): (Vec<CompletedPart>, _)| {
+                parts.sort_by_key(|p| p.number);
+                (parts, fetched)
+            })
     }
 }
 
@@ -346,5 +396,37 @@ mod tests {
         assert_eq!(store.count("UploadPart"), 1);
         // Only the changed part's base bytes were downloaded.
         assert_eq!(store.count("GetObject"), 2);
+    }
+
+    #[tokio::test]
+    async fn commits_send_parts_together_and_later_commits_keep_copied_bytes() {
+        let store = Arc::new(MemoryStore::new("b", 100));
+        let base: Vec<u8> = (0..(21 << 20)).map(|i| (i % 253) as u8).collect();
+        let mut s = staged(&store, Some(&base)).await;
+        let mut model = base.clone();
+        // Changes in three of the five parts: they upload at once (threads: 2).
+        store.set_part_latency(std::time::Duration::from_millis(50));
+        for at in [1 << 20, 11 << 20, 20 << 20] {
+            s.write(at, b"edit").unwrap();
+            model[at as usize..at as usize + 4].copy_from_slice(b"edit");
+        }
+        s.commit().await.unwrap();
+        assert!(store.get("k").unwrap() == model);
+        assert_eq!(store.parts_peak(), 2, "parts were sent one at a time");
+        assert_eq!(store.count("UploadPartCopy"), 2);
+        // A part copied by the first commit was never read locally: a second commit that
+        // changes it must fetch its bytes from the new object, not upload zeros.
+        s.write(6 << 20, b"again").unwrap();
+        model[6 << 20..(6 << 20) + 5].copy_from_slice(b"again");
+        assert_eq!(
+            &s.read(6 << 20, 16).await.unwrap()[..],
+            &model[6 << 20..(6 << 20) + 16]
+        );
+        assert_eq!(
+            &s.read(16 << 20, 16).await.unwrap()[..],
+            &model[16 << 20..(16 << 20) + 16]
+        );
+        s.commit().await.unwrap();
+        assert!(store.get("k").unwrap() == model);
     }
 }
