@@ -31,6 +31,7 @@ mod service;
 mod special;
 mod store;
 mod times;
+mod unprivileged;
 mod visibility;
 mod wire;
 mod write;
