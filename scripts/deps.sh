@@ -37,3 +37,15 @@ if ((${#want[@]})); then
     $sudo apt-get update -qq >&2
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${want[@]}" >&2
 fi
+
+# An ordinary user mounts through the setuid fusermount3, which opens /dev/fuse with the
+# user's own rights: the device must be mode 0666, as udev sets it on Debian. Containers
+# sometimes pass it in as 0600 (root only).
+if [[ -c /dev/fuse && "$(stat -c %a /dev/fuse)" != 666 ]]; then
+    if [[ $(id -u) -eq 0 ]]; then
+        echo "deps.sh: /dev/fuse is mode $(stat -c %a /dev/fuse); chmod 0666 so ordinary users can mount (as udev does)" >&2
+        chmod 0666 /dev/fuse
+    else
+        echo "deps.sh: warning: /dev/fuse is mode $(stat -c %a /dev/fuse); ordinary users cannot mount until root runs: chmod 0666 /dev/fuse" >&2
+    fi
+fi

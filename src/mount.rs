@@ -57,8 +57,10 @@ pub fn run(cfg: MountConfig, ready: Option<Ready>) -> Result<()> {
             fuser::Session::from_fd(adapter, fd, SessionACL::All, config)
                 .with_context(|| format!("serving {}", mountpoint.display()))?
         }
-        None => fuser::Session::new(adapter, mountpoint, &config)
-            .with_context(|| format!("mounting at {}", mountpoint.display()))?,
+        None => fuser::Session::new(adapter, mountpoint, &config).map_err(|e| {
+            let hint = dev_fuse_hint(&e).unwrap_or_default();
+            anyhow::Error::new(e).context(format!("mounting at {}{hint}", mountpoint.display()))
+        })?,
     };
     c.tree.set_invalidator(Arc::new(
         KernelInvalidator::new(session.notifier()).context("starting the notifier thread")?,
@@ -148,6 +150,32 @@ async fn connect_tree(cfg: &MountConfig) -> Result<Connected> {
             }
         }
     })
+}
+
+/// What to do when a mount fails because this user may not open `/dev/fuse`.
+///
+/// Why: fuser then reports a bare "Permission denied", which reads like a problem with the
+/// mount point. An ordinary user mounts through `fusermount3`, which opens `/dev/fuse` with
+/// the *user's* rights, so the device must be mode 0666 (what udev sets on Debian; some
+/// containers pass it in as 0600).
+fn dev_fuse_hint(e: &std::io::Error) -> Option<String> {
+    let denied = |e: &std::io::Error| e.kind() == std::io::ErrorKind::PermissionDenied;
+    let names_device = e.to_string().contains("/dev/fuse");
+    if !denied(e) && !names_device {
+        return None;
+    }
+    let open = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/fuse");
+    match open {
+        Err(o) if denied(&o) => Some(
+            " (this user may not open /dev/fuse; as root: chmod 0666 /dev/fuse, \
+             which scripts/deps.sh does)"
+                .to_owned(),
+        ),
+        _ => None,
+    }
 }
 
 /// The FUSE mount options and access control.

@@ -53,11 +53,13 @@ pub struct Identity {
 
 /// Load the base configuration and resolve credentials, assuming the role when asked.
 pub async fn resolve(conn: &Connection) -> Result<Identity, AuthError> {
-    let mut loader = aws_config::defaults(BehaviorVersion::latest()).timeout_config(
-        TimeoutConfig::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .build(),
-    );
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .http_client(super::https::client())
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(5))
+                .build(),
+        );
     if let Some(region) = &conn.region {
         loader = loader.region(Region::new(region.clone()));
     }

@@ -13,6 +13,7 @@ pub mod connect;
 pub mod connection;
 pub mod error;
 pub mod faulty;
+pub mod https;
 pub mod memory;
 pub mod region;
 pub mod retry;

@@ -222,3 +222,24 @@ fn the_manual_and_the_completions_come_from_the_flag_definitions() {
         );
     }
 }
+
+/// https goes through TLS (the build's own rustls-on-ring client, src/s3/https.rs): an
+/// https URL on Garage's plain-http port fails in the TLS handshake, and check says so.
+#[test]
+fn https_endpoint_speaks_tls() {
+    let g = garage();
+    let https = g.endpoint.replacen("http://", "https://", 1);
+    let out = common::s3mount_cmd()
+        .env("AWS_ACCESS_KEY_ID", &g.key_id)
+        .env("AWS_SECRET_ACCESS_KEY", &g.secret)
+        .args(["check", &g.bucket, "--endpoint-url", &https])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains(&format!("cannot reach the S3 endpoint {https}"))
+            && stdout.contains("TLS handshake failed"),
+        "{stdout}"
+    );
+}

@@ -32,6 +32,7 @@ mod service;
 mod special;
 mod store;
 mod times;
+mod unprivileged;
 mod visibility;
 mod wire;
 mod write;

@@ -38,6 +38,7 @@ impl S3 {
     pub fn new(endpoint: &str, key_id: &str, secret: &str, bucket: &str) -> S3 {
         let conf = aws_sdk_s3::config::Builder::new()
             .behavior_version(BehaviorVersion::latest())
+            .http_client(s3mount::s3::https::client())
             .region(Region::new("us-east-1"))
             .endpoint_url(endpoint)
             .force_path_style(true)

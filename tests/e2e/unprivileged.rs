@@ -1,0 +1,206 @@
+//! s3mount run by an ordinary user (`nobody`), as a desktop user or a user systemd unit runs
+//! it: mount(2) is refused to that user, so the mount must go through the setuid-root
+//! `fusermount3`, and only that user may enter. The test runs as root and drops to
+//! `nobody` with `setpriv` for every step, the unmount included.
+
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt, chown};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use crate::common::{S3, garage, is_mounted, unique};
+
+const NOBODY_UID: u32 = 65534;
+const NOGROUP_GID: u32 = 65534;
+
+/// `fusermount3` on PATH, setuid root; fails (never skips) when it is not, with the fix.
+fn setuid_fusermount3() -> PathBuf {
+    let out = Command::new("sh")
+        .args(["-c", "command -v fusermount3"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "fusermount3 is not installed: run scripts/deps.sh (installs fuse3)"
+    );
+    let path = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
+    let meta = fs::metadata(&path).unwrap();
+    assert!(
+        meta.uid() == 0 && meta.mode() & 0o4000 != 0,
+        "{path:?} is not setuid root (mode {:o}, owner {}): ordinary users cannot mount; \
+         reinstall fuse3 or run `chmod u+s {}` as root",
+        meta.mode(),
+        meta.uid(),
+        path.display()
+    );
+    path
+}
+
+/// `/dev/fuse` open to every user: fusermount3 opens it with the caller's rights.
+fn dev_fuse_open_to_users() {
+    let mode = fs::metadata("/dev/fuse")
+        .expect("/dev/fuse is missing (containers need --device /dev/fuse)")
+        .mode();
+    assert_eq!(
+        mode & 0o006,
+        0o006,
+        "/dev/fuse is mode {:o}: ordinary users cannot mount; run scripts/deps.sh as root \
+         (chmod 0666 /dev/fuse, what udev sets)",
+        mode & 0o777
+    );
+}
+
+/// `program args...` as nobody:nogroup with no supplementary groups and only `env`.
+fn as_nobody(program: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    Command::new("setpriv")
+        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"])
+        .arg(program)
+        .args(args)
+        .env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin")
+        .envs(env.iter().copied())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("setpriv (util-linux) to run {program:?} as nobody: {e}"))
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "status {}\nstdout: {}\nstderr: {}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Unmounts (as root, lazily) whatever is left mounted when the test fails half-way.
+struct Cleanup(PathBuf);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if is_mounted(&self.0) {
+            let _ = Command::new("fusermount3").arg("-uz").arg(&self.0).output();
+        }
+    }
+}
+
+#[test]
+fn nobody_mounts_writes_reads_and_unmounts_through_fusermount3() {
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "this test runs as root (it drops to the user nobody with setpriv)"
+    );
+    let fusermount3 = setuid_fusermount3();
+    dev_fuse_open_to_users();
+    let g = garage();
+    let s3 = S3::garage();
+    let prefix = unique("unprivileged");
+
+    // Everything nobody touches lives in a tree nobody can traverse: the built binary's
+    // directory (under the repository's target/) need not be, so the binary is copied.
+    let tmp = tempfile::tempdir().unwrap();
+    fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let bin = tmp.path().join("s3mount");
+    fs::copy(crate::common::mount::bin(), &bin).unwrap();
+    fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).unwrap();
+    let home = tmp.path().join("home");
+    let mnt = tmp.path().join("mnt");
+    for d in [&home, &mnt] {
+        fs::create_dir(d).unwrap();
+        chown(d, Some(NOBODY_UID), Some(NOGROUP_GID)).unwrap();
+    }
+    let _cleanup = Cleanup(mnt.clone());
+    let log = home.join("s3mount.log");
+    let (mnt_s, log_s, home_s) = (
+        mnt.to_str().unwrap(),
+        log.to_str().unwrap(),
+        home.to_str().unwrap(),
+    );
+    let env = [
+        ("HOME", home_s),
+        ("AWS_ACCESS_KEY_ID", g.key_id.as_str()),
+        ("AWS_SECRET_ACCESS_KEY", g.secret.as_str()),
+        ("AWS_CONFIG_FILE", "/dev/null"),
+        ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null"),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+    ];
+
+    let target = format!("{}/{prefix}", s3.bucket);
+    let out = as_nobody(
+        &bin,
+        &[
+            "mount",
+            &target,
+            mnt_s,
+            "--endpoint-url",
+            &g.endpoint,
+            "--log-file",
+            log_s,
+            "--log-level",
+            "info",
+        ],
+        &env,
+    );
+    assert!(
+        out.status.success(),
+        "mount as nobody failed: {}\nlog: {}",
+        text(&out),
+        fs::read_to_string(&log).unwrap_or_default()
+    );
+    assert!(
+        is_mounted(&mnt),
+        "s3mount returned but {mnt:?} is not mounted"
+    );
+    // A mount made for nobody (fusermount3 records the user), not one root made.
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let line = mountinfo
+        .lines()
+        .find(|l| l.split(' ').nth(4) == Some(mnt_s))
+        .unwrap();
+    assert!(
+        line.contains("fuse.s3mount") && line.contains(&format!("user_id={NOBODY_UID}")),
+        "not nobody's s3mount mount: {line}"
+    );
+
+    // As nobody: write, read back, list (the files are nobody's).
+    let script = format!(
+        "set -e; cd '{mnt_s}'; printf 'written by nobody\\n' > hello.txt; mkdir sub; \
+         cp hello.txt sub/copy.txt; cat hello.txt; ls -ln . sub"
+    );
+    let out = as_nobody(Path::new("/bin/sh"), &["-c", &script], &env);
+    assert!(out.status.success(), "as nobody: {}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.starts_with("written by nobody\n"), "{}", text(&out));
+    for name in ["hello.txt", "sub", "copy.txt"] {
+        let l = stdout
+            .lines()
+            .find(|l| l.ends_with(&format!(" {name}")))
+            .unwrap_or_else(|| panic!("{name} not listed: {stdout}"));
+        let owner: Vec<_> = l.split_whitespace().skip(2).take(2).collect();
+        assert_eq!(owner, ["65534", "65534"], "{name} not nobody's: {l}");
+    }
+    // Nobody else may enter an ordinary user's mount, root included (no --allow-root).
+    let err = fs::read_dir(&mnt).map(|_| ()).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EACCES), "root got in: {err}");
+
+    let out = as_nobody(&fusermount3, &["-u", mnt_s], &env);
+    assert!(
+        out.status.success(),
+        "fusermount3 -u as nobody: {}",
+        text(&out)
+    );
+    assert!(
+        !is_mounted(&mnt),
+        "{mnt:?} still mounted after fusermount3 -u"
+    );
+
+    assert_eq!(
+        s3.get(&format!("{prefix}/hello.txt")).as_deref(),
+        Some(&b"written by nobody\n"[..])
+    );
+    assert_eq!(
+        s3.get(&format!("{prefix}/sub/copy.txt")).as_deref(),
+        Some(&b"written by nobody\n"[..])
+    );
+}
