@@ -13,6 +13,7 @@ mod common;
 mod auth;
 mod buckets;
 mod cli;
+mod deploy;
 mod descriptors;
 mod faults;
 mod input;
