@@ -540,6 +540,41 @@ mod tests {
         }
     }
 
+    /// docs/CONFIGURATION.md is written by hand, so it must be checked against the clap
+    /// definitions: a new flag of any subcommand without a line there fails here, not
+    /// silently in front of a user.
+    #[test]
+    fn every_long_option_is_in_the_configuration_manual() {
+        use clap::CommandFactory;
+        let doc = include_str!("../docs/CONFIGURATION.md");
+        let cli = Cli::command();
+        let mut missing = Vec::new();
+        let mut seen = 0;
+        for sub in cli.get_subcommands() {
+            for arg in sub.get_arguments() {
+                let Some(long) = arg.get_long() else { continue };
+                if long == "help" || long == "version" {
+                    continue;
+                }
+                seen += 1;
+                // `--sse` must not pass on the strength of `--sse-kms-key-id`.
+                let flag = format!("`--{long}");
+                let documented = doc.match_indices(&flag).any(|(i, _)| {
+                    let next = doc[i + flag.len()..].chars().next();
+                    !next.is_some_and(|c| c.is_ascii_alphanumeric() || c == '-')
+                });
+                if !documented {
+                    missing.push(format!("{} --{long}", sub.get_name()));
+                }
+            }
+        }
+        assert!(seen > 50, "only {seen} options found: the walk is broken");
+        assert!(
+            missing.is_empty(),
+            "options missing from docs/CONFIGURATION.md: {missing:?}"
+        );
+    }
+
     #[test]
     fn upload_values_are_the_s3_ones_in_any_case() {
         let m = mount_args(&[

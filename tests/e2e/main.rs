@@ -14,6 +14,7 @@ mod auth;
 mod buckets;
 mod cgroup;
 mod cli;
+mod deploy;
 mod descriptors;
 mod faults;
 mod input;
