@@ -13,9 +13,10 @@ use serde_json::json;
 
 use crate::policy::{self, Mode};
 use crate::s3::client::AwsStore;
-use crate::s3::connect::{Connector, explain, is_credential_problem};
+use crate::s3::connect::Connector;
 use crate::s3::connection::{Connection, Target};
-use crate::s3::{ErrorKind, ObjectStore, PutOptions, StoreError, auth, region};
+use crate::s3::diagnose::{self, is_credential_problem};
+use crate::s3::{ErrorKind, ObjectStore, PutOptions, StoreError, auth};
 
 /// One probed permission.
 #[derive(Clone, Debug)]
@@ -303,7 +304,7 @@ async fn probe_listing(
     scope: &Scope<'_>,
     region: &str,
 ) -> std::result::Result<(), String> {
-    let (target, conn) = (scope.target, c.connection());
+    let target = scope.target;
     let list = store
         .list(&target.prefix, true, None, Some(1))
         .await
@@ -318,23 +319,12 @@ async fn probe_listing(
                     | ErrorKind::ClockSkew
             ))
     {
-        return Err(explain(e, target, conn, Some(region)));
+        return Err(c.explain_listing(e, target, region).await);
     }
     if let Err(e) = &list
-        && e.kind == ErrorKind::InvalidRequest
-        && conn.region.is_some()
+        && let Some(actual) = c.actual_region(e, target, region).await
     {
-        // A wrong --region: ask the bucket where it lives.
-        let mut auto = conn.clone();
-        auto.region = None;
-        if let Ok(actual) = region::detect(c.sdk_config(), &auto, &target.bucket).await
-            && actual != region
-        {
-            return Err(format!(
-                "wrong region: bucket '{}' is in {actual}, not {region} (use --region {actual})",
-                target.bucket
-            ));
-        }
+        return Err(diagnose::wrong_region(&target.bucket, &actual, region));
     }
     report.probes.push(probe(
         "list objects under the path",

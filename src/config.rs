@@ -388,11 +388,11 @@ pub fn connection_from_args(a: &ConnectionArgs) -> Result<Connection, ConfigErro
     let force_path_style = a.force_path_style
         || a.endpoint_url
             .as_deref()
-            .is_some_and(endpoint_needs_path_style)
+            .is_some_and(crate::s3::connection::endpoint_needs_path_style)
         || std::env::var("AWS_ENDPOINT_URL")
             .ok()
             .as_deref()
-            .is_some_and(endpoint_needs_path_style);
+            .is_some_and(crate::s3::connection::endpoint_needs_path_style);
     Ok(Connection {
         region: a.region.clone(),
         endpoint_url: a.endpoint_url.clone(),
@@ -404,18 +404,6 @@ pub fn connection_from_args(a: &ConnectionArgs) -> Result<Connection, ConfigErro
         expected_bucket_owner: a.expected_bucket_owner.clone(),
         requester_pays: a.requester_pays,
     })
-}
-
-/// Virtual-host addressing needs DNS for `bucket.host`; an IP or localhost has none.
-fn endpoint_needs_path_style(url: &str) -> bool {
-    let host = url
-        .split("://")
-        .nth(1)
-        .unwrap_or(url)
-        .split(['/', ':'])
-        .next()
-        .unwrap_or("");
-    host == "localhost" || host.parse::<std::net::Ipv4Addr>().is_ok() || url.contains('[')
 }
 
 /// Parse `bucket`, `bucket/prefix`, `s3://bucket/prefix/`.
@@ -753,9 +741,13 @@ mod tests {
 
     #[test]
     fn path_style_for_ip_endpoints() {
-        assert!(endpoint_needs_path_style("http://127.0.0.1:3900"));
-        assert!(endpoint_needs_path_style("http://localhost:9000"));
-        assert!(!endpoint_needs_path_style(
+        assert!(crate::s3::connection::endpoint_needs_path_style(
+            "http://127.0.0.1:3900"
+        ));
+        assert!(crate::s3::connection::endpoint_needs_path_style(
+            "http://localhost:9000"
+        ));
+        assert!(!crate::s3::connection::endpoint_needs_path_style(
             "https://s3.eu-west-1.amazonaws.com"
         ));
     }

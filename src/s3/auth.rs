@@ -19,22 +19,25 @@ use aws_credential_types::provider::error::CredentialsError;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use aws_smithy_types::error::display::DisplayErrorContext;
 
+use aws_types::service_config::ServiceConfigKey;
+
 use super::connection::Connection;
+use super::{diagnose, profile};
 
 /// Default region when neither flag, environment nor profile names one.
 pub const FALLBACK_REGION: &str = "us-east-1";
 
-/// Why credentials could not be obtained.
+/// Why credentials could not be obtained, each already worded by [`super::diagnose`].
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
     /// No source in the chain produced credentials.
-    #[error(
-        "no AWS credentials found ({0}); set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, use \
-         --profile, --access-key-id/--secret-access-key, or --no-sign-request for a public bucket"
-    )]
-    NoCredentials(&'static str),
+    #[error("{0}")]
+    NoCredentials(String),
+    /// The selected profile, or one its chain names, is missing or inconsistent.
+    #[error("{0}")]
+    Profile(String),
     /// A credentials source was configured but failed.
-    #[error("could not load credentials: {0}")]
+    #[error("{0}")]
     Credentials(String),
     /// STS refused the AssumeRole call.
     #[error("{0}")]
@@ -45,10 +48,25 @@ pub enum AuthError {
 #[derive(Clone, Debug)]
 pub struct Identity {
     /// SDK configuration carrying the credentials provider, the (possibly provisional)
-    /// region, timeouts and any endpoint override from the environment.
+    /// region, timeouts and any endpoint from the environment or the profile.
     pub sdk_config: SdkConfig,
     /// Human description of where the credentials come from (never the secret).
     pub source: String,
+}
+
+/// The endpoint the SDK would use for `service` (`"S3"`, `"STS"`) from the environment
+/// or the profile (`AWS_ENDPOINT_URL_<SERVICE>`, the profile's `services` section,
+/// `AWS_ENDPOINT_URL`, the profile's `endpoint_url`), or `None` for AWS's own.
+pub fn configured_endpoint(sdk: &SdkConfig, service: &str) -> Option<String> {
+    let key = ServiceConfigKey::builder()
+        .service_id(service)
+        .env("AWS_ENDPOINT_URL")
+        .profile("endpoint_url")
+        .build()
+        .ok()?;
+    sdk.service_config()
+        .and_then(|c| c.load_config(key))
+        .or_else(|| sdk.endpoint_url().map(str::to_owned))
 }
 
 /// Load the base configuration and resolve credentials, assuming the role when asked.
@@ -66,9 +84,19 @@ pub async fn resolve(conn: &Connection) -> Result<Identity, AuthError> {
     if let Some(profile) = &conn.profile {
         loader = loader.profile_name(profile);
     }
-    let mut source = match &conn.profile {
-        Some(p) => format!("profile '{p}'"),
-        None => "default credential chain".to_owned(),
+    let uses_profile = !conn.no_sign_request && conn.static_keys.is_none();
+    // A missing profile must not fall through to instance metadata: name it instead.
+    let profile = if uses_profile || conn.profile.is_some() {
+        profile::inspect(conn.profile.as_deref())
+            .await
+            .map_err(AuthError::Profile)?
+    } else {
+        None
+    };
+    let mut source = match (&profile, &conn.profile) {
+        (Some(p), _) => describe_profile(p),
+        (None, Some(p)) => format!("profile '{p}'"),
+        (None, None) => "default credential chain".to_owned(),
     };
     if conn.no_sign_request {
         loader = loader.no_credentials();
@@ -91,12 +119,29 @@ pub async fn resolve(conn: &Connection) -> Result<Identity, AuthError> {
             source,
         });
     };
-    let base_creds = provider.provide_credentials().await.map_err(|e| match e {
-        CredentialsError::CredentialsNotLoaded(_) => AuthError::NoCredentials(
-            "tried the environment, the shared config and credentials files, web \
-                 identity, ECS and instance metadata",
-        ),
-        other => AuthError::Credentials(DisplayErrorContext(&other).to_string()),
+    let profile_for_errors = profile.as_ref().filter(|_| uses_profile);
+    let base_creds = provider.provide_credentials().await.map_err(|e| {
+        diagnose::log_raw("loading credentials", &e);
+        if let (Some(p), Some(arn)) = (
+            profile_for_errors,
+            profile_for_errors.and_then(|p| p.role_arn.as_ref()),
+        ) && !matches!(e, CredentialsError::CredentialsNotLoaded(_))
+            && !is_base_failure(&e)
+        {
+            return AuthError::AssumeRole(diagnose::assume_role(
+                arn,
+                p.has_external_id,
+                diagnose::RoleVia::Profile(&p.name),
+                &sts_endpoint(&base, None),
+                &e,
+            ));
+        }
+        match e {
+            CredentialsError::CredentialsNotLoaded(_) if profile_for_errors.is_none() => {
+                AuthError::NoCredentials(diagnose::no_credentials())
+            }
+            other => AuthError::Credentials(diagnose::credentials(&other, profile_for_errors)),
+        }
     })?;
     if conn.static_keys.is_none() && !conn.no_sign_request {
         source = format!("{source} (access key {})", base_creds.access_key_id());
@@ -108,6 +153,7 @@ pub async fn resolve(conn: &Connection) -> Result<Identity, AuthError> {
             source,
         });
     };
+    let sts_at = sts_endpoint(&base, role.sts_endpoint_url.as_deref());
     let mut sts_config = base.clone().into_builder();
     if let Some(url) = &role.sts_endpoint_url {
         sts_config = sts_config.endpoint_url(url);
@@ -125,10 +171,13 @@ pub async fn resolve(conn: &Connection) -> Result<Identity, AuthError> {
     let assume = builder.build().await;
     // Prove the role can be assumed now; the SDK's identity cache makes later calls refresh.
     if let Err(e) = assume.provide_credentials().await {
-        return Err(AuthError::AssumeRole(describe_assume_role_error(
+        diagnose::log_raw("assuming the role", &e);
+        return Err(AuthError::AssumeRole(diagnose::assume_role(
             &role.arn,
             role.external_id.is_some(),
-            &DisplayErrorContext(&e).to_string(),
+            diagnose::RoleVia::Flags,
+            &sts_at,
+            &e,
         )));
     }
     let sdk_config = base
@@ -149,42 +198,45 @@ pub async fn resolve(conn: &Connection) -> Result<Identity, AuthError> {
     })
 }
 
-/// Turn STS's answer into a sentence that names the role and the likely cause.
-fn describe_assume_role_error(arn: &str, has_external_id: bool, detail: &str) -> String {
-    let cause = if detail.contains("AccessDenied") {
-        if has_external_id {
-            "the External ID was rejected, or the calling identity is not trusted by the \
-             role's trust policy"
-        } else {
-            "the calling identity is not trusted by the role's trust policy (does the role \
-             require an External ID? pass --external-id)"
-        }
-    } else if detail.contains("InvalidClientTokenId") || detail.contains("SignatureDoesNotMatch") {
-        "the base credentials used to call STS were rejected"
-    } else if detail.contains("ExpiredToken") {
-        "the base credentials used to call STS have expired"
-    } else if detail.contains("dispatch failure") || detail.contains("connect") {
-        "the STS endpoint could not be reached"
-    } else {
-        "STS returned an error"
-    };
-    format!("cannot assume role {arn}: {cause} ({detail})")
+/// The STS endpoint in words: the flag, else the environment's or profile's, else AWS's.
+fn sts_endpoint(sdk: &SdkConfig, flag: Option<&str>) -> String {
+    flag.map(str::to_owned)
+        .or_else(|| configured_endpoint(sdk, "STS"))
+        .unwrap_or_else(|| {
+            format!(
+                "AWS STS ({})",
+                sdk.region().map_or(FALLBACK_REGION, |r| r.as_ref())
+            )
+        })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn assume_role_errors_name_role_and_external_id() {
-        let m = describe_assume_role_error(
-            "arn:aws:iam::123456789012:role/r",
-            true,
-            "service error: AccessDenied: not authorized",
-        );
-        assert!(m.contains("arn:aws:iam::123456789012:role/r"));
-        assert!(m.contains("External ID was rejected"));
-        let m = describe_assume_role_error("arn:x", false, "AccessDenied");
-        assert!(m.contains("--external-id"));
+/// The profile's own role and where its base credentials come from, for the report.
+fn describe_profile(p: &profile::ProfileInfo) -> String {
+    match &p.role_arn {
+        Some(arn) => format!(
+            "profile '{}': role {arn} assumed via STS{}{}",
+            p.name,
+            if p.has_external_id {
+                " with External ID"
+            } else {
+                ""
+            },
+            p.source_profile
+                .as_deref()
+                .map(|s| format!(" by profile '{s}'"))
+                .unwrap_or_default()
+        ),
+        None => format!("profile '{}'", p.name),
     }
+}
+
+/// Whether a profile chain failed before its AssumeRole (the base credentials: a helper, SSO)
+/// rather than in STS.
+fn is_base_failure(e: &CredentialsError) -> bool {
+    let text = DisplayErrorContext(e).to_string().to_ascii_lowercase();
+    diagnose::aws_error(e).is_none()
+        && (text.contains("external process")
+            || text.contains("sso")
+            || text.contains("failed to load base credentials")
+            || text.contains("could not be built"))
 }

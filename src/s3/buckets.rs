@@ -109,10 +109,21 @@ pub async fn connect(
     };
     if let Err(e) = b.list_buckets().await {
         let why = match e.kind {
-            super::ErrorKind::AccessDenied => format!(
-                "listing the buckets was refused: the buckets view needs s3:ListAllMyBuckets on * ({e})"
+            super::ErrorKind::AccessDenied if !super::diagnose::is_credential_problem(&e) => {
+                format!(
+                    "listing the buckets was refused: the buckets view needs \
+                     s3:ListAllMyBuckets on * ({}); run `s3mount check` to see what is granted",
+                    e.code.as_deref().unwrap_or("AccessDenied")
+                )
+            }
+            _ => super::diagnose::store(
+                &e,
+                &super::connection::Target {
+                    bucket: String::new(),
+                    prefix: String::new(),
+                },
+                &c.endpoint(Some(&b.home)),
             ),
-            _ => format!("cannot list the buckets: {e}"),
         };
         return Err(ConnectError(why));
     }

@@ -4,7 +4,7 @@
 
 use super::client::{AwsStore, StoreSettings};
 use super::connection::{Connection, Target};
-use super::{ErrorKind, ObjectStore, StoreError, auth, region};
+use super::{ErrorKind, ObjectStore, StoreError, auth, diagnose, region};
 
 /// A failed connection, already worded for the user.
 #[derive(Debug, thiserror::Error)]
@@ -57,7 +57,7 @@ impl<'a> Connector<'a> {
     pub async fn region(&self, target: &Target) -> Result<String, ConnectError> {
         region::detect(&self.identity.sdk_config, self.conn, &target.bucket)
             .await
-            .map_err(|e| ConnectError(explain(&e, target, self.conn, None)))
+            .map_err(|e| ConnectError(diagnose::store(&e, target, &self.endpoint(None))))
     }
 
     /// The region for account-level calls: `--region`, else the environment's or
@@ -92,7 +92,7 @@ pub async fn connect(target: &Target, conn: &Connection) -> Result<Connected, Co
     let region = c.region(target).await?;
     let store = c.store(&target.bucket, &region, conn.request_settings());
     if let Err(e) = store.list(&target.prefix, true, None, Some(1)).await {
-        return Err(ConnectError(explain(&e, target, conn, Some(&region))));
+        return Err(ConnectError(c.explain_listing(&e, target, &region).await));
     }
     Ok(Connected {
         store,
@@ -101,103 +101,52 @@ pub async fn connect(target: &Target, conn: &Connection) -> Result<Connected, Co
     })
 }
 
-fn endpoint(conn: &Connection, region: Option<&str>) -> String {
+impl Connector<'_> {
+    /// The S3 endpoint in words: the flag, the environment's or profile's, else AWS's.
+    pub fn endpoint(&self, region: Option<&str>) -> String {
+        endpoint(&self.identity.sdk_config, self.conn, region)
+    }
+
+    /// One sentence for a failed first listing of `target` in `region`.
+    pub async fn explain_listing(&self, e: &StoreError, target: &Target, region: &str) -> String {
+        tracing::debug!(error = %e, "first listing failed");
+        match self.actual_region(e, target, region).await {
+            Some(actual) => diagnose::wrong_region(&target.bucket, &actual, region),
+            None => diagnose::store(e, target, &self.endpoint(Some(region))),
+        }
+    }
+
+    /// When `e` smells of a wrong region (a redirect, a malformed-authorization complaint,
+    /// a 400 under an explicit `--region`), the bucket's real region if it differs.
+    pub async fn actual_region(
+        &self,
+        e: &StoreError,
+        target: &Target,
+        region: &str,
+    ) -> Option<String> {
+        let suspicious = matches!(
+            e.code.as_deref(),
+            Some(
+                "PermanentRedirect"
+                    | "AuthorizationHeaderMalformed"
+                    | "IllegalLocationConstraintException"
+            )
+        ) || (e.kind == ErrorKind::InvalidRequest && self.conn.region.is_some());
+        if !suspicious {
+            return None;
+        }
+        let mut auto = self.conn.clone();
+        auto.region = None;
+        let actual = region::detect(&self.identity.sdk_config, &auto, &target.bucket)
+            .await
+            .ok()?;
+        (actual != region).then_some(actual)
+    }
+}
+
+fn endpoint(sdk: &aws_config::SdkConfig, conn: &Connection, region: Option<&str>) -> String {
     conn.endpoint_url
         .clone()
-        .or_else(|| std::env::var("AWS_ENDPOINT_URL_S3").ok())
-        .or_else(|| std::env::var("AWS_ENDPOINT_URL").ok())
+        .or_else(|| auth::configured_endpoint(sdk, "S3"))
         .unwrap_or_else(|| format!("AWS S3 ({})", region.unwrap_or("region not yet known")))
-}
-
-/// One sentence for a failed connection check.
-pub fn explain(e: &StoreError, target: &Target, conn: &Connection, region: Option<&str>) -> String {
-    let bucket = &target.bucket;
-    let at = endpoint(conn, region);
-    let server = match (&e.code, &e.message) {
-        (Some(c), Some(m)) => format!("{c}: {m}"),
-        (Some(c), None) => c.clone(),
-        (None, Some(m)) => m.clone(),
-        (None, None) => e.kind.to_string(),
-    };
-    match e.kind {
-        ErrorKind::NoSuchBucket | ErrorKind::NotFound => {
-            format!("bucket '{bucket}' does not exist at {at} ({server})")
-        }
-        ErrorKind::InvalidCredentials => {
-            let why = match e.code.as_deref() {
-                Some("SignatureDoesNotMatch") => "the secret access key is wrong",
-                Some("InvalidAccessKeyId" | "InvalidClientTokenId") => {
-                    "the access key id is not known to the server"
-                }
-                Some("ExpiredToken" | "TokenRefreshRequired") => "the session token has expired",
-                _ => "the credentials were rejected",
-            };
-            format!("{why} ({server}) at {at}")
-        }
-        ErrorKind::AccessDenied if message_has(e, "signature") => {
-            format!("the secret access key is wrong ({server}) at {at}")
-        }
-        ErrorKind::AccessDenied if message_has(e, "no such key") => {
-            format!("the access key id is not known to the server ({server}) at {at}")
-        }
-        ErrorKind::AccessDenied => format!(
-            "access denied listing s3://{bucket}/{}: the credentials need s3:ListBucket on \
-             arn:aws:s3:::{bucket} ({server})",
-            target.prefix
-        ),
-        ErrorKind::Unreachable => format!("cannot reach the S3 endpoint {at}: {server}"),
-        ErrorKind::Timeout => format!("the S3 endpoint {at} did not answer in time: {server}"),
-        ErrorKind::ClockSkew => format!(
-            "the local clock differs too much from the server's; fix the system time ({server})"
-        ),
-        _ => format!("cannot list s3://{bucket}/{} at {at}: {e}", target.prefix),
-    }
-}
-
-/// Whether `e` says the credentials themselves are bad (not merely lacking a permission).
-pub fn is_credential_problem(e: &StoreError) -> bool {
-    e.kind == ErrorKind::InvalidCredentials
-        || (e.kind == ErrorKind::AccessDenied
-            && (message_has(e, "signature") || message_has(e, "no such key")))
-}
-
-/// Some servers (Garage among them) answer a wrong secret or an unknown access key with a
-/// plain 403 AccessDenied whose message says which ("Invalid signature", "No such key").
-fn message_has(e: &StoreError, needle: &str) -> bool {
-    e.message
-        .as_deref()
-        .is_some_and(|m| m.to_ascii_lowercase().contains(needle))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn target() -> Target {
-        Target {
-            bucket: "b".into(),
-            prefix: "p/".into(),
-        }
-    }
-
-    #[test]
-    fn explains_each_failure() {
-        let conn = Connection {
-            endpoint_url: Some("http://127.0.0.1:1".into()),
-            ..Connection::default()
-        };
-        let mut e = StoreError::new("ListObjectsV2", "p/", ErrorKind::NoSuchBucket);
-        assert!(explain(&e, &target(), &conn, None).contains("bucket 'b' does not exist"));
-        e.kind = ErrorKind::InvalidCredentials;
-        e.code = Some("SignatureDoesNotMatch".into());
-        assert!(explain(&e, &target(), &conn, None).contains("secret access key is wrong"));
-        e.kind = ErrorKind::AccessDenied;
-        e.code = Some("AccessDenied".into());
-        assert!(explain(&e, &target(), &conn, None).contains("s3:ListBucket"));
-        e.kind = ErrorKind::Unreachable;
-        assert!(
-            explain(&e, &target(), &conn, None)
-                .contains("cannot reach the S3 endpoint http://127.0.0.1:1")
-        );
-    }
 }

@@ -81,3 +81,15 @@ pub struct Target {
     /// Key prefix: empty, or ending in `/`, with no empty, `.` or `..` components.
     pub prefix: String,
 }
+
+/// Virtual-host addressing needs DNS for `bucket.host`; an IP or localhost has none.
+pub fn endpoint_needs_path_style(url: &str) -> bool {
+    let host = url
+        .split("://")
+        .nth(1)
+        .unwrap_or(url)
+        .split(['/', ':'])
+        .next()
+        .unwrap_or("");
+    host == "localhost" || host.parse::<std::net::Ipv4Addr>().is_ok() || url.contains('[')
+}

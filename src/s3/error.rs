@@ -158,6 +158,21 @@ impl StoreError {
     where
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
+        // Credentials that could not be loaded or renewed (an expired SSO session, a
+        // failing credential_process, a refused AssumeRole) arrive as a dispatch failure:
+        // say so in the sentence the user would have read at mount time.
+        if !matches!(err, SdkError::ServiceError(_))
+            && let Some(c) = super::diagnose::nested_credentials_error(&err)
+        {
+            super::diagnose::log_raw(op, &err);
+            return StoreError {
+                op,
+                key: key.to_owned(),
+                kind: ErrorKind::InvalidCredentials,
+                code: None,
+                message: Some(super::diagnose::credentials(c, None)),
+            };
+        }
         let (kind, code, message) = match &err {
             SdkError::ServiceError(ctx) => {
                 let status = ctx.raw().status().as_u16();

@@ -11,10 +11,12 @@ pub mod client;
 pub mod conformance;
 pub mod connect;
 pub mod connection;
+pub mod diagnose;
 pub mod error;
 pub mod faulty;
 pub mod https;
 pub mod memory;
+pub mod profile;
 pub mod region;
 pub mod retry;
 

@@ -19,9 +19,15 @@ use super::{ErrorKind, StoreError};
 /// validated anyway, and on uploads SigV4 already signs the payload hash on plain HTTP while
 /// TLS protects it on HTTPS.
 pub fn s3_client(sdk: &SdkConfig, conn: &Connection, region: &str) -> aws_sdk_s3::Client {
+    // An endpoint from the profile (`endpoint_url`, `services`) or the environment needs
+    // path style on the same terms as one from the flag.
+    let path_style = conn.force_path_style
+        || (conn.endpoint_url.is_none()
+            && super::auth::configured_endpoint(sdk, "S3")
+                .is_some_and(|u| super::connection::endpoint_needs_path_style(&u)));
     let mut b = aws_sdk_s3::config::Builder::from(sdk)
         .region(Region::new(region.to_owned()))
-        .force_path_style(conn.force_path_style)
+        .force_path_style(path_style)
         .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
         .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
     if let Some(url) = &conn.endpoint_url {

@@ -367,3 +367,92 @@ fn generated_policy_is_sufficient_and_each_action_is_necessary() {
         assert_eq!(fs::read(m.path("d/f1")).unwrap(), b"x");
     }
 }
+
+/// A temporary `~/.aws/config` holding `config`, and the environment that points at it.
+fn profile_conn(dir: &std::path::Path, config: &str, profile: &str, args: &[&str]) -> Conn {
+    let file = dir.join("config");
+    fs::write(&file, config).unwrap();
+    Conn {
+        env: vec![
+            ("HOME".into(), dir.to_str().unwrap().into()),
+            ("AWS_CONFIG_FILE".into(), file.to_str().unwrap().into()),
+        ],
+        args: vec![],
+    }
+    .with_args(&["--profile", profile])
+    .with_args(args)
+}
+
+/// The shared assertion of issue 15: one line, short, no `Debug` artefacts.
+fn assert_one_sentence(e: &str) {
+    let line = e.trim();
+    assert_eq!(line.lines().count(), 1, "{e}");
+    assert!(
+        line.chars().count() < 320,
+        "{} chars: {e}",
+        line.chars().count()
+    );
+    for bad in ["{", "ProviderError", "Response {"] {
+        assert!(!line.contains(bad), "{bad} in: {e}");
+    }
+}
+
+#[test]
+fn profiles_with_roles_mount_and_their_mistakes_are_one_sentence() {
+    let mut moto = moto_lock();
+    let m = moto.scenario();
+    let home = tempfile::tempdir().unwrap();
+    let config = format!(
+        "[profile base]\naws_access_key_id = {}\naws_secret_access_key = {}\n\
+         [profile team]\nrole_arn = {}\nexternal_id = {}\nsource_profile = base\n\
+         region = us-east-1\nendpoint_url = {}\n\
+         [profile team-wrong]\nrole_arn = {}\nexternal_id = wrong-id\nsource_profile = base\n\
+         region = us-east-1\nendpoint_url = {}\n\
+         [profile orphan]\nrole_arn = {}\nsource_profile = gone\n",
+        m.user_key_id,
+        m.user_secret,
+        m.role_arn,
+        m.external_id,
+        m.endpoint,
+        m.role_arn,
+        m.endpoint,
+        m.role_arn
+    );
+    let target = format!("{}/{}", m.bucket, m.prefix);
+    // The right profile mounts, reads and writes, with no --endpoint-url: the profile's.
+    let c = profile_conn(home.path(), &config, "team", &[]);
+    {
+        let mount = Mount::with(&c, &target, &[]);
+        assert_eq!(
+            fs::read(mount.path("hello.txt")).unwrap(),
+            b"hello from moto\n"
+        );
+        fs::write(mount.path("via-profile.txt"), b"p").unwrap();
+        assert_eq!(fs::read(mount.path("via-profile.txt")).unwrap(), b"p");
+        fs::remove_file(mount.path("via-profile.txt")).unwrap();
+    }
+    // check names the profile and the role.
+    let mut cmd = s3mount_cmd();
+    cmd.envs(c.env.iter().map(|(k, v)| (k, v)))
+        .arg("check")
+        .arg(&target)
+        .args(&c.args);
+    let out = cmd.output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("profile 'team'") && text.contains(&m.role_arn),
+        "{text}"
+    );
+
+    for (profile, want) in [
+        ("team-wrong", "External ID was rejected"),
+        ("nosuchprofile", "profile 'nosuchprofile' is not defined"),
+        ("orphan", "source_profile 'gone'"),
+    ] {
+        let d = empty_dir();
+        let c = profile_conn(home.path(), &config, profile, &[]);
+        let e = must_fail_to_mount(&c, &target, d.path(), &[]);
+        assert_one_sentence(&e);
+        assert!(e.contains(want), "{profile}: {e}");
+    }
+}
