@@ -60,11 +60,16 @@ pub fn aws_error(e: &(dyn StdError + 'static)) -> Option<(String, Option<String>
         match e {
             SdkError::ServiceError(ctx) => {
                 let status = ctx.raw().status().as_u16();
+                // Some servers (moto) send STS errors in a shape the query protocol's
+                // parser does not read; STS's 403 is AccessDenied whatever the body.
                 let code = ctx
                     .err()
                     .code()
                     .map(str::to_owned)
-                    .unwrap_or_else(|| format!("HTTP {status}"));
+                    .unwrap_or_else(|| match status {
+                        403 => "AccessDenied".to_owned(),
+                        _ => format!("HTTP {status}"),
+                    });
                 Some((code, ctx.err().message().map(str::to_owned)))
             }
             _ => None,
