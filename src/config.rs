@@ -47,6 +47,8 @@ pub struct MountSettings {
     pub auto_unmount: bool,
     /// Log file once daemonized.
     pub log_file: Option<PathBuf>,
+    /// The cgroup's memory limit, read once here (the default `--memory-limit` follows it).
+    pub cgroup_memory_limit: Option<u64>,
 }
 
 /// The whole validated `mount` command.
@@ -100,9 +102,10 @@ impl MountConfig {
         if !(5 << 20..=5 << 30).contains(&write_part_size) {
             return err("--write-part-size must be between 5MiB and 5GiB (S3 multipart limits)");
         }
+        let cgroup_memory_limit = crate::cgroup::memory_limit();
         let memory_limit = match &t.memory_limit {
             Some(v) => parse_size(v, "--memory-limit")?,
-            None => default_memory_limit(crate::cgroup::memory_limit()),
+            None => default_memory_limit(cgroup_memory_limit),
         };
         let cache_memory = match &t.cache_memory {
             Some(v) => parse_size(v, "--cache-memory")?,
@@ -187,6 +190,7 @@ impl MountConfig {
                 allow_root: m.allow_root,
                 auto_unmount: m.auto_unmount,
                 log_file,
+                cgroup_memory_limit,
             },
             retry,
         })

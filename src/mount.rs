@@ -38,7 +38,9 @@ pub fn run(cfg: MountConfig, ready: Option<Ready>) -> Result<()> {
     info!(
         memory_limit = %crate::config::show_size(cfg.fs.memory_limit),
         cache_memory = %crate::config::show_size(cfg.fs.cache_memory),
-        cgroup_memory_limit = %crate::cgroup::memory_limit()
+        cgroup_memory_limit = %cfg
+            .mount
+            .cgroup_memory_limit
             .map_or_else(|| "none".to_owned(), crate::config::show_size),
         "memory budget"
     );

@@ -171,24 +171,30 @@ impl Staged {
 
     /// Make `r` present locally, fetching what the base still holds there.
     async fn fetch(&mut self, r: Range<u64>) -> Result<()> {
-        let Some(base) = self.base.clone() else {
-            return Ok(());
-        };
-        let limit = r.end.min(self.base_len);
-        if r.start >= limit {
-            return Ok(());
-        }
-        for gap in self.present.missing(r.start..limit) {
-            let data = self
-                .store
-                .get_range(&self.key, gap.clone(), base.etag.as_deref())
-                .await?;
-            self.file
-                .write_all_at(&data, gap.start)
-                .map_err(|e| io_err(&self.key, e))?;
+        for gap in self.base_gaps(r) {
+            self.fetch_gap(&gap).await?;
             self.present.insert(gap);
         }
         Ok(())
+    }
+
+    /// The ranges of `r` that only the base holds: below its (possibly truncated) length and
+    /// not yet written or fetched here.
+    fn base_gaps(&self, r: Range<u64>) -> Vec<Range<u64>> {
+        let limit = r.end.min(self.base_len);
+        if self.base.is_none() || r.start >= limit {
+            return Vec::new();
+        }
+        self.present.missing(r.start..limit)
+    }
+
+    /// Copy `gap` of the base into the staging file (the caller records it as present).
+    async fn fetch_gap(&self, gap: &Range<u64>) -> Result<()> {
+        let etag = self.base.as_ref().and_then(|b| b.etag.as_deref());
+        let data = self.store.get_range(&self.key, gap.clone(), etag).await?;
+        self.file
+            .write_all_at(&data, gap.start)
+            .map_err(|e| io_err(&self.key, e))
     }
 
     /// Fetch every byte the base still holds, then forget the base: the file lives only
@@ -269,7 +275,7 @@ impl Staged {
         &self,
         upload: &dyn MultipartUpload,
     ) -> Result<(Vec<CompletedPart>, Vec<Range<u64>>)> {
-        let etag = self.base.as_ref().and_then(|b| b.etag.clone());
+        let etag = self.base.as_ref().and_then(|b| b.etag.as_deref());
         let mut plan = Vec::new();
         let mut start = 0u64;
         let mut number = 1i32;
@@ -277,19 +283,17 @@ impl Staged {
             let end = (start + self.part_size).min(self.size);
             let r = start..end;
             let copy = self.base.is_some() && end <= self.base_len && !self.dirty.intersects(&r);
-            // What of an uploaded part must first come from the base: never-read bytes below
-            // its (possibly truncated) length. Parts are disjoint, so these fetches are too.
-            let gaps = match &self.base {
-                Some(_) if !copy && r.start < self.base_len => {
-                    self.present.missing(r.start..r.end.min(self.base_len))
-                }
-                _ => Vec::new(),
+            // What of an uploaded part must first come from the base. Parts are disjoint, so
+            // these fetches are too.
+            let gaps = if copy {
+                Vec::new()
+            } else {
+                self.base_gaps(r.clone())
             };
             plan.push((number, r, copy, gaps));
             number += 1;
             start = end;
         }
-        let etag = etag.as_deref();
         futures::stream::iter(plan)
             .map(|(number, r, copy, gaps)| async move {
                 if copy {
@@ -297,10 +301,7 @@ impl Staged {
                 }
                 let _memory = self.budget.reserve(r.end - r.start);
                 for gap in &gaps {
-                    let data = self.store.get_range(&self.key, gap.clone(), etag).await?;
-                    self.file
-                        .write_all_at(&data, gap.start)
-                        .map_err(|e| io_err(&self.key, e))?;
+                    self.fetch_gap(gap).await?;
                 }
                 let mut buf = vec![0u8; (r.end - r.start) as usize];
                 self.file
