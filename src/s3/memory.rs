@@ -75,6 +75,8 @@ struct Shared {
     /// UploadParts running now, and the most that ever ran at once.
     parts_running: AtomicU64,
     parts_peak: AtomicU64,
+    /// An UploadPart of this part number fails (0: none), as a server error would.
+    failing_part: std::sync::atomic::AtomicI32,
 }
 
 impl Shared {
@@ -119,6 +121,11 @@ impl MemoryStore {
         self.shared
             .part_latency_ms
             .store(latency.as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// Make every UploadPart of part `number` fail with a server error (0: none again).
+    pub fn fail_part(&self, number: i32) {
+        self.shared.failing_part.store(number, Ordering::Relaxed);
     }
 
     /// The most UploadParts that were ever in progress at once.
@@ -487,6 +494,13 @@ impl MultipartUpload for MemoryUpload {
             tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
         }
         sh.parts_running.fetch_sub(1, Ordering::AcqRel);
+        if sh.failing_part.load(Ordering::Relaxed) == number {
+            return Err(StoreError::new(
+                "UploadPart",
+                &*self.key,
+                ErrorKind::ServerError,
+            ));
+        }
         let mut st = self.shared.tick("UploadPart");
         let (_, _, parts) = st
             .uploads

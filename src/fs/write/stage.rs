@@ -430,4 +430,32 @@ mod tests {
         s.commit().await.unwrap();
         assert!(store.get("k").unwrap() == model);
     }
+
+    #[tokio::test]
+    async fn a_part_that_fails_aborts_the_commit_and_leaves_the_object_as_it_was() {
+        let store = Arc::new(MemoryStore::new("b", 100));
+        let base: Vec<u8> = (0..(21 << 20)).map(|i| (i % 241) as u8).collect();
+        let mut s = staged(&store, Some(&base)).await;
+        let mut model = base.clone();
+        for at in [1usize << 20, 11 << 20] {
+            s.write(at as u64, b"edit").unwrap();
+            model[at..at + 4].copy_from_slice(b"edit");
+        }
+        // Part 3 fails while part 1 and the copies are in flight beside it.
+        store.fail_part(3);
+        assert!(s.commit().await.is_err());
+        assert!(
+            store.get("k").unwrap() == base,
+            "a failed commit changed the object"
+        );
+        assert_eq!(
+            store.pending_uploads(),
+            0,
+            "the failed upload was not aborted"
+        );
+        // The edits are still staged: the next commit sends them.
+        store.fail_part(0);
+        s.commit().await.unwrap();
+        assert!(store.get("k").unwrap() == model);
+    }
 }
