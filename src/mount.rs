@@ -59,10 +59,14 @@ pub fn run(cfg: MountConfig, ready: Option<Ready>) -> Result<()> {
             fuser::Session::from_fd(adapter, fd, SessionACL::All, config)
                 .with_context(|| format!("serving {}", mountpoint.display()))?
         }
-        None => fuser::Session::new(adapter, mountpoint, &config).map_err(|e| {
-            let hint = dev_fuse_hint(&e).unwrap_or_default();
-            anyhow::Error::new(e).context(format!("mounting at {}{hint}", mountpoint.display()))
-        })?,
+        None => {
+            fuser::Session::new(adapter, mountpoint, &config).map_err(|e| match mount_hint(&e) {
+                Some(hint) => anyhow::anyhow!("mounting at {}: {e} ({hint})", mountpoint.display()),
+                None => {
+                    anyhow::Error::new(e).context(format!("mounting at {}", mountpoint.display()))
+                }
+            })?
+        }
     };
     c.tree.set_invalidator(Arc::new(
         KernelInvalidator::new(session.notifier()).context("starting the notifier thread")?,
@@ -154,16 +158,34 @@ async fn connect_tree(cfg: &MountConfig) -> Result<Connected> {
     })
 }
 
-/// What to do when a mount fails because this user may not open `/dev/fuse`.
+/// What to do when a mount fails for a reason the bare OS error does not say.
 ///
-/// Why: fuser then reports a bare "Permission denied", which reads like a problem with the
-/// mount point. An ordinary user mounts through `fusermount3`, which opens `/dev/fuse` with
-/// the *user's* rights, so the device must be mode 0666 (what udev sets on Debian; some
-/// containers pass it in as 0600).
-fn dev_fuse_hint(e: &std::io::Error) -> Option<String> {
-    let denied = |e: &std::io::Error| e.kind() == std::io::ErrorKind::PermissionDenied;
-    let names_device = e.to_string().contains("/dev/fuse");
-    if !denied(e) && !names_device {
+/// Why: fuser reports a bare "Permission denied" or "No such file or directory", which reads
+/// like a problem with the mount point. Three causes are common and fixable:
+/// - there is no `/dev/fuse` (module not loaded, or a container without the device); - this user may not open `/dev/fuse`. An ordinary user mounts through `fusermount3`,
+///   which opens the device with the *user's* rights, so it must be mode 0666 (what udev
+///   sets on Debian; some containers pass it in as 0600);
+/// - `fusermount3` is not installed (or not on PATH), which fuser needs for every mount by
+///   an ordinary user and for `--auto-unmount`.
+fn mount_hint(e: &std::io::Error) -> Option<String> {
+    use std::io::ErrorKind;
+    if e.kind() == ErrorKind::NotFound && !std::path::Path::new("/dev/fuse").exists() {
+        return Some(
+            "there is no /dev/fuse: load the module (modprobe fuse); in a container, pass \
+             the device (docker run --device /dev/fuse)"
+                .to_owned(),
+        );
+    }
+    if e.kind() == ErrorKind::NotFound && find_fusermount().is_none() {
+        return Some(
+            "fusermount3 was not found on PATH: install the fuse3 package \
+             (Debian/Ubuntu: apt-get install fuse3), which ordinary users and \
+             --auto-unmount mount through"
+                .to_owned(),
+        );
+    }
+    let denied = |e: &std::io::Error| e.kind() == ErrorKind::PermissionDenied;
+    if !denied(e) && !e.to_string().contains("/dev/fuse") {
         return None;
     }
     let open = std::fs::OpenOptions::new()
@@ -172,12 +194,26 @@ fn dev_fuse_hint(e: &std::io::Error) -> Option<String> {
         .open("/dev/fuse");
     match open {
         Err(o) if denied(&o) => Some(
-            " (this user may not open /dev/fuse; as root: chmod 0666 /dev/fuse, \
-             which scripts/deps.sh does)"
+            "this user may not open /dev/fuse; as root: chmod 0666 /dev/fuse, \
+             which scripts/deps.sh does"
                 .to_owned(),
         ),
         _ => None,
     }
+}
+
+/// The mount helper fuser would run: `$FUSERMOUNT_PATH`, else `fusermount3` or `fusermount`
+/// on PATH (fuser's own search order, without running anything).
+fn find_fusermount() -> Option<std::path::PathBuf> {
+    if let Some(p) = std::env::var_os("FUSERMOUNT_PATH") {
+        let p = std::path::PathBuf::from(p);
+        return p.is_file().then_some(p);
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .chain(["/sbin".into(), "/bin".into()])
+        .flat_map(|d| [d.join("fusermount3"), d.join("fusermount")])
+        .find(|p| p.is_file())
 }
 
 /// The FUSE mount options and access control.

@@ -52,7 +52,8 @@ fn dev_fuse_open_to_users() {
 
 /// `program args...` as nobody:nogroup with no supplementary groups and only `env`.
 fn as_nobody(program: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    Command::new("setpriv")
+    // By absolute path: the child's PATH (which `env` may replace) would be searched.
+    Command::new("/usr/bin/setpriv")
         .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"])
         .arg(program)
         .args(args)
@@ -202,5 +203,128 @@ fn nobody_mounts_writes_reads_and_unmounts_through_fusermount3() {
     assert_eq!(
         s3.get(&format!("{prefix}/sub/copy.txt")).as_deref(),
         Some(&b"written by nobody\n"[..])
+    );
+}
+
+/// Without `fusermount3` an ordinary user cannot mount at all; the message says so and
+/// what to install, on one line, instead of a bare "No such file or directory".
+#[test]
+fn nobody_without_fusermount3_is_told_to_install_fuse3() {
+    dev_fuse_open_to_users();
+    let g = garage();
+    let s3 = S3::garage();
+    let tmp = tempfile::tempdir().unwrap();
+    fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let bin = tmp.path().join("s3mount");
+    fs::copy(crate::common::mount::bin(), &bin).unwrap();
+    fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).unwrap();
+    let mnt = tmp.path().join("mnt");
+    let empty = tmp.path().join("empty-bin");
+    let home = tmp.path().join("home");
+    for d in [&mnt, &empty, &home] {
+        fs::create_dir(d).unwrap();
+        chown(d, Some(NOBODY_UID), Some(NOGROUP_GID)).unwrap();
+    }
+    let _cleanup = Cleanup(mnt.clone());
+    let target = format!("{}/{}", s3.bucket, unique("nofusermount"));
+    let out = as_nobody(
+        &bin,
+        &[
+            "mount",
+            &target,
+            mnt.to_str().unwrap(),
+            "--endpoint-url",
+            &g.endpoint,
+            "--foreground",
+        ],
+        &[
+            // No fusermount3 on PATH. fuser also tries /sbin and /bin, which hold one
+            // here; FUSERMOUNT_PATH (which fuser uses instead of searching) hides them.
+            ("PATH", empty.to_str().unwrap()),
+            ("HOME", home.to_str().unwrap()),
+            ("AWS_ACCESS_KEY_ID", g.key_id.as_str()),
+            ("AWS_SECRET_ACCESS_KEY", g.secret.as_str()),
+            ("AWS_CONFIG_FILE", "/dev/null"),
+            ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null"),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+            ("FUSERMOUNT_PATH", "/nonexistent/fusermount3"),
+        ],
+    );
+    assert!(
+        !out.status.success(),
+        "mounted without fusermount3: {}",
+        text(&out)
+    );
+    assert!(!is_mounted(&mnt), "{mnt:?} is mounted");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let line = stderr.trim_end();
+    assert!(!line.contains('\n'), "not one line: {}", text(&out));
+    assert!(
+        line.contains("fusermount3 was not found") && line.contains("apt-get install fuse3"),
+        "does not name the missing fusermount3: {}",
+        text(&out)
+    );
+}
+
+/// A `/dev/fuse` the user may not open (mode 0600, as some containers pass it in): the
+/// message says so and how to fix it. The device is replaced only inside a private mount
+/// namespace (a 0600 node bound over it), so nothing else on the machine sees the change.
+#[test]
+fn nobody_with_a_closed_dev_fuse_is_told_to_open_it() {
+    let g = garage();
+    let s3 = S3::garage();
+    let tmp = tempfile::tempdir().unwrap();
+    fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let bin = tmp.path().join("s3mount");
+    fs::copy(crate::common::mount::bin(), &bin).unwrap();
+    fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).unwrap();
+    let mnt = tmp.path().join("mnt");
+    let home = tmp.path().join("home");
+    for d in [&mnt, &home] {
+        fs::create_dir(d).unwrap();
+        chown(d, Some(NOBODY_UID), Some(NOGROUP_GID)).unwrap();
+    }
+    let before = fs::metadata("/dev/fuse").unwrap().mode();
+    let node = tmp.path().join("fuse-0600");
+    let c = std::ffi::CString::new(node.to_str().unwrap()).unwrap();
+    // SAFETY: a plain mknod(2) of the FUSE character device (10, 229) on a path we own.
+    let rc = unsafe { libc::mknod(c.as_ptr(), libc::S_IFCHR | 0o600, libc::makedev(10, 229)) };
+    assert_eq!(rc, 0, "mknod: {}", std::io::Error::last_os_error());
+    let _cleanup = Cleanup(mnt.clone());
+    let target = format!("{}/{}", s3.bucket, unique("closedfuse"));
+    let script = format!(
+        "mount --bind '{}' /dev/fuse && exec /usr/bin/setpriv --reuid=nobody --regid=nogroup \
+         --clear-groups -- '{}' mount '{target}' '{}' --endpoint-url '{}' --foreground",
+        node.display(),
+        bin.display(),
+        mnt.display(),
+        g.endpoint
+    );
+    let out = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin")
+        .env("HOME", &home)
+        .env("AWS_ACCESS_KEY_ID", &g.key_id)
+        .env("AWS_SECRET_ACCESS_KEY", &g.secret)
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("unshare (util-linux)");
+    assert!(!out.status.success(), "mounted: {}", text(&out));
+    assert!(!is_mounted(&mnt), "{mnt:?} is mounted");
+    let line = String::from_utf8_lossy(&out.stderr).trim_end().to_owned();
+    assert!(!line.contains('\n'), "not one line: {}", text(&out));
+    assert!(
+        line.contains("this user may not open /dev/fuse") && line.contains("chmod 0666"),
+        "does not name the closed /dev/fuse: {}",
+        text(&out)
+    );
+    assert_eq!(
+        fs::metadata("/dev/fuse").unwrap().mode(),
+        before,
+        "the machine's /dev/fuse changed: the bind mount leaked out of its namespace"
     );
 }
