@@ -72,12 +72,15 @@ pub fn run(cfg: MountConfig, ready: Option<Ready>) -> Result<()> {
         KernelInvalidator::new(session.notifier()).context("starting the notifier thread")?,
     ));
     let unmounter = session.unmount_callable();
-    let bound = WRITER_GRACE + cfg.retry.deadline + Duration::from_secs(5);
+    let drain = Arc::new(Drain {
+        tree: c.tree.clone(),
+        bound: WRITER_GRACE + cfg.retry.deadline + Duration::from_secs(5),
+        once: tokio::sync::OnceCell::new(),
+    });
     rt.spawn(on_signals(
-        c.tree.clone(),
+        drain.clone(),
         unmounter,
         mountpoint.clone(),
-        bound,
         fuse_fd.is_some(),
     ));
     rt.spawn(persist_dir_times(c.tree.clone()));
@@ -113,11 +116,14 @@ pub fn run(cfg: MountConfig, ready: Option<Ready>) -> Result<()> {
     daemon::notify(daemon::Notify::Stopping(
         "unmounted: committing files still open for writing",
     ));
-    rt.block_on(async {
-        c.tree.shutdown().await;
-        c.tree.persist_dir_times().await;
-    });
+    // Unmounted from outside (`fusermount3 -u`), or after a signal's drain: that drain is
+    // not run twice, and this one is bounded like it.
+    let committed = rt.block_on(drain.run(Duration::ZERO));
     info!("unmounted {}", mountpoint.display());
+    anyhow::ensure!(
+        committed,
+        "files being written at the unmount were not stored (the log names them)"
+    );
     Ok(())
 }
 
@@ -266,17 +272,68 @@ async fn persist_dir_times(tree: Arc<dyn Tree>) {
 /// before what they hold is committed as it is.
 const WRITER_GRACE: Duration = Duration::from_secs(5);
 
-/// Signals (what a container runtime or systemd sends): the first SIGINT, SIGTERM or
-/// SIGHUP refuses new writers, gives the files still open for writing a few seconds to be
-/// closed by their writers, commits what is still open (within `bound`: that grace plus the
-/// retry deadline plus a little), then unmounts — lazily when something still uses the mount —
-/// and the process exits 0. A second signal aborts what is still pending (no multipart
-/// upload is left behind), unmounts lazily and exits 1.
-async fn on_signals(
+/// The end of a mount: refuse new writers, commit what is still being written, write the
+/// pending directory times — once per process, within `bound`.
+///
+/// Why once and bounded: a signal starts it, and the FUSE loop ending (the unmount that
+/// follows, or one from outside) would start it again; a commit that cannot finish (the
+/// server is gone) must not keep a container or a systemd stop waiting past its grace
+/// period. Past the bound, the uploads under way are aborted (no multipart upload left
+/// behind). Whatever was not stored, the process says so and exits 1.
+struct Drain {
     tree: Arc<dyn Tree>,
+    /// Writers' grace plus the retry deadline plus a little.
+    bound: Duration,
+    /// Set when the drain has run: `true` when everything was stored in time.
+    once: tokio::sync::OnceCell<bool>,
+}
+
+impl Drain {
+    /// Run the drain, or wait for the one already running; whether it committed in time.
+    /// `grace`: how long writers still going get to close their files by themselves
+    /// (committing a file in the middle of a copy would publish part of it).
+    async fn run(&self, grace: Duration) -> bool {
+        *self
+            .once
+            .get_or_init(|| async {
+                let drained = async {
+                    let until = tokio::time::Instant::now() + grace;
+                    while self.tree.stop_new_writers() > 0 && tokio::time::Instant::now() < until {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    let failed = self.tree.shutdown().await;
+                    self.tree.persist_dir_times().await;
+                    failed
+                };
+                match tokio::time::timeout(self.bound, drained).await {
+                    Ok(0) => return true,
+                    Ok(failed) => {
+                        warn!("{failed} files being written could not be stored (see above)");
+                        return false;
+                    }
+                    Err(_) => {}
+                }
+                warn!(
+                    "uploads still pending after {} s: aborting them; what they held is not stored",
+                    self.bound.as_secs()
+                );
+                let _ = tokio::time::timeout(Duration::from_secs(10), self.tree.abort()).await;
+                false
+            })
+            .await
+    }
+}
+
+/// Signals (what a container runtime or systemd sends): the first SIGINT, SIGTERM or
+/// SIGHUP runs the [`Drain`] (files still open for writing get a few seconds to be closed
+/// by their writers, then what is open is committed, all within its bound), then unmounts —
+/// lazily when something still uses the mount — and the process exits (0 when everything
+/// was stored). A second signal aborts what is still pending (no multipart upload is left
+/// behind), unmounts lazily and exits 1.
+async fn on_signals(
+    drain: Arc<Drain>,
     mut unmounter: fuser::SessionUnmounter,
     mountpoint: PathBuf,
-    bound: Duration,
     given_fd: bool,
 ) {
     let Ok(mut signals) = Signals::new() else {
@@ -291,28 +348,16 @@ async fn on_signals(
         "{first} received: committing files being written, then unmounting {}",
         mountpoint.display()
     );
-    let drained = async {
-        // Writers still going get a moment to finish by themselves: committing a file in
-        // the middle of a copy would publish part of it.
-        let until = tokio::time::Instant::now() + WRITER_GRACE;
-        while tree.stop_new_writers() > 0 && tokio::time::Instant::now() < until {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        tree.shutdown().await
-    };
-    tokio::select! {
-        r = tokio::time::timeout(bound, drained) => {
-            if r.is_err() {
-                warn!("uploads still pending after {} s; unmounting anyway", bound.as_secs());
-            }
-        }
+    let committed = tokio::select! {
+        committed = drain.run(WRITER_GRACE) => committed,
         second = signals.next() => {
             warn!("{second} received again: aborting the uploads under way");
-            let _ = tokio::time::timeout(Duration::from_secs(10), tree.abort()).await;
+            let _ = tokio::time::timeout(Duration::from_secs(10), drain.tree.abort()).await;
             lazy_unmount(&mountpoint);
             std::process::exit(1);
         }
-    }
+    };
+    let code = if committed { 0 } else { 1 };
     if given_fd {
         // Whoever mounted the descriptor unmounts it; closing it (by exiting) ends the
         // connection, and what was written is committed.
@@ -320,7 +365,7 @@ async fn on_signals(
             "exiting: the mount of {} is its owner's to remove",
             mountpoint.display()
         );
-        std::process::exit(0);
+        std::process::exit(code);
     }
     if let Err(e) = unmounter.unmount() {
         info!("{} is busy ({e}); unmounting lazily", mountpoint.display());
@@ -328,7 +373,7 @@ async fn on_signals(
         // The kernel keeps a lazily unmounted file system alive while it is in use; what
         // was written is committed, so the process may go.
         tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(2)) => std::process::exit(0),
+            _ = tokio::time::sleep(Duration::from_secs(2)) => std::process::exit(code),
             second = signals.next() => {
                 warn!("{second} received again: exiting");
                 std::process::exit(1);

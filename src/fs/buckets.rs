@@ -560,10 +560,12 @@ impl Tree for Buckets {
             .sum()
     }
 
-    async fn shutdown(&self) {
+    async fn shutdown(&self) -> usize {
+        let mut failed = 0;
         for fs in self.connected_buckets() {
-            fs.shutdown().await;
+            failed += fs.shutdown().await;
         }
+        failed
     }
 
     async fn persist_dir_times(&self) {

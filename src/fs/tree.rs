@@ -151,8 +151,9 @@ pub trait Tree: Send + Sync + 'static {
     /// many files are still open for writing.
     fn stop_new_writers(&self) -> usize;
 
-    /// Commit every file still being written and refuse new writers (on unmount).
-    async fn shutdown(&self);
+    /// Commit every file still being written and refuse new writers (on unmount); how many
+    /// files could not be stored.
+    async fn shutdown(&self) -> usize;
 
     /// Write the directory times changed by entries since the last call to the
     /// directories' markers (about once a second, and once more after [`Tree::shutdown`]).

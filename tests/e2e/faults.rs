@@ -239,3 +239,58 @@ fn a_process_blocked_in_an_outage_stops_at_once_on_sigint() {
     proxy.heal();
     assert!(read_all(&m, "f") == data);
 }
+
+/// SIGTERM while the server refuses every connection and two files are still open for
+/// writing: the two commits run side by side and each is tried once, both failures are
+/// logged, the process says that files were not stored (and exits 1), and it is gone within
+/// its bound (writers' grace + retry deadline + a little).
+#[test]
+fn sigterm_in_an_outage_tries_each_commit_once_and_exits_within_its_bound() {
+    use crate::common::mount::{signal, wait_gone};
+    let s3 = S3::garage();
+    let p = unique("fault-sigterm");
+    let proxy = Proxy::for_endpoint(&garage().endpoint, 15);
+    let m = mount_through(&proxy, &p, &["--retry-deadline", "3s"]);
+    let pid = m.daemon_pid();
+    // Two files written (small: buffered, not yet sent) and held open.
+    let script = "import time\nfs = [open(n, 'wb') for n in ('a', 'b')]\n\
+                  [f.write(b'x' * 100000) or f.flush() for f in fs]\nprint('ready', flush=True)\n\
+                  time.sleep(60)\n";
+    let mut holder = std::process::Command::new("python3")
+        .args(["-c", script])
+        .current_dir(&m.dir)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut ready = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(holder.stdout.as_mut().unwrap()),
+        &mut ready,
+    )
+    .unwrap();
+    assert_eq!(ready.trim(), "ready", "{}", log_tail(&m));
+    proxy.schedule(Duration::ZERO, Mode::Refuse, Duration::from_secs(120));
+    std::thread::sleep(Duration::from_millis(200));
+    signal(pid, libc::SIGTERM);
+    // Bound: 5 s grace + 3 s deadline + 5 s, then at most 10 s of aborting; the margin is
+    // for a loaded machine, not a performance figure.
+    wait_gone(pid, Duration::from_secs(60));
+    let _ = holder.kill();
+    let _ = holder.wait();
+    proxy.heal();
+    let log = m.log_text();
+    for name in ["a", "b"] {
+        let key = format!("{p}/{name}");
+        let failures = log
+            .lines()
+            .filter(|l| l.contains("upload failed at unmount") && l.contains(&key))
+            .count();
+        assert_eq!(failures, 1, "commit of {key} tried {failures} times\n{log}");
+        assert!(s3.get(&key).is_none(), "{key} stored in an outage?");
+    }
+    assert!(
+        log.contains("2 files being written could not be stored"),
+        "{log}"
+    );
+    assert!(!log.contains("panicked"), "{log}");
+}

@@ -10,6 +10,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::common::mount::{signal, wait_gone};
 use crate::common::{self, Conn, Mount, S3, errno, garage_key, is_mounted, pseudo_random, unique};
 
 /// A mount of `prefix` with a key that may read the test bucket but not write it.
@@ -65,47 +66,13 @@ fn an_empty_new_file_exists_after_its_close_and_a_redirect_streams_its_content()
     assert_eq!(s3.pending_uploads(&format!("{p}/")), 0);
 }
 
-/// The pid of the daemon serving `m` (the process whose command line names its directory).
-fn daemon_pid(m: &Mount) -> i32 {
-    let dir = m.dir.to_str().unwrap();
-    for e in fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let cmd = fs::read(e.path().join("cmdline")).unwrap_or_default();
-        let args: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
-        if args.contains(&&b"mount"[..]) && args.contains(&dir.as_bytes()) {
-            return pid;
-        }
-    }
-    panic!("no daemon serving {dir}");
-}
-
-fn signal(pid: i32, sig: i32) {
-    // SAFETY: sending a signal to a process we started.
-    assert_eq!(unsafe { libc::kill(pid, sig) }, 0);
-}
-
-/// Wait until `pid` is gone (at most `limit`); how long it took.
-fn wait_gone(pid: i32, limit: Duration) -> Duration {
-    let t = Instant::now();
-    while Path::new(&format!("/proc/{pid}")).exists() {
-        assert!(
-            t.elapsed() < limit,
-            "daemon {pid} still running after {limit:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    t.elapsed()
-}
-
 #[test]
 fn sigterm_during_a_copy_commits_the_whole_file_and_exits_cleanly() {
     let (s3, p, m) = common::mount_fresh_prefix("sigterm-copy");
     let data = pseudo_random(60 << 20, 10);
     let src = tempfile::NamedTempFile::new().unwrap();
     fs::write(src.path(), &data).unwrap();
-    let pid = daemon_pid(&m);
+    let pid = m.daemon_pid();
     let mut cp = Command::new("cp")
         .arg(src.path())
         .arg(m.path("big"))
@@ -131,7 +98,7 @@ fn sigterm_during_a_copy_commits_the_whole_file_and_exits_cleanly() {
 fn a_second_sigterm_aborts_and_a_shell_inside_does_not_keep_the_daemon() {
     // Twice: a writer that holds its file open is aborted; nothing is published.
     let (s3, p, m) = common::mount_fresh_prefix("sigterm-twice");
-    let pid = daemon_pid(&m);
+    let pid = m.daemon_pid();
     // Writes 9 MiB (one part sent, the rest buffered) and keeps the file open, unclosed.
     let script = "import time\nf = open('held', 'wb')\nf.write(b'x' * (9 << 20))\nf.flush()\ntime.sleep(30)\n";
     let mut holder = Command::new("python3")
@@ -160,7 +127,7 @@ fn a_second_sigterm_aborts_and_a_shell_inside_does_not_keep_the_daemon() {
 
     // A shell whose working directory is inside the mount: the daemon still goes.
     let (_, _, m) = common::mount_fresh_prefix("sigterm-shell");
-    let pid = daemon_pid(&m);
+    let pid = m.daemon_pid();
     let mut shell = Command::new("sh")
         .arg("-c")
         .arg("sleep 30")

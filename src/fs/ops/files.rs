@@ -27,6 +27,9 @@ use crate::fs::{
 };
 use crate::s3::PutOptions;
 
+/// Files committed at once at unmount (each commit sends its own parts in parallel too).
+const SHUTDOWN_COMMITS: usize = 4;
+
 impl Fs {
     /// Metadata and Content-Type (from the key's extension) for writing `key`.
     pub(in crate::fs) fn put_options(&self, key: &str, posix: &Posix) -> PutOptions {
@@ -831,18 +834,27 @@ impl Fs {
         Ok(())
     }
 
-    /// Commit every file still being written and refuse new writers (on unmount). Errors
-    /// are logged.
-    pub async fn shutdown(&self) {
-        for file in self.close_to_writers() {
-            if let Err(e) = self.commit(&file).await {
+    /// Commit every file still being written and refuse new writers (on unmount); how many
+    /// could not be stored (each is logged). Files are committed a few at a time: against a
+    /// server that is gone each waits out the retry deadline, and one after another they
+    /// would multiply it.
+    pub async fn shutdown(&self) -> usize {
+        use futures::StreamExt;
+        futures::stream::iter(self.close_to_writers())
+            .map(|file| async move {
+                let Err(e) = self.commit(&file).await else {
+                    return 0;
+                };
                 let key = match file.state.lock().await.as_ref() {
                     Some(st) => st.at.key.clone(),
                     None => String::new(),
                 };
                 warn!(key, error = %e, "upload failed at unmount");
-            }
-        }
+                1
+            })
+            .buffer_unordered(SHUTDOWN_COMMITS)
+            .fold(0, |n, failed| async move { n + failed })
+            .await
     }
 
     /// Refuse new writers from now on; how many files are still open for writing.

@@ -176,7 +176,7 @@ impl Tree for Fs {
         Fs::stop_new_writers(self)
     }
 
-    async fn shutdown(&self) {
+    async fn shutdown(&self) -> usize {
         Fs::shutdown(self).await
     }
 

@@ -152,6 +152,42 @@ impl Mount {
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
+
+    /// The pid of the daemon serving this mount (the process whose command line names its
+    /// directory).
+    pub fn daemon_pid(&self) -> i32 {
+        let dir = self.dir.to_str().unwrap();
+        for e in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+            let args: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
+            if args.contains(&&b"mount"[..]) && args.contains(&dir.as_bytes()) {
+                return pid;
+            }
+        }
+        panic!("no daemon serving {dir}");
+    }
+}
+
+/// Send `sig` to a process this test started.
+pub fn signal(pid: i32, sig: i32) {
+    // SAFETY: sending a signal to a process we started.
+    assert_eq!(unsafe { libc::kill(pid, sig) }, 0);
+}
+
+/// Wait until `pid` is gone (at most `limit`, else fail); how long it took.
+pub fn wait_gone(pid: i32, limit: Duration) -> Duration {
+    let t = Instant::now();
+    while Path::new(&format!("/proc/{pid}")).exists() {
+        assert!(
+            t.elapsed() < limit,
+            "daemon {pid} still running after {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    t.elapsed()
 }
 
 impl Drop for Mount {
