@@ -6,9 +6,8 @@
 use std::fs;
 use std::io::Write;
 use std::os::fd::IntoRawFd;
-use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::common::mount::{signal, wait_gone};
 use crate::common::{self, Conn, Mount, S3, errno, garage_key, is_mounted, pseudo_random, unique};
