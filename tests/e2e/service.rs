@@ -13,18 +13,26 @@ use crate::common::{self, garage, is_mounted, mount::bin};
 /// would do.)
 struct HelperLink {
     made: bool,
+    /// Tests that use the link run one at a time: one's removal would pull it from under
+    /// another.
+    _one_at_a_time: std::sync::MutexGuard<'static, ()>,
 }
 
 const LINK: &str = "/sbin/mount.fuse.s3mount";
 
 impl HelperLink {
     fn install() -> HelperLink {
+        static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
         let existed = std::fs::symlink_metadata(LINK).is_ok();
         if existed {
             std::fs::remove_file(LINK).unwrap();
         }
         std::os::unix::fs::symlink(bin(), LINK).unwrap();
-        HelperLink { made: !existed }
+        HelperLink {
+            made: !existed,
+            _one_at_a_time: guard,
+        }
     }
 }
 
@@ -56,14 +64,29 @@ impl Drop for Cleanup {
 /// names an existing relative path into an absolute one).
 fn mount_with_fstab(fstab: &Path, dir: &Path) -> std::process::Output {
     let g = garage();
+    mount_with_fstab_env(
+        fstab,
+        dir,
+        &[
+            ("AWS_ACCESS_KEY_ID", &g.key_id),
+            ("AWS_SECRET_ACCESS_KEY", &g.secret),
+        ],
+    )
+}
+
+/// `mount -T FSTAB DIR` with only `env` for credentials (and no AWS variables else).
+fn mount_with_fstab_env(fstab: &Path, dir: &Path, env: &[(&str, &str)]) -> std::process::Output {
     let cwd = common::empty_dir();
     Command::new("mount")
         .arg("-T")
         .arg(fstab)
         .arg(dir)
         .current_dir(cwd.path())
-        .env("AWS_ACCESS_KEY_ID", &g.key_id)
-        .env("AWS_SECRET_ACCESS_KEY", &g.secret)
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_ENDPOINT_URL")
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .output()
         .unwrap()
@@ -140,6 +163,65 @@ fn an_fstab_line_mounts_through_mount_and_the_helper() {
         stderr.contains("unknown mount option 'allow_others'"),
         "stderr: {stderr}"
     );
+    assert_eq!(stderr.trim().lines().count(), 1, "stderr: {stderr}");
+    assert!(!is_mounted(&dir));
+}
+
+/// `profile=NAME` in an fstab line: the connection (keys, endpoint, region) comes from the
+/// named profile alone, as an administrator defines it once in the AWS config file.
+#[test]
+fn an_fstab_line_names_its_connection_by_profile() {
+    let _link = HelperLink::install();
+    let g = garage();
+    let p = common::unique("fstab-profile");
+    let tmp = common::empty_dir();
+    let dir = tmp.path().join("mnt");
+    std::fs::create_dir(&dir).unwrap();
+    let _cleanup = Cleanup(None, dir.clone());
+    let config = tmp.path().join("aws-config");
+    std::fs::write(
+        &config,
+        format!(
+            "[profile fstab-garage]\nregion = us-east-1\naws_access_key_id = {}\n\
+             aws_secret_access_key = {}\nendpoint_url = {}\n",
+            g.key_id, g.secret, g.endpoint
+        ),
+    )
+    .unwrap();
+    let fstab = tmp.path().join("fstab");
+    let line = |profile: &str| {
+        format!(
+            "{}/{p} {} fuse.s3mount _netdev,profile={profile},log_file=/dev/null 0 0\n",
+            g.bucket,
+            dir.display()
+        )
+    };
+    let env = [
+        ("AWS_CONFIG_FILE", config.to_str().unwrap()),
+        ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null"),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+    ];
+    std::fs::write(&fstab, line("fstab-garage")).unwrap();
+    let out = mount_with_fstab_env(&fstab, &dir, &env);
+    assert!(
+        out.status.success(),
+        "mount -T with profile= failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::write(dir.join("via-profile"), "named connection").unwrap();
+    let s3 = common::S3::garage();
+    assert_eq!(
+        s3.get(&format!("{p}/via-profile")).unwrap(),
+        b"named connection"
+    );
+    unmount(&dir);
+
+    // A profile that is not defined: one line naming it, nothing mounted.
+    std::fs::write(&fstab, line("fstab-nosuch")).unwrap();
+    let out = mount_with_fstab_env(&fstab, &dir, &env);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "mounted with an unknown profile");
+    assert!(stderr.contains("'fstab-nosuch'"), "stderr: {stderr}");
     assert_eq!(stderr.trim().lines().count(), 1, "stderr: {stderr}");
     assert!(!is_mounted(&dir));
 }
