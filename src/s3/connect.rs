@@ -135,6 +135,12 @@ impl Connector<'_> {
         if !suspicious {
             return None;
         }
+        // The server may name the region it wants in the message (AWS and Garage do), which
+        // works where detection does not (S3-compatible servers without
+        // `x-amz-bucket-region`).
+        if let Some(actual) = e.message.as_deref().and_then(diagnose::region_in_message) {
+            return (actual != region).then_some(actual);
+        }
         let mut auto = self.conn.clone();
         auto.region = None;
         let actual = region::detect(&self.identity.sdk_config, &auto, &target.bucket)

@@ -375,6 +375,27 @@ fn credentials_cause(e: &CredentialsError, profile: Option<&ProfileInfo>) -> Str
     )
 }
 
+/// The region a server says it expected, from a wrong-region complaint's message:
+/// AWS's "the region 'X' is wrong; expecting 'Y'" or a credential scope
+/// "expected: 'DATE/Y/s3/aws4_request'" (Garage).
+pub fn region_in_message(message: &str) -> Option<String> {
+    let quoted_after = |marker: &str| {
+        let rest = &message[message.find(marker)? + marker.len()..];
+        let rest = rest.strip_prefix('\'')?;
+        Some(rest[..rest.find('\'')?].to_owned())
+    };
+    let region = quoted_after("expecting ").or_else(|| {
+        let scope = quoted_after("expected: ")?;
+        scope.split('/').nth(1).map(str::to_owned)
+    })?;
+    let plausible = !region.is_empty()
+        && region.len() <= 64
+        && region
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    plausible.then_some(region)
+}
+
 /// The bucket's region, for "wrong region" (what to pass instead of `given`).
 pub fn wrong_region(bucket: &str, actual: &str, given: &str) -> String {
     format!(
@@ -670,5 +691,33 @@ mod tests {
         assert_eq!(clip("a: ProviderError { x }", 50), "a: ProviderError");
         assert_eq!(clip(&"x".repeat(20), 10).chars().count(), 10);
         assert_eq!(clip("a\n  b", 10), "a b");
+    }
+
+    #[test]
+    fn the_expected_region_is_read_from_aws_and_garage_messages() {
+        assert_eq!(
+            region_in_message(
+                "The authorization header is malformed; the region 'us-east-1' is wrong; \
+                 expecting 'eu-west-1'"
+            )
+            .as_deref(),
+            Some("eu-west-1")
+        );
+        assert_eq!(
+            region_in_message(
+                "Authorization header malformed, unexpected scope: \
+                 '20261203/eu-west-3/s3/aws4_request', expected: '20261203/garage/s3/aws4_request'"
+            )
+            .as_deref(),
+            Some("garage")
+        );
+        for m in [
+            "Authorization header malformed",
+            "expected: 'nonsense'",
+            "expecting 'a b'",
+            "expecting 'unterminated",
+        ] {
+            assert_eq!(region_in_message(m), None, "{m}");
+        }
     }
 }
