@@ -2,15 +2,18 @@
 //! cache and write buffers. Holders reserve bytes before allocating and give them back on
 //! drop. Optional work (prefetching further ahead, caching) asks with [`Budget::try_reserve`]
 //! and is skipped when the budget is spent, so under pressure windows shrink instead of the
-//! process growing; work that must happen for a caller to make progress (the bytes a read
-//! is waiting for, a part that must be uploaded) uses [`Budget::reserve`], which may
-//! overshoot the limit briefly rather than deadlock.
+//! process growing; work that must happen for a caller to make progress uses
+//! [`Budget::reserve`], which may overshoot the limit rather than deadlock. Work that may
+//! wait (a part to upload: its writer is only slowed) uses [`Budget::reserve_patiently`],
+//! which waits for memory to be given back first and overshoots only after a while — so
+//! many writers in a small container queue for memory instead of multiplying it.
 //!
 //! The limit and the bytes reserved are gauges ([`crate::metrics`]), summed over the
 //! budgets of the process (the buckets view has one per bucket).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use crate::metrics;
 
@@ -20,6 +23,8 @@ pub struct Budget {
     limit: u64,
     used: AtomicU64,
     peak: AtomicU64,
+    /// Woken whenever memory is given back (for [`Budget::reserve_patiently`]).
+    returned: tokio::sync::Notify,
 }
 
 /// Bytes held against a [`Budget`]; returned on drop.
@@ -37,6 +42,7 @@ impl Budget {
             limit,
             used: AtomicU64::new(0),
             peak: AtomicU64::new(0),
+            returned: tokio::sync::Notify::new(),
         })
     }
 
@@ -85,6 +91,27 @@ impl Budget {
         }
     }
 
+    /// Reserve `bytes` once they fit under the limit, waiting up to `patience` for other
+    /// holders to give memory back; past that, even over the limit (a writer must not
+    /// wait forever on memory that its own reads may be holding).
+    pub async fn reserve_patiently(
+        self: &Arc<Self>,
+        bytes: u64,
+        patience: Duration,
+    ) -> Reservation {
+        let until = tokio::time::Instant::now() + patience;
+        loop {
+            // Registered before trying, so a return between the try and the wait is seen.
+            let returned = self.returned.notified();
+            if let Some(r) = self.try_reserve(bytes) {
+                return r;
+            }
+            if tokio::time::timeout_at(until, returned).await.is_err() {
+                return self.reserve(bytes);
+            }
+        }
+    }
+
     /// Reserve `bytes` even past the limit (for the work a caller is blocked on).
     pub fn reserve(self: &Arc<Self>, bytes: u64) -> Reservation {
         let next = self.used.fetch_add(bytes, Ordering::AcqRel) + bytes;
@@ -102,12 +129,30 @@ impl Reservation {
     pub fn bytes(&self) -> u64 {
         self.bytes
     }
+
+    /// Hold `other`'s bytes too (one reservation for a growing buffer).
+    pub fn absorb(&mut self, mut other: Reservation) {
+        debug_assert!(Arc::ptr_eq(&self.budget, &other.budget));
+        self.bytes += std::mem::take(&mut other.bytes);
+    }
+
+    /// Split off `bytes` (at most what is held) into a reservation of their own (a part
+    /// cut from a buffer takes its memory with it).
+    pub fn split(&mut self, bytes: u64) -> Reservation {
+        let bytes = bytes.min(self.bytes);
+        self.bytes -= bytes;
+        Reservation {
+            budget: self.budget.clone(),
+            bytes,
+        }
+    }
 }
 
 impl Drop for Reservation {
     fn drop(&mut self) {
         self.budget.used.fetch_sub(self.bytes, Ordering::AcqRel);
         metrics::budget_used(-(self.bytes as i64));
+        self.budget.returned.notify_waiters();
     }
 }
 
@@ -120,6 +165,20 @@ impl Drop for Budget {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reservations_split_and_absorb_without_changing_the_total() {
+        let b = Budget::new(100);
+        let mut r = b.try_reserve(30).unwrap();
+        r.absorb(b.try_reserve(20).unwrap());
+        assert_eq!((r.bytes(), b.used()), (50, 50));
+        let part = r.split(40);
+        assert_eq!((part.bytes(), r.bytes(), b.used()), (40, 10, 50));
+        drop(part);
+        assert_eq!(b.used(), 10);
+        assert_eq!(r.split(99).bytes(), 10);
+        assert_eq!(b.used(), 0);
+    }
 
     #[test]
     fn reservations_respect_the_limit_and_return_on_drop() {
@@ -164,5 +223,28 @@ mod tests {
             value(&text, "s3mount_memory_budget_limit_bytes"),
             Some(100.0)
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_patient_reservation_waits_for_memory_given_back_then_overshoots() {
+        let b = Budget::new(100);
+        let held = b.try_reserve(80).unwrap();
+        let waiter = {
+            let b = b.clone();
+            tokio::spawn(async move { b.reserve_patiently(50, Duration::from_secs(10)).await })
+        };
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(!waiter.is_finished(), "reserved past the limit at once");
+        assert_eq!(b.used(), 80);
+        drop(held);
+        let r = waiter.await.unwrap();
+        assert_eq!((r.bytes(), b.used(), b.peak()), (50, 50, 80));
+
+        // Nobody gives back: after its patience it takes the memory anyway.
+        let _more = b.try_reserve(50).unwrap();
+        let t = tokio::time::Instant::now();
+        let forced = b.reserve_patiently(50, Duration::from_secs(3)).await;
+        assert_eq!(t.elapsed(), Duration::from_secs(3));
+        assert_eq!((forced.bytes(), b.used()), (50, 150));
     }
 }

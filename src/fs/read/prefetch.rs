@@ -260,15 +260,19 @@ impl Reader {
                 break;
             }
             let start = st.next_start;
-            let stop = (start + st.next_len).min(self.size);
-            let memory = if needed {
-                self.shared.budget.reserve(stop - start)
-            } else {
-                match self.reserve_optional(stop - start) {
-                    Some(r) => r,
-                    // Budget spent: the window stops growing here.
-                    None => break,
+            let mut stop = (start + st.next_len).min(self.size);
+            let memory = match self.reserve_optional(stop - start) {
+                Some(r) => r,
+                // Budget spent: what the reader waits for is fetched anyway, but only
+                // that (whole blocks), not the chunk the window would have grown to — many
+                // readers in a small budget must not each force a multi-MiB chunk.
+                None if needed => {
+                    stop = stop.min(end.div_ceil(BLOCK).saturating_mul(BLOCK).min(self.size));
+                    st.next_len = BLOCK;
+                    self.shared.budget.reserve(stop - start)
                 }
+                // Budget spent: the window stops growing here.
+                None => break,
             };
             let chunk = self.spawn_chunk(start..stop, memory);
             st.chunks.push_back(chunk);

@@ -17,6 +17,12 @@ use std::sync::Arc;
 pub use stage::{Base, Staged};
 pub use stream::{Committed, Upload};
 
+/// How long a part to upload waits for the memory budget before it is sent anyway: long
+/// enough for other writers' parts in flight to finish (a part takes well under a second
+/// on a working connection), short enough that a writer whose own reads hold the memory
+/// is slowed, never stuck.
+const MEMORY_PATIENCE: std::time::Duration = std::time::Duration::from_secs(5);
+
 use super::error::Result;
 use super::read::Budget;
 use crate::s3::{ObjectStore, PutOptions};

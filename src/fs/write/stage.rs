@@ -299,7 +299,10 @@ impl Staged {
                 if copy {
                     return Ok((upload.copy_part(number, &self.key, r, etag).await?, vec![]));
                 }
-                let _memory = self.budget.reserve(r.end - r.start);
+                let _memory = self
+                    .budget
+                    .reserve_patiently(r.end - r.start, super::MEMORY_PATIENCE)
+                    .await;
                 for gap in &gaps {
                     self.fetch_gap(gap).await?;
                 }

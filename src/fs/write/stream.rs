@@ -14,12 +14,16 @@ use bytes::{Bytes, BytesMut};
 use tokio::task::JoinHandle;
 use tracing::warn;
 
-use super::{Uploads, WriteConfig};
+use super::{MEMORY_PATIENCE, Uploads, WriteConfig};
 use crate::fs::error::{FsError, Result};
 use crate::fs::read::Budget;
+use crate::fs::read::budget::Reservation;
 use crate::s3::{
     CompletedPart, ErrorKind, MultipartUpload, ObjectStore, PutOptions, PutResult, StoreError,
 };
+
+/// Granularity of a write buffer's memory reservation.
+const BUF_STEP: u64 = 64 << 10;
 
 /// S3's limit on parts per upload.
 pub const MAX_PARTS: i32 = 10_000;
@@ -58,6 +62,9 @@ pub struct Upload {
     budget: Arc<Budget>,
     opts: PutOptions,
     buf: BytesMut,
+    /// The budget's memory for `buf` (at least its length): writers wait for it, so many
+    /// writers in a small budget queue instead of growing the process.
+    buf_memory: Option<Reservation>,
     written: u64,
     multipart: Option<Multipart>,
     state: State,
@@ -73,6 +80,7 @@ impl Upload {
             budget: up.budget.clone(),
             opts,
             buf: BytesMut::new(),
+            buf_memory: None,
             written: 0,
             multipart: None,
             state: State::Open,
@@ -103,6 +111,7 @@ impl Upload {
     pub fn take_unsent(&mut self) -> Option<BytesMut> {
         if self.multipart.is_none() && matches!(self.state, State::Open) {
             self.state = State::Cancelled;
+            self.buf_memory = None;
             Some(std::mem::take(&mut self.buf))
         } else {
             None
@@ -127,18 +136,44 @@ impl Upload {
                 got: off,
             });
         }
+        self.hold_memory(self.buf.len() as u64 + data.len() as u64)
+            .await;
         self.buf.extend_from_slice(data);
         self.written += data.len() as u64;
         while self.buf.len() as u64 >= self.cfg.part_size {
             let part = self.buf.split_to(self.cfg.part_size as usize).freeze();
-            if let Err(e) = self.send_part(part).await {
+            let memory = self.part_memory(part.len() as u64);
+            if let Err(e) = self.send_part(part, memory).await {
                 return Err(self.fail(e).await);
             }
         }
         Ok(data.len() as u32)
     }
 
-    async fn send_part(&mut self, body: Bytes) -> Result<()> {
+    /// Make `buf_memory` cover `len` bytes, waiting (a while) for the budget.
+    async fn hold_memory(&mut self, len: u64) {
+        let held = self.buf_memory.as_ref().map_or(0, Reservation::bytes);
+        if len <= held {
+            return;
+        }
+        // In 64 KiB steps: fewer trips to the budget, little held beyond what is written.
+        let more = (len - held).div_ceil(BUF_STEP) * BUF_STEP;
+        let r = self.budget.reserve_patiently(more, MEMORY_PATIENCE).await;
+        match &mut self.buf_memory {
+            Some(m) => m.absorb(r),
+            None => self.buf_memory = Some(r),
+        }
+    }
+
+    /// The memory of `len` bytes cut from the front of `buf`.
+    fn part_memory(&mut self, len: u64) -> Reservation {
+        match &mut self.buf_memory {
+            Some(m) => m.split(len),
+            None => self.budget.reserve(0),
+        }
+    }
+
+    async fn send_part(&mut self, body: Bytes, memory: Reservation) -> Result<()> {
         if self.multipart.is_none() {
             let upload = self.store.start_multipart(&self.key, &self.opts).await?;
             self.multipart = Some(Multipart {
@@ -152,19 +187,12 @@ impl Upload {
         if mp.next_part > MAX_PARTS {
             return Err(FsError::FileTooLarge);
         }
-        // Fewer parts in flight when the shared memory budget is spent; at least one.
-        let len = body.len() as u64;
-        let memory = loop {
-            if mp.inflight.len() < self.cfg.threads
-                && let Some(r) = self.budget.try_reserve(len)
-            {
-                break r;
-            }
-            match mp.inflight.pop_front() {
-                Some(oldest) => mp.done.push(join_part(&self.key, oldest).await?),
-                None => break self.budget.reserve(len),
-            }
-        };
+        // At most `threads` parts in flight; their memory was reserved as they were
+        // written (see `hold_memory`), so a spent budget already slowed the writer.
+        while mp.inflight.len() >= self.cfg.threads.max(1) {
+            let oldest = mp.inflight.pop_front().expect("non-empty");
+            mp.done.push(join_part(&self.key, oldest).await?);
+        }
         let number = mp.next_part;
         mp.next_part += 1;
         let upload = mp.upload.clone();
@@ -205,12 +233,15 @@ impl Upload {
     async fn commit(&mut self) -> Result<PutResult> {
         if self.multipart.is_none() {
             let body = std::mem::take(&mut self.buf).freeze();
+            let _memory = self.buf_memory.take();
             return Ok(self.store.put(&self.key, body, &self.opts).await?);
         }
         if !self.buf.is_empty() {
             let last = std::mem::take(&mut self.buf).freeze();
-            self.send_part(last).await?;
+            let memory = self.part_memory(last.len() as u64);
+            self.send_part(last, memory).await?;
         }
+        self.buf_memory = None;
         let mp = self.multipart.as_mut().expect("multipart");
         while let Some(h) = mp.inflight.pop_front() {
             mp.done.push(join_part(&self.key, h).await?);
@@ -225,6 +256,7 @@ impl Upload {
     async fn fail(&mut self, e: FsError) -> FsError {
         self.abort_multipart().await;
         self.buf = BytesMut::new();
+        self.buf_memory = None;
         self.state = State::Failed(e.clone());
         e
     }
@@ -234,6 +266,7 @@ impl Upload {
         if matches!(self.state, State::Open) {
             self.abort_multipart().await;
             self.buf = BytesMut::new();
+            self.buf_memory = None;
             self.state = State::Cancelled;
         }
     }
@@ -344,5 +377,48 @@ mod tests {
         u.finish().await.unwrap();
         assert!(store.get("k").is_none());
         assert_eq!(store.pending_uploads(), 0);
+    }
+
+    /// Two writers sharing a budget of one part: their buffered and in-flight bytes stay
+    /// within it (the second waits for the first's part to be sent), and both files are
+    /// exact. Before, each writer forced a part past the limit.
+    #[tokio::test(start_paused = true)]
+    async fn writers_queue_for_a_small_budget_instead_of_overshooting_it() {
+        const PART: u64 = 5 << 20;
+        let store = Arc::new(MemoryStore::new("b", 1000));
+        store.set_part_latency(std::time::Duration::from_millis(200));
+        let budget = Budget::new(PART + BUF_STEP);
+        let uploads = Uploads::new(
+            store.clone(),
+            WriteConfig {
+                part_size: PART,
+                threads: 2,
+            },
+            std::env::temp_dir(),
+            budget.clone(),
+        );
+        let write = |name: &'static str, seed: u8| {
+            let mut u = uploads.stream(name.into(), PutOptions::default());
+            async move {
+                let data: Vec<u8> = (0..(3 * PART) as usize)
+                    .map(|i| (i as u8).wrapping_mul(seed))
+                    .collect();
+                for (n, chunk) in data.chunks(1 << 20).enumerate() {
+                    u.write((n << 20) as u64, chunk).await.unwrap();
+                }
+                u.finish().await.unwrap();
+                data
+            }
+        };
+        let (a, b) = tokio::join!(write("a", 3), write("b", 7));
+        assert_eq!(&store.get("a").unwrap()[..], &a[..]);
+        assert_eq!(&store.get("b").unwrap()[..], &b[..]);
+        assert!(
+            budget.peak() <= PART + BUF_STEP,
+            "peak {} over the budget of {}",
+            budget.peak(),
+            PART + BUF_STEP
+        );
+        assert_eq!(budget.used(), 0);
     }
 }
