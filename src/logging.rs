@@ -127,6 +127,33 @@ pub fn init(level: &str, format: LogFormat, secrets: Vec<String>) {
         .init();
 }
 
+/// Append one ERROR event saying `message` to the file at `path`, in `format` and with
+/// `secrets` masked, as the log of a running mount would hold it. A background mount that
+/// fails before it is live prints why on the terminal it was started from; this puts the
+/// same sentence in its log file too (the one place a service's failures are looked for),
+/// without printing it twice.
+pub fn append_error(
+    path: &std::path::Path,
+    format: LogFormat,
+    secrets: Vec<String>,
+    message: &str,
+) -> std::io::Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    let redactor = Arc::new(Redactor::new(secrets));
+    let subscriber =
+        tracing_subscriber::registry().with(layer(format, redactor, std::sync::Mutex::new(file)));
+    tracing::subscriber::with_default(subscriber, || {
+        tracing::error!(target: "s3mount", "not mounted: {message}");
+    });
+    Ok(())
+}
+
 /// The formatting layer writing to `sink`, secrets masked by `redactor` either way.
 fn layer<S, W>(
     format: LogFormat,
