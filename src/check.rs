@@ -44,7 +44,8 @@ pub struct Report {
     pub mode: Mode,
     /// Where the credentials come from.
     pub credentials: String,
-    /// Caller identity ARN, when STS answered.
+    /// Caller identity ARN, when STS answered (never asked for the keys of a non-AWS
+    /// `--endpoint-url` without an STS endpoint).
     pub identity: Option<String>,
     /// Region in use.
     pub region: String,
@@ -94,9 +95,9 @@ impl Report {
         out += &format!("  credentials: {}\n", self.credentials);
         out += &format!(
             "  identity:    {}\n",
-            self.identity
-                .as_deref()
-                .unwrap_or("unknown (STS GetCallerIdentity not answered)")
+            self.identity.as_deref().unwrap_or(
+                "unknown (STS GetCallerIdentity not answered, or not asked: S3-compatible endpoint)"
+            )
         );
         out += &format!("  region:      {}\n", self.region);
         if let Some(f) = &self.fatal {

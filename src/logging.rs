@@ -709,4 +709,35 @@ mod tests {
         assert_eq!(url_encode("a+b/c="), "a%2Bb%2Fc%3D");
         assert_eq!(url_encode("A-z_0.~"), "A-z_0.~");
     }
+
+    #[test]
+    fn a_failure_appended_to_the_log_file_is_one_error_line_with_secrets_masked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("new/dir/s3mount.log");
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, "earlier line\n").unwrap();
+        let secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY".to_owned();
+        append_error(
+            &path,
+            LogFormat::Text,
+            vec![secret.clone()],
+            &format!("bad secret {secret} given"),
+        )
+        .unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "appended, not truncated: {text}");
+        assert!(
+            lines[1].contains(" ERROR s3mount: not mounted: bad secret "),
+            "{text}"
+        );
+        assert!(!text.contains(&secret) && text.contains(MASK), "{text}");
+
+        let json = dir.path().join("j.log");
+        append_error(&json, LogFormat::Json, vec![], "why").unwrap();
+        let v: Value =
+            serde_json::from_str(std::fs::read_to_string(&json).unwrap().trim()).unwrap();
+        assert_eq!(v["level"], "ERROR");
+        assert_eq!(v["message"], "not mounted: why");
+    }
 }
