@@ -49,11 +49,21 @@ fn refused(conn: &Conn, target: &str) -> String {
 /// `s3mount check TARGET` with `conn`: exits 1, and its one `✗` line (the reason nothing
 /// could be probed), checked to be one sentence.
 fn check_refused(conn: &Conn, target: &str) -> String {
+    check_output(check_cmd(conn, target))
+}
+
+/// `s3mount check TARGET` with `conn`.
+fn check_cmd(conn: &Conn, target: &str) -> Command {
     let mut c = s3mount_cmd();
     c.envs(conn.env.iter().map(|(k, v)| (k, v)))
         .arg("check")
         .arg(target)
         .args(&conn.args);
+    c
+}
+
+/// What [`check_refused`] checks, of a check command built by hand.
+fn check_output(mut c: Command) -> String {
     let out = c.output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{text}");
@@ -205,6 +215,9 @@ fn an_expired_sso_session_says_to_sign_in_again() {
             && e.contains("`aws sso login --profile dev`"),
         "{e}"
     );
+    let sentence = e.trim().trim_start_matches("s3mount: error: ");
+    let checked = check_output(in_own_netns(check_cmd(&c, &garage().bucket)));
+    assert_eq!(checked, sentence, "check words it alike");
 }
 
 #[test]
@@ -307,6 +320,9 @@ fn a_host_name_that_does_not_resolve_names_the_endpoint_and_dns() {
             && e.contains("does not resolve (DNS)"),
         "{e}"
     );
+    let sentence = e.trim().trim_start_matches("s3mount: error: ");
+    let checked = check_output(in_own_netns(check_cmd(&c, &garage().bucket)));
+    assert_eq!(checked, sentence, "check words it alike");
 }
 
 #[test]
