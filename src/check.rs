@@ -44,7 +44,8 @@ pub struct Report {
     pub mode: Mode,
     /// Where the credentials come from.
     pub credentials: String,
-    /// Caller identity ARN, when STS answered.
+    /// Caller identity ARN, when STS answered (never asked for the keys of a non-AWS
+    /// `--endpoint-url` without an STS endpoint).
     pub identity: Option<String>,
     /// Region in use.
     pub region: String,
@@ -94,9 +95,9 @@ impl Report {
         out += &format!("  credentials: {}\n", self.credentials);
         out += &format!(
             "  identity:    {}\n",
-            self.identity
-                .as_deref()
-                .unwrap_or("unknown (STS GetCallerIdentity not answered)")
+            self.identity.as_deref().unwrap_or(
+                "unknown (STS GetCallerIdentity not answered, or not asked: S3-compatible endpoint)"
+            )
         );
         out += &format!("  region:      {}\n", self.region);
         if let Some(f) = &self.fatal {
@@ -158,12 +159,15 @@ fn probe(
 async fn caller_identity(c: &Connector<'_>) -> Option<String> {
     let sdk = c.sdk_config();
     let mut b = aws_sdk_sts::config::Builder::from(sdk);
-    if let Some(url) = c
-        .connection()
-        .role
-        .as_ref()
-        .and_then(|r| r.sts_endpoint_url.clone())
-    {
+    let sts_flag = (c.connection().role.as_ref()).and_then(|r| r.sts_endpoint_url.clone());
+    // Keys for an S3-compatible server given by --endpoint-url are not AWS's: asking AWS's
+    // STS who they are would send them (and a DNS query) off to AWS for nothing.
+    let s3_elsewhere =
+        (c.connection().endpoint_url.as_deref()).is_some_and(|u| !u.contains(".amazonaws.com"));
+    if sts_flag.is_none() && auth::configured_endpoint(sdk, "STS").is_none() && s3_elsewhere {
+        return None;
+    }
+    if let Some(url) = sts_flag {
         b = b.endpoint_url(url);
     }
     if sdk.region().is_none() {

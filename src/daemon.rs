@@ -6,6 +6,18 @@ use std::fs::OpenOptions;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Set once stderr is the log file ([`Ready::signal`]): from then on an error printed to
+/// stderr is in the log already.
+static DETACHED: AtomicBool = AtomicBool::new(false);
+
+/// Whether this process's stderr is its log file (a background mount past [`Ready::signal`]).
+/// Until then a failure is printed to the terminal only, so the caller also appends it to
+/// the log file, where whoever reads the logs of a mount that never came up looks.
+pub fn detached() -> bool {
+    DETACHED.load(Ordering::Relaxed)
+}
 
 /// The child's end of the readiness pipe.
 pub struct Ready(OwnedFd);
@@ -59,6 +71,7 @@ impl Ready {
             libc::dup2(log.as_raw_fd(), 1);
             libc::dup2(log.as_raw_fd(), 2);
         }
+        DETACHED.store(true, Ordering::Relaxed);
         let one = b"1";
         // SAFETY: writing one byte from a valid buffer to our pipe end.
         let n = unsafe { libc::write(self.0.as_raw_fd(), one.as_ptr().cast(), 1) };

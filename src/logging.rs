@@ -127,6 +127,33 @@ pub fn init(level: &str, format: LogFormat, secrets: Vec<String>) {
         .init();
 }
 
+/// Append one ERROR event saying `message` to the file at `path`, in `format` and with
+/// `secrets` masked, as the log of a running mount would hold it. A background mount that
+/// fails before it is live prints why on the terminal it was started from; this puts the
+/// same sentence in its log file too (the one place a service's failures are looked for),
+/// without printing it twice.
+pub fn append_error(
+    path: &std::path::Path,
+    format: LogFormat,
+    secrets: Vec<String>,
+    message: &str,
+) -> std::io::Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    let redactor = Arc::new(Redactor::new(secrets));
+    let subscriber =
+        tracing_subscriber::registry().with(layer(format, redactor, std::sync::Mutex::new(file)));
+    tracing::subscriber::with_default(subscriber, || {
+        tracing::error!(target: "s3mount", "not mounted: {message}");
+    });
+    Ok(())
+}
+
 /// The formatting layer writing to `sink`, secrets masked by `redactor` either way.
 fn layer<S, W>(
     format: LogFormat,
@@ -681,5 +708,36 @@ mod tests {
     fn url_encoding_matches_sigv4() {
         assert_eq!(url_encode("a+b/c="), "a%2Bb%2Fc%3D");
         assert_eq!(url_encode("A-z_0.~"), "A-z_0.~");
+    }
+
+    #[test]
+    fn a_failure_appended_to_the_log_file_is_one_error_line_with_secrets_masked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("new/dir/s3mount.log");
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, "earlier line\n").unwrap();
+        let secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY".to_owned();
+        append_error(
+            &path,
+            LogFormat::Text,
+            vec![secret.clone()],
+            &format!("bad secret {secret} given"),
+        )
+        .unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "appended, not truncated: {text}");
+        assert!(
+            lines[1].contains(" ERROR s3mount: not mounted: bad secret "),
+            "{text}"
+        );
+        assert!(!text.contains(&secret) && text.contains(MASK), "{text}");
+
+        let json = dir.path().join("j.log");
+        append_error(&json, LogFormat::Json, vec![], "why").unwrap();
+        let v: Value =
+            serde_json::from_str(std::fs::read_to_string(&json).unwrap().trim()).unwrap();
+        assert_eq!(v["level"], "ERROR");
+        assert_eq!(v["message"], "not mounted: why");
     }
 }

@@ -376,6 +376,23 @@ fn run_mount(args: MountArgs) -> Result<ExitCode, Failure> {
     if let Some(m) = metrics {
         m.start().map_err(Failure::run)?;
     }
-    mount::run(cfg, ready).map_err(|e| Failure::run(format!("{e:#}")))?;
+    let background = ready.is_some();
+    let log_file = (cfg.mount.log_file.clone()).unwrap_or_else(daemon::default_log_file);
+    if let Err(e) = mount::run(cfg, ready) {
+        let message = one_line(&format!("{e:#}"));
+        if background && !daemon::detached() && args.logging.log_level != "off" {
+            // The terminal hears it from `report`; the log file would not have it at all.
+            let secrets = config::known_secrets(&args.connection);
+            if let Err(io) = s3mount::logging::append_error(
+                &log_file,
+                args.logging.log_format,
+                secrets,
+                &message,
+            ) {
+                tracing::debug!(error = %io, log = %log_file.display(), "cannot log the failure");
+            }
+        }
+        return Err(Failure::run(message));
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -13,8 +13,8 @@ use std::io::Write;
 use serde_json::Value;
 
 use crate::common::{
-    self, Conn, Moto, MotoLock, MotoRole, Mount, S3, empty_dir, errno, garage, is_mounted,
-    moto_lock, must_fail_to_mount, s3mount_cmd, unique,
+    self, Conn, Moto, MotoLock, MotoRole, Mount, S3, assert_one_sentence, empty_dir, errno, garage,
+    is_mounted, moto_lock, must_fail_to_mount, s3mount_cmd, unique,
 };
 
 const POLICY_BUCKET: &str = "s3mount-policy";
@@ -381,20 +381,6 @@ fn profile_conn(dir: &std::path::Path, config: &str, profile: &str, args: &[&str
     }
     .with_args(&["--profile", profile])
     .with_args(args)
-}
-
-/// The shared assertion of issue 15: one line, short, no `Debug` artefacts.
-fn assert_one_sentence(e: &str) {
-    let line = e.trim();
-    assert_eq!(line.lines().count(), 1, "{e}");
-    assert!(
-        line.chars().count() < 320,
-        "{} chars: {e}",
-        line.chars().count()
-    );
-    for bad in ["{", "ProviderError", "Response {"] {
-        assert!(!line.contains(bad), "{bad} in: {e}");
-    }
 }
 
 #[test]

@@ -36,4 +36,5 @@ mod times;
 mod unprivileged;
 mod visibility;
 mod wire;
+mod wording;
 mod write;

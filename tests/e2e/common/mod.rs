@@ -25,7 +25,10 @@ use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-pub use mount::{Conn, Mount, is_mounted, mount_fresh_prefix, must_fail_to_mount, s3mount_cmd};
+pub use mount::{
+    Conn, Mount, assert_one_sentence, is_mounted, mount_fresh_prefix, must_fail,
+    must_fail_to_mount, s3mount_cmd,
+};
 pub use s3::{S3, rt};
 pub use servers::{Moto, MotoLock, MotoRole, garage, garage_bucket, garage_key, moto_lock};
 

@@ -227,11 +227,17 @@ pub fn mount_fresh_prefix(tag: &str) -> (S3, String, Mount) {
 /// Run a mount that must fail; return its stderr after checking nothing got mounted and
 /// the error is one line starting with `s3mount: error: `.
 pub fn must_fail_to_mount(conn: &Conn, target: &str, dir: &Path, extra: &[&str]) -> String {
-    let out = conn.mount_cmd(target, dir, extra).output().unwrap();
+    must_fail(conn.mount_cmd(target, dir, extra), dir)
+}
+
+/// [`must_fail_to_mount`] for a mount command built by hand (`cmd` mounts at `dir`), e.g.
+/// one run inside a network namespace.
+pub fn must_fail(mut cmd: Command, dir: &Path) -> String {
+    let out = cmd.output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(
         !out.status.success(),
-        "mount of {target} unexpectedly succeeded"
+        "mount at {dir:?} unexpectedly succeeded"
     );
     assert!(
         dir.exists() && !is_mounted(dir) || !dir.exists(),
@@ -241,4 +247,19 @@ pub fn must_fail_to_mount(conn: &Conn, target: &str, dir: &Path, extra: &[&str])
     assert_eq!(lines.len(), 1, "expected one line, got: {stderr}");
     assert!(lines[0].starts_with("s3mount: error: "), "{stderr}");
     stderr
+}
+
+/// The shared assertion of issue 15 on an error a user reads: one line, under 300
+/// characters, no `Debug` artefacts (`{`, `ProviderError`, `Response {`).
+pub fn assert_one_sentence(e: &str) {
+    let line = e.trim();
+    assert_eq!(line.lines().count(), 1, "{e}");
+    assert!(
+        line.chars().count() < 300,
+        "{} chars: {e}",
+        line.chars().count()
+    );
+    for bad in ["{", "ProviderError", "Response {"] {
+        assert!(!line.contains(bad), "{bad} in: {e}");
+    }
 }
