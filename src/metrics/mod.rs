@@ -114,7 +114,10 @@ fn describe() {
         "Block-cache lookups that did not find the block"
     );
     describe_gauge!(CACHE_BYTES, Unit::Bytes, "Bytes held by the block cache");
-    describe_counter!(DISK_HITS, "Disk-cache lookups that found a valid block file");
+    describe_counter!(
+        DISK_HITS,
+        "Disk-cache lookups that found a valid block file"
+    );
     describe_counter!(
         DISK_MISSES,
         "Disk-cache lookups that did not (absent, or a file that failed its check)"

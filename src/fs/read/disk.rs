@@ -64,8 +64,8 @@ pub struct DiskConfig {
     /// `--max-cache-size`: most bytes of block files kept.
     pub max_size: u64,
     /// `--cache-min-free`: free space of the file system under which nothing is written
-    /// (and old blocks are evicted to get back over it).
-    pub min_free: u64,
+    /// (and old blocks are evicted to get back over it); `None`: 5% of its size.
+    pub min_free: Option<u64>,
     /// Most bytes waiting in the write queue; more is not cached.
     pub queue_bytes: u64,
 }
@@ -262,10 +262,13 @@ impl DiskCache {
             });
         }
         let (lru, bytes) = scan(&root);
+        let min_free = cfg
+            .min_free
+            .unwrap_or_else(|| statvfs(&root).map_or(0, |(_, size)| size / 20));
         let inner = Arc::new(Inner {
             root,
             max_size: cfg.max_size,
-            min_free: cfg.min_free,
+            min_free,
             index: Mutex::new(Index { lru, bytes }),
             queued: AtomicU64::new(0),
             queue_bytes: cfg.queue_bytes,
@@ -281,6 +284,8 @@ impl DiskCache {
                 dir = %inner.root.display(),
                 blocks = idx.lru.len(),
                 bytes = idx.bytes,
+                max_size = inner.max_size,
+                min_free = inner.min_free,
                 "read cache on disk"
             );
         }
@@ -479,14 +484,7 @@ impl Inner {
 
     /// Free bytes of the cache's file system (`None` when statvfs fails).
     fn free_space(&self) -> Option<u64> {
-        use std::os::unix::ffi::OsStrExt;
-        let c = std::ffi::CString::new(self.root.as_os_str().as_bytes()).ok()?;
-        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-        // SAFETY: `c` is a valid C string and `st` a valid out pointer.
-        if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
-            return None;
-        }
-        Some(st.f_bavail as u64 * st.f_frsize as u64)
+        statvfs(&self.root).map(|(free, _)| free)
     }
 
     /// Make room for `need` more bytes under both the size cap and the free-space floor;
@@ -569,6 +567,20 @@ impl Inner {
     }
 }
 
+/// Free bytes (for an unprivileged user) and size of the file system holding `path`.
+fn statvfs(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    // SAFETY: an all-zero statvfs is a valid value of this plain C struct.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a valid C string and `st` a valid out pointer.
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return None;
+    }
+    let unit = st.f_frsize as u64;
+    Some((st.f_bavail as u64 * unit, st.f_blocks as u64 * unit))
+}
+
 /// The block files under `root`, least recently used first, and their total size. Leftover
 /// temporary files (a crash mid-write; no other mount can be writing: the lock) are
 /// removed; anything else that is not named like a block file is left alone.
@@ -631,7 +643,7 @@ mod tests {
         DiskConfig {
             dir: dir.to_path_buf(),
             max_size: max,
-            min_free: 0,
+            min_free: Some(0),
             queue_bytes: 64 << 20,
         }
     }
@@ -683,9 +695,15 @@ mod tests {
         assert_eq!(c.get(&id("e1", 4), b).unwrap(), d.slice(..b));
         assert_eq!(c.get(&id("e1", 5), b).unwrap(), d.slice(b..2 * b));
         assert_eq!(c.get(&id("e1", 6), 100).unwrap(), d.slice(2 * b..));
-        assert!(c.get(&id("e2", 4), b).is_none(), "another ETag is another block");
+        assert!(
+            c.get(&id("e2", 4), b).is_none(),
+            "another ETag is another block"
+        );
         assert!(c.get(&id("e1", 7), b).is_none());
-        assert!(c.get(&id("e1", 6), 99).is_none(), "a length that differs fails");
+        assert!(
+            c.get(&id("e1", 6), 99).is_none(),
+            "a length that differs fails"
+        );
     }
 
     #[test]
@@ -786,7 +804,10 @@ mod tests {
         assert!(c.get(&id("e", 0), b).is_none());
         assert_eq!(c.get(&id("e", 1), b).unwrap(), data(b, 1));
         assert_eq!(c.get(&id("e", 2), b).unwrap(), data(b, 2));
-        assert!(foreign.join("notes.txt").exists(), "foreign files are left alone");
+        assert!(
+            foreign.join("notes.txt").exists(),
+            "foreign files are left alone"
+        );
         assert!(t.path().join(SUBDIR).join("README").exists());
         assert!(!tmp.exists(), "a leftover temporary file is removed");
     }
@@ -827,7 +848,7 @@ mod tests {
     fn a_free_space_floor_above_the_disk_stops_writing() {
         let t = tempfile::tempdir().unwrap();
         let mut cf = cfg(t.path(), 1 << 30);
-        cf.min_free = u64::MAX / 2;
+        cf.min_free = Some(u64::MAX / 2);
         let c = DiskCache::open(&cf).unwrap();
         put(&c, "e", 0, &data(BLOCK as usize, 0));
         assert_eq!(c.blocks(), 0);
