@@ -409,9 +409,8 @@ impl Inner {
 
     fn read(&self, id: &BlockId, len: usize) -> Option<Bytes> {
         let name = id.name();
-        if self.index.lock().unwrap().lru.get(&name).is_none() {
-            return None;
-        }
+        // Promotes it in the LRU order; nothing to read when it is not indexed.
+        self.index.lock().unwrap().lru.get(&name)?;
         let path = self.path(&name);
         let mut buf = Vec::with_capacity(FIXED + 256 + len);
         let opened = File::open(&path).and_then(|mut f| {
