@@ -720,6 +720,45 @@ mod tests {
     }
 
     #[test]
+    fn the_read_cache_on_disk_is_off_unless_asked_for() {
+        use clap::Parser;
+        let opts = |extra: &[&str]| {
+            let mut argv = vec!["s3mount", "mount", "bucket", "/mnt"];
+            argv.extend(extra);
+            match crate::cli::Cli::try_parse_from(argv).unwrap().command {
+                crate::cli::Command::Mount(m) => m.mount,
+                _ => unreachable!(),
+            }
+        };
+        let dir = Path::new("/var/cache/x");
+        let on = |extra: &[&str]| disk_cache(&opts(extra), dir, 128 << 20);
+        assert_eq!(on(&[]).unwrap(), None);
+        let d = on(&["--cache-dir", "/var/cache/x"]).unwrap().unwrap();
+        assert_eq!(
+            (d.dir.as_path(), d.max_size, d.min_free, d.queue_bytes),
+            (dir, DEFAULT_MAX_CACHE_SIZE, None, 32 << 20)
+        );
+        let d = on(&["--max-cache-size", "10GiB", "--cache-min-free", "2GiB"])
+            .unwrap()
+            .unwrap();
+        assert_eq!((d.max_size, d.min_free), (10 << 30, Some(2 << 30)));
+        assert_eq!(
+            on(&["--cache-dir", "/var/cache/x", "--max-cache-size", "0"]).unwrap(),
+            None
+        );
+        let e = on(&["--max-cache-size", "100k"]).unwrap_err().to_string();
+        assert!(e.contains("--max-cache-size must be at least 1MiB"), "{e}");
+        assert_eq!(
+            disk_cache(&opts(&["--cache-dir", "/x"]), dir, 32 << 20)
+                .unwrap()
+                .unwrap()
+                .queue_bytes,
+            8 << 20,
+            "the write queue stays within a quarter of the memory limit"
+        );
+    }
+
+    #[test]
     fn cache_dir_is_created_and_probed() {
         let d = tempfile::tempdir().unwrap();
         let fresh = d.path().join("a/b");
