@@ -199,6 +199,7 @@ struct Inner {
     queue_bytes: u64,
     read_warned: AtomicBool,
     write_warned: AtomicBool,
+    check_warned: AtomicBool,
     /// Held for the cache's life: the exclusive `flock`.
     _lock: File,
 }
@@ -274,6 +275,7 @@ impl DiskCache {
             queue_bytes: cfg.queue_bytes,
             read_warned: AtomicBool::new(false),
             write_warned: AtomicBool::new(false),
+            check_warned: AtomicBool::new(false),
             _lock: lock,
         });
         {
@@ -434,7 +436,15 @@ impl Inner {
                 Some(Bytes::from(buf).slice(start..))
             }
             None => {
-                debug!(path = %path.display(), "disk cache: a block file failed its check; removed");
+                if !self.check_warned.swap(true, Ordering::AcqRel) {
+                    warn!(
+                        path = %path.display(),
+                        "disk cache: a block file failed its check (truncated, corrupted or \
+                         foreign); removed, the block is read from S3 (logged once)"
+                    );
+                } else {
+                    debug!(path = %path.display(), "disk cache: a block file failed its check; removed");
+                }
                 let _ = fs::remove_file(&path);
                 self.forget(&name);
                 None
