@@ -50,22 +50,27 @@ fn gets(scrape: &str) -> f64 {
 /// same directory may still be finishing its queued writes after its unmount (it holds the
 /// lock until it exits): wait for it rather than fail.
 fn mount(target: &str, cache: &Path) -> (Mount, SocketAddr) {
+    wait_for_exit(cache);
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let extra = [
+        "--cache-dir",
+        cache.to_str().unwrap(),
+        "--metadata-ttl",
+        "0",
+        "--metrics-addr",
+        &addr.to_string(),
+    ];
+    (Mount::garage(target, &extra), addr)
+}
+
+/// Wait until the last mount's daemon is gone (it writes its queued blocks after the
+/// unmount, then exits and lets go of the lock), so the files can be inspected.
+fn wait_for_exit(cache: &Path) {
+    let lock = cache.join("read-cache/lock");
     let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let extra = [
-            "--cache-dir",
-            cache.to_str().unwrap(),
-            "--metadata-ttl",
-            "0",
-            "--metrics-addr",
-            &addr.to_string(),
-        ];
-        let lock = cache.join("read-cache/lock");
-        if lock_free(&lock) || Instant::now() > deadline {
-            return (Mount::garage(target, &extra), addr);
-        }
-        std::thread::sleep(Duration::from_millis(100));
+    while !lock_free(&lock) {
+        assert!(Instant::now() < deadline, "the daemon still holds {lock:?}");
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -142,6 +147,7 @@ fn the_disk_cache_serves_remounts_and_never_stale_or_corrupt_blocks() {
     );
     assert!(gets(&scrape(addr)) > 0.0);
     drop(m);
+    wait_for_exit(cache.path());
 
     // Corrupt every cache file between mounts: a flipped byte in some, truncation in others.
     let files = block_files(cache.path());
