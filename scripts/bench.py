@@ -1855,6 +1855,11 @@ class Bench:
             import bench_memory
             self.reads = self.writes = False
             return bench_memory.run(self)
+        if self.args.only == "diskcache":
+            sys.modules.setdefault("bench", sys.modules[__name__])
+            import bench_diskcache
+            self.reads = self.writes = False
+            return bench_diskcache.run(self)
         started = datetime.datetime.now().astimezone()
         t0 = time.time()
         self.reads = self.args.only in ("all", "reads")
@@ -1936,11 +1941,13 @@ def main():
                     help="runs per workload and tool (default 3; with --only faults 1)")
     ap.add_argument("--quick", action="store_true",
                     help="smoke test: 1 run, no 1 GiB dd (read or write) for the peers")
-    ap.add_argument("--only", choices=["reads", "writes", "all", "faults", "memory"], default="all",
+    ap.add_argument("--only", choices=["reads", "writes", "all", "faults", "memory", "diskcache"], default="all",
                     help="run only the read or only the write workloads (default: all: both), or "
                          "only the fault scenarios of scripts/bench_faults.py (faults: opt-in, never "
                          "part of all), or 16 readers + 4 writers in a memory-limited cgroup "
-                         "(scripts/bench_memory.py; memory: opt-in)")
+                         "(scripts/bench_memory.py; memory: opt-in), or the read cache on disk: 1 GiB "
+                         "from the network, then from disk after drop_caches and a remount "
+                         "(scripts/bench_diskcache.py; diskcache: opt-in)")
     ap.add_argument("--cgroup-limit", type=int, default=256, metavar="MIB",
                     help="with --only memory: the cgroup's memory limit in MiB (default 256)")
     ap.add_argument("--workloads", metavar="IDS",

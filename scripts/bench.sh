@@ -5,7 +5,7 @@
 # given arguments.
 #
 #   scripts/bench.sh [--tools raw,s3mount,s3fs,rclone] [--runs N] [--quick] [--out FILE]
-#                    [--only reads|writes|faults|memory] [--cgroup-limit MIB] [--budget-minutes M] [--wait-idle SECONDS]
+#                    [--only reads|writes|faults|memory|diskcache] [--cgroup-limit MIB] [--budget-minutes M] [--wait-idle SECONDS]
 #                    [--server-cache warm|cold] [--s3mount-bin PATH] [--workloads IDS]
 #                    [--baseline-bin PATH [--baseline-rev REV]]
 #
@@ -18,7 +18,11 @@
 #                      there (~10 min); results in bench/results-YYYY-MM-DD-faults.md;
 #                      or memory: 16 readers + 4 writers at once with each tool's daemon in a
 #                      cgroup limited to --cgroup-limit MiB (256; scripts/bench_memory.py),
-#                      peak RSS and OOM kills; results in bench/results-YYYY-MM-DD-memory.md
+#                      peak RSS and OOM kills; results in bench/results-YYYY-MM-DD-memory.md;
+#                      or diskcache: 1 GiB read from the network with --cache-dir, then again
+#                      after drop_caches and a remount, from the disk cache (MiB/s both times,
+#                      daemon CPU, GETs; scripts/bench_diskcache.py); results in
+#                      bench/results-YYYY-MM-DD-diskcache.md
 #   --workloads IDS    only these workloads (comma-separated ids, e.g. ls,w3,w4; see
 #                      bench.py --help)
 #   --wait-idle S      before each measurement wait up to S s for the CPUs to be < 25% busy

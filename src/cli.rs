@@ -334,9 +334,23 @@ pub struct MountOptions {
 
     /// Directory for staging files of files modified in place (default:
     /// $XDG_CACHE_HOME/s3mount, i.e. ~/.cache/s3mount). Staging files are unnamed and
-    /// vanish when closed.
+    /// vanish when closed. Given explicitly, it also turns on the read cache on disk in its
+    /// read-cache/ subdirectory (see --max-cache-size).
     #[arg(long, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
+
+    /// Size cap of the read cache on disk: object blocks read are kept in
+    /// CACHE_DIR/read-cache/ (LRU, keyed by ETag, kept across remounts), so a re-read costs
+    /// no GET. Default 1GiB when --cache-dir is given (which turns the cache on); giving
+    /// this alone uses the default --cache-dir; 0 turns it off.
+    #[arg(long, value_name = "SIZE")]
+    pub max_cache_size: Option<String>,
+
+    /// The read cache on disk writes nothing, and evicts old blocks, while the cache
+    /// directory's file system has less free space than this. Default: 5% of that file
+    /// system's size.
+    #[arg(long, value_name = "SIZE")]
+    pub cache_min_free: Option<String>,
 }
 
 /// Throughput tuning options.

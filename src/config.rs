@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::cli::{ConnectionArgs, MountArgs, s3_name};
+use crate::fs::DiskConfig;
 use crate::fs::FsConfig;
 use crate::s3::buckets::validate_bucket_name;
 use crate::s3::connection::{Connection, RoleConfig, StaticKeys, Target};
@@ -121,7 +122,7 @@ impl MountConfig {
         let metadata_ttl = parse_duration(&t.metadata_ttl, "--metadata-ttl")?;
         // SAFETY: getuid/getgid cannot fail.
         let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
-        let fs = FsConfig {
+        let mut fs = FsConfig {
             uid: m.uid.unwrap_or(uid),
             gid: m.gid.unwrap_or(gid),
             file_mode: parse_mode(&m.file_mode, "--file-mode")?,
@@ -138,9 +139,11 @@ impl MountConfig {
             no_delete: m.no_delete,
             no_overwrite: m.no_overwrite,
             cache_dir: m.cache_dir.clone().unwrap_or_else(default_cache_dir),
+            disk_cache: None,
             content_type_default: args.uploads.content_type_default.clone(),
             presign_expiry: parse_duration(&args.uploads.presign_expiry, "--presign-expiry")?,
         };
+        fs.disk_cache = disk_cache(m, &fs.cache_dir, memory_limit)?;
         if fs.presign_expiry.as_secs() > 7 * 86_400 || fs.presign_expiry.is_zero() {
             return err("--presign-expiry must be between 1s and 7 days (SigV4 limit)");
         }
@@ -221,6 +224,43 @@ fn is_inside(path: &Path, dir: &Path) -> bool {
         resolved.push(name);
     }
     resolved.starts_with(dir)
+}
+
+/// `--max-cache-size` when the read cache on disk is on and no size is given.
+pub const DEFAULT_MAX_CACHE_SIZE: u64 = 1 << 30;
+/// Most bytes of blocks waiting to be written to the disk cache (also at most a quarter of
+/// `--memory-limit`): they are held outside the memory budget.
+const DISK_QUEUE_BYTES: u64 = 32 << 20;
+
+/// The read cache on disk: on when `--cache-dir` is given explicitly or `--max-cache-size`
+/// is given, unless that size is 0.
+fn disk_cache(
+    m: &crate::cli::MountOptions,
+    dir: &Path,
+    memory_limit: u64,
+) -> Result<Option<DiskConfig>, ConfigError> {
+    let max_size = match &m.max_cache_size {
+        Some(v) => parse_size(v, "--max-cache-size")?,
+        None if m.cache_dir.is_some() => DEFAULT_MAX_CACHE_SIZE,
+        None => return Ok(None),
+    };
+    let min_free = m
+        .cache_min_free
+        .as_ref()
+        .map(|v| parse_size(v, "--cache-min-free"))
+        .transpose()?;
+    if max_size == 0 {
+        return Ok(None);
+    }
+    if max_size < 1 << 20 {
+        return err("--max-cache-size must be at least 1MiB (or 0: no read cache on disk)");
+    }
+    Ok(Some(DiskConfig {
+        dir: dir.to_path_buf(),
+        max_size,
+        min_free,
+        queue_bytes: DISK_QUEUE_BYTES.min(memory_limit / 4),
+    }))
 }
 
 /// `--memory-limit` when none is given and no cgroup limit is lower.
@@ -677,6 +717,45 @@ mod tests {
         assert_eq!(show_size(5 << 30), "5GiB");
         assert_eq!(show_size(1536 << 10), "1536KiB");
         assert_eq!(show_size(1000), "1000");
+    }
+
+    #[test]
+    fn the_read_cache_on_disk_is_off_unless_asked_for() {
+        use clap::Parser;
+        let opts = |extra: &[&str]| {
+            let mut argv = vec!["s3mount", "mount", "bucket", "/mnt"];
+            argv.extend(extra);
+            match crate::cli::Cli::try_parse_from(argv).unwrap().command {
+                crate::cli::Command::Mount(m) => m.mount,
+                _ => unreachable!(),
+            }
+        };
+        let dir = Path::new("/var/cache/x");
+        let on = |extra: &[&str]| disk_cache(&opts(extra), dir, 128 << 20);
+        assert_eq!(on(&[]).unwrap(), None);
+        let d = on(&["--cache-dir", "/var/cache/x"]).unwrap().unwrap();
+        assert_eq!(
+            (d.dir.as_path(), d.max_size, d.min_free, d.queue_bytes),
+            (dir, DEFAULT_MAX_CACHE_SIZE, None, 32 << 20)
+        );
+        let d = on(&["--max-cache-size", "10GiB", "--cache-min-free", "2GiB"])
+            .unwrap()
+            .unwrap();
+        assert_eq!((d.max_size, d.min_free), (10 << 30, Some(2 << 30)));
+        assert_eq!(
+            on(&["--cache-dir", "/var/cache/x", "--max-cache-size", "0"]).unwrap(),
+            None
+        );
+        let e = on(&["--max-cache-size", "100k"]).unwrap_err().to_string();
+        assert!(e.contains("--max-cache-size must be at least 1MiB"), "{e}");
+        assert_eq!(
+            disk_cache(&opts(&["--cache-dir", "/x"]), dir, 32 << 20)
+                .unwrap()
+                .unwrap()
+                .queue_bytes,
+            8 << 20,
+            "the write queue stays within a quarter of the memory limit"
+        );
     }
 
     #[test]

@@ -10,7 +10,7 @@ use tracing::{info, warn};
 
 use crate::config::MountConfig;
 use crate::daemon::{self, Ready};
-use crate::fs::{Buckets, Fs, Tree};
+use crate::fs::{Buckets, DiskCache, Fs, Tree};
 use crate::fuse::{FuseAdapter, KernelInvalidator};
 use crate::s3::client::StoreSettings;
 use crate::s3::connect::connect;
@@ -32,8 +32,13 @@ pub fn run(cfg: MountConfig, ready: Option<Ready>) -> Result<()> {
         .thread_name("s3mount")
         .build()
         .context("starting the async runtime")?;
+    // Before connecting: a cache directory another mount holds is a one-line refusal.
+    let disk = match &cfg.fs.disk_cache {
+        Some(d) => Some(DiskCache::open(d)?),
+        None => None,
+    };
     daemon::notify(daemon::Notify::Status("connecting to S3"));
-    let c = rt.block_on(connect_tree(&cfg))?;
+    let c = rt.block_on(connect_tree(&cfg, disk.clone()))?;
     info!(target = %c.target, region = %c.region, credentials = %c.credentials, "connected");
     info!(
         memory_limit = %crate::config::show_size(cfg.fs.memory_limit),
@@ -119,6 +124,10 @@ pub fn run(cfg: MountConfig, ready: Option<Ready>) -> Result<()> {
     // Unmounted from outside (`fusermount3 -u`), or after a signal's drain: that drain is
     // not run twice, and this one is bounded like it.
     let committed = rt.block_on(drain.run(Duration::ZERO));
+    if let Some(d) = &disk {
+        // Blocks read last are still queued: write them, so a remount finds them.
+        d.flush();
+    }
     info!("unmounted {}", mountpoint.display());
     anyhow::ensure!(
         committed,
@@ -128,7 +137,7 @@ pub fn run(cfg: MountConfig, ready: Option<Ready>) -> Result<()> {
 }
 
 /// The tree to serve: one bucket (or path in it), or every bucket.
-async fn connect_tree(cfg: &MountConfig) -> Result<Connected> {
+async fn connect_tree(cfg: &MountConfig, disk: Option<Arc<DiskCache>>) -> Result<Connected> {
     let settings = StoreSettings {
         acl: cfg.uploads.acl.clone(),
         sse: cfg.uploads.sse.clone(),
@@ -145,7 +154,7 @@ async fn connect_tree(cfg: &MountConfig) -> Result<Connected> {
                 .without_sdk_retries();
             let store = Arc::new(Retrying::new(Arc::new(store), cfg.retry));
             Connected {
-                tree: Arc::new(Fs::new(store, &t.prefix, cfg.fs.clone())),
+                tree: Arc::new(Fs::new(store, &t.prefix, cfg.fs.clone()).with_disk_cache(disk)),
                 target: format!("s3://{}/{}", t.bucket, t.prefix),
                 region: connected.region,
                 credentials: connected.credentials,
@@ -156,7 +165,9 @@ async fn connect_tree(cfg: &MountConfig) -> Result<Connected> {
                 crate::s3::buckets::connect(&cfg.connection, settings, cfg.retry).await?;
             Connected {
                 region: format!("{} for new buckets; each bucket in its own", service.home()),
-                tree: Arc::new(Buckets::new(Arc::new(service), cfg.fs.clone())),
+                tree: Arc::new(
+                    Buckets::new(Arc::new(service), cfg.fs.clone()).with_disk_cache(disk),
+                ),
                 target: "s3://".to_owned(),
                 credentials,
             }

@@ -15,6 +15,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use super::meta::inode::Stat;
+use super::read::DiskCache;
 use super::{
     Attr, Caller, Fs, FsConfig, FsError, Ino, Invalidator, Kind, Listed, OpenMode, Opened,
     ROOT_INO, Result, SetAttr, Tree, check_name,
@@ -44,6 +45,8 @@ struct Slots {
 pub struct Buckets {
     service: Arc<dyn BucketService>,
     cfg: FsConfig,
+    /// The mount's read cache on disk, shared by every bucket (keys name the bucket).
+    disk: Option<Arc<DiskCache>>,
     slots: Mutex<Slots>,
     invalidator: Mutex<Option<Arc<dyn Invalidator>>>,
     mount_time: SystemTime,
@@ -100,10 +103,17 @@ impl Buckets {
         Buckets {
             service,
             cfg,
+            disk: None,
             slots: Mutex::new(Slots::default()),
             invalidator: Mutex::new(None),
             mount_time: SystemTime::now(),
         }
+    }
+
+    /// Every bucket's reads go through `disk` too.
+    pub fn with_disk_cache(mut self, disk: Option<Arc<DiskCache>>) -> Self {
+        self.disk = disk;
+        self
     }
 
     /// The slot of bucket `name`, made on first sight.
@@ -148,7 +158,9 @@ impl Buckets {
             .fs
             .get_or_try_init(|| async {
                 let store = self.service.open_bucket(&slot.name).await?;
-                let fs = Arc::new(Fs::new(store, "", self.cfg.clone()));
+                let fs = Arc::new(
+                    Fs::new(store, "", self.cfg.clone()).with_disk_cache(self.disk.clone()),
+                );
                 if let Some(inv) = self.invalidator.lock().unwrap().clone() {
                     fs.set_invalidator(Arc::new(Relay {
                         slot: i,

@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 
 use super::guard::Guards;
+use super::read::DiskConfig;
 
 /// Everything the filesystem core needs to know.
 #[derive(Clone, Debug)]
@@ -47,6 +48,8 @@ pub struct FsConfig {
     pub no_overwrite: bool,
     /// Where staging files of files changed in place live.
     pub cache_dir: PathBuf,
+    /// The read cache on disk, when on (opened by the mount, which hands it to the core).
+    pub disk_cache: Option<DiskConfig>,
     /// Content-Type when the extension says nothing.
     pub content_type_default: String,
     /// Validity of presigned URLs.
@@ -72,6 +75,7 @@ impl Default for FsConfig {
             no_delete: false,
             no_overwrite: false,
             cache_dir: std::env::temp_dir().join("s3mount-staging"),
+            disk_cache: None,
             content_type_default: "application/octet-stream".into(),
             presign_expiry: std::time::Duration::from_secs(3600),
         }

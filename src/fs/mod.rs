@@ -32,7 +32,7 @@ pub use config::FsConfig;
 pub use error::{FsError, Result};
 pub use meta::inode::{Ino, Kind, ROOT_INO};
 pub use meta::listing::Listed;
-pub use read::Budget;
+pub use read::{Budget, DiskCache, DiskCacheError, DiskConfig};
 pub use tree::{Invalidator, Tree};
 
 use crate::s3::ObjectStore;
@@ -192,6 +192,7 @@ impl Fs {
         let read_shared = ReadShared {
             cache: Arc::new(BlockCache::new(cfg.cache_memory, budget.clone())),
             budget: budget.clone(),
+            disk: None,
         };
         let uploads = Uploads::new(
             store.clone(),
@@ -221,6 +222,13 @@ impl Fs {
             closing: Default::default(),
             dir_times: DirTimes::default(),
         }
+    }
+
+    /// Serve and keep blocks through `disk` too (the mount opened it from
+    /// `FsConfig::disk_cache`; one per mount, shared by every bucket).
+    pub fn with_disk_cache(mut self, disk: Option<Arc<DiskCache>>) -> Self {
+        self.read_shared.disk = disk;
+        self
     }
 
     /// How long the kernel may cache entries and attributes (`--metadata-ttl`).

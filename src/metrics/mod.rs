@@ -6,7 +6,8 @@
 //! - S3 requests: `s3/retry.rs`, where each attempt is made ([`S3Attempt`], [`s3_retry`],
 //!   the byte counters, [`UploadInFlight`]);
 //! - FUSE requests: the adapter's common request helper ([`fuse_request`]);
-//! - the block cache, the memory budget and the open write states: their own modules.
+//! - the block cache, its disk tier, the memory budget and the open write states: their own
+//!   modules.
 //!
 //! They go through the [`metrics`] facade: without `--metrics-addr` no recorder is installed
 //! and every call is a no-op. Labels are only ever the S3 operation, its outcome and the
@@ -46,6 +47,14 @@ pub const CACHE_HITS: &str = "s3mount_block_cache_hits_total";
 pub const CACHE_MISSES: &str = "s3mount_block_cache_misses_total";
 /// Bytes held by the block cache.
 pub const CACHE_BYTES: &str = "s3mount_block_cache_bytes";
+/// Disk-cache lookups that found a valid block file.
+pub const DISK_HITS: &str = "s3mount_disk_cache_hits_total";
+/// Disk-cache lookups that did not (absent, or a file that failed its check).
+pub const DISK_MISSES: &str = "s3mount_disk_cache_misses_total";
+/// Bytes of block files the disk cache holds.
+pub const DISK_BYTES: &str = "s3mount_disk_cache_bytes";
+/// Blocks not written to the disk cache because its write queue was full.
+pub const DISK_DROPPED: &str = "s3mount_disk_cache_dropped_writes_total";
 /// Bytes reserved against the memory budget (prefetch, cache, upload buffers).
 pub const BUDGET_USED: &str = "s3mount_memory_budget_used_bytes";
 /// The memory budget (`--memory-limit`; one per bucket in the buckets view).
@@ -105,6 +114,23 @@ fn describe() {
         "Block-cache lookups that did not find the block"
     );
     describe_gauge!(CACHE_BYTES, Unit::Bytes, "Bytes held by the block cache");
+    describe_counter!(
+        DISK_HITS,
+        "Disk-cache lookups that found a valid block file"
+    );
+    describe_counter!(
+        DISK_MISSES,
+        "Disk-cache lookups that did not (absent, or a file that failed its check)"
+    );
+    describe_gauge!(
+        DISK_BYTES,
+        Unit::Bytes,
+        "Bytes of block files held by the disk cache"
+    );
+    describe_counter!(
+        DISK_DROPPED,
+        "Block writes to the disk cache dropped because its queue was full"
+    );
     describe_gauge!(
         BUDGET_USED,
         Unit::Bytes,
@@ -116,12 +142,21 @@ fn describe() {
         "The memory budget (--memory-limit)"
     );
     describe_gauge!(FILES_WRITING, "Files open for writing (open write states)");
-    for c in [S3_BYTES_READ, S3_BYTES_WRITTEN, CACHE_HITS, CACHE_MISSES] {
+    for c in [
+        S3_BYTES_READ,
+        S3_BYTES_WRITTEN,
+        CACHE_HITS,
+        CACHE_MISSES,
+        DISK_HITS,
+        DISK_MISSES,
+        DISK_DROPPED,
+    ] {
         counter!(c).increment(0);
     }
     for g in [
         S3_UPLOADS_IN_FLIGHT,
         CACHE_BYTES,
+        DISK_BYTES,
         BUDGET_USED,
         BUDGET_LIMIT,
         FILES_WRITING,
@@ -249,6 +284,26 @@ pub fn cache_lookup(hit: bool) {
 /// The block cache now holds `delta` more bytes (fewer when negative).
 pub fn cache_bytes(delta: i64) {
     gauge_add(CACHE_BYTES, delta);
+}
+
+/// A disk-cache lookup found a valid block file (`hit`) or not.
+pub fn disk_cache_lookup(hit: bool) {
+    counter!(if hit { DISK_HITS } else { DISK_MISSES }).increment(1);
+}
+
+/// `n` disk-cache lookups found nothing (answered from the index, without I/O).
+pub fn disk_cache_misses(n: u64) {
+    counter!(DISK_MISSES).increment(n);
+}
+
+/// The disk cache now holds `delta` more bytes (fewer when negative).
+pub fn disk_cache_bytes(delta: i64) {
+    gauge_add(DISK_BYTES, delta);
+}
+
+/// A block was not written to the disk cache: its queue was full.
+pub fn disk_cache_dropped_write() {
+    counter!(DISK_DROPPED).increment(1);
 }
 
 /// `delta` more bytes are reserved against a memory budget (fewer when negative).
@@ -388,6 +443,10 @@ mod tests {
             CACHE_HITS,
             CACHE_MISSES,
             CACHE_BYTES,
+            DISK_HITS,
+            DISK_MISSES,
+            DISK_BYTES,
+            DISK_DROPPED,
             BUDGET_USED,
             BUDGET_LIMIT,
             FILES_WRITING,

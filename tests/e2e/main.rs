@@ -16,6 +16,7 @@ mod cgroup;
 mod cli;
 mod deploy;
 mod descriptors;
+mod diskcache;
 mod faults;
 mod input;
 mod integrity;

@@ -10,7 +10,9 @@
 //! reorders a little) are served from it; anything else is a random read, served by one GET
 //! of the blocks it touches, and resets the stream so no bandwidth is spent on data nobody
 //! asked for. Random reads and the first megabyte of a stream go into the shared block
-//! cache. Every GET carries
+//! cache. With a disk cache ([`super::disk`]) every fetch — stream chunk or random read —
+//! first takes the blocks it finds on disk and GETs only the span of those it does not,
+//! and the blocks it GETs are queued for the disk. Every GET carries
 //! `If-Match` with the ETag seen at open, so a file replaced mid-read fails with EIO
 //! instead of mixing two versions.
 
@@ -26,6 +28,7 @@ use tokio::task::AbortHandle;
 
 use super::budget::{Budget, Reservation};
 use super::cache::{BLOCK, BlockCache, ObjectVersion};
+use super::disk::DiskCache;
 use crate::s3::{ErrorKind, ObjectStore, StoreError};
 /// How far behind the reader a fetched chunk is kept (for slightly reordered reads).
 const BACK_SLACK: u64 = 1 << 20;
@@ -43,13 +46,24 @@ pub struct ReadConfig {
     pub max_part: u64,
 }
 
-/// What all readers share: the block cache and the memory budget.
+/// What all readers share: the block cache, its disk tier and the memory budget.
 #[derive(Clone)]
 pub struct ReadShared {
     /// Block cache.
     pub cache: Arc<BlockCache>,
     /// Memory budget.
     pub budget: Arc<Budget>,
+    /// The disk tier (`--cache-dir` with a `--max-cache-size` above zero).
+    pub disk: Option<Arc<DiskCache>>,
+}
+
+/// Where one fetch looks for blocks before the network, and leaves what it got.
+#[derive(Clone)]
+struct Tiers {
+    bucket: Arc<str>,
+    version: ObjectVersion,
+    memory: Option<Arc<BlockCache>>,
+    disk: Option<Arc<DiskCache>>,
 }
 
 type ChunkFuture = Shared<BoxFuture<'static, Result<Bytes, StoreError>>>;
@@ -101,6 +115,7 @@ struct Stream {
 pub struct Reader {
     store: Arc<dyn ObjectStore>,
     key: String,
+    bucket: Arc<str>,
     size: u64,
     etag: Option<String>,
     /// Cache identity; `None` when the server gave no ETag (nothing is cached then).
@@ -131,6 +146,7 @@ impl Reader {
             etag: e.as_str().into(),
         });
         Reader {
+            bucket: store.bucket().into(),
             store,
             key,
             size,
@@ -164,9 +180,7 @@ impl Reader {
                     &self.key,
                     blocks.clone(),
                     self.etag.as_deref(),
-                    self.version
-                        .as_ref()
-                        .map(|v| (v, self.shared.cache.as_ref())),
+                    self.tiers(true).as_ref(),
                 )
                 .await?;
                 Ok(assemble(off..end, &[(blocks, data)]))
@@ -301,20 +315,31 @@ impl Reader {
         })
     }
 
+    /// The caches a fetch uses: the memory one only when `memory`; none without an ETag.
+    fn tiers(&self, memory: bool) -> Option<Tiers> {
+        let version = self.version.clone()?;
+        let memory = memory.then(|| self.shared.cache.clone());
+        let disk = self.shared.disk.clone();
+        (memory.is_some() || disk.is_some()).then(|| Tiers {
+            bucket: self.bucket.clone(),
+            version,
+            memory,
+            disk,
+        })
+    }
+
     fn spawn_chunk(&self, range: Range<u64>, memory: Reservation) -> Chunk {
         let store = self.store.clone();
         let key = self.key.clone();
         let etag = self.etag.clone();
-        // Only a stream's first, small chunks are cached (they hold whole small files, which
-        // are worth keeping); the bulk of a large file streams through without evicting
-        // everything else, and a re-read of it is served by the kernel's page cache.
-        let cache = (range.end - range.start <= STREAM_CACHE_MAX)
-            .then(|| self.version.clone().map(|v| (v, self.shared.cache.clone())))
-            .flatten();
+        // Only a stream's first, small chunks are cached in memory (they hold whole small
+        // files, which are worth keeping); the bulk of a large file streams through without
+        // evicting everything else, and a re-read of it is served by the kernel's page
+        // cache, or by the disk cache, which takes every chunk.
+        let tiers = self.tiers(range.end - range.start <= STREAM_CACHE_MAX);
         let r = range.clone();
         let handle = tokio::spawn(async move {
-            let cache = cache.as_ref().map(|(v, c)| (v, c.as_ref()));
-            fetch(store.as_ref(), &key, r, etag.as_deref(), cache).await
+            fetch(store.as_ref(), &key, r, etag.as_deref(), tiers.as_ref()).await
         });
         let abort = handle.abort_handle();
         let key = self.key.clone();
@@ -340,22 +365,30 @@ impl Reader {
     }
 }
 
-/// GET a block-aligned `range` and put its blocks in the cache.
+/// The bytes of a block-aligned `range` (ending at a block boundary or the end of the
+/// object): from the disk tier where it has them, else GET; then put its blocks in the
+/// memory cache.
 async fn fetch(
     store: &dyn ObjectStore,
     key: &str,
     range: Range<u64>,
     etag: Option<&str>,
-    cache: Option<(&ObjectVersion, &BlockCache)>,
+    tiers: Option<&Tiers>,
 ) -> Result<Bytes, StoreError> {
     let start = range.start;
-    let data = store.get_range(key, range, etag).await?;
-    if let Some((version, cache)) = cache {
+    let Some(tiers) = tiers else {
+        return store.get_range(key, range, etag).await;
+    };
+    let data = match &tiers.disk {
+        Some(disk) => fetch_via_disk(store, key, range, etag, tiers, disk).await?,
+        None => store.get_range(key, range, etag).await?,
+    };
+    if let Some(cache) = &tiers.memory {
         let mut at = 0u64;
         while at < data.len() as u64 {
             let stop = (at + BLOCK).min(data.len() as u64);
             cache.insert(
-                version,
+                &tiers.version,
                 (start + at) / BLOCK,
                 data.slice(at as usize..stop as usize),
             );
@@ -363,6 +396,57 @@ async fn fetch(
         }
     }
     Ok(data)
+}
+
+/// [`fetch`] with a disk tier: the blocks found on disk, one GET of the span from the first
+/// block missing to the last (queued for the disk afterwards).
+async fn fetch_via_disk(
+    store: &dyn ObjectStore,
+    key: &str,
+    range: Range<u64>,
+    etag: Option<&str>,
+    tiers: &Tiers,
+    disk: &Arc<DiskCache>,
+) -> Result<Bytes, StoreError> {
+    let first = range.start / BLOCK;
+    let lens: Vec<usize> = (range.start..range.end)
+        .step_by(BLOCK as usize)
+        .map(|at| (range.end - at).min(BLOCK) as usize)
+        .collect();
+    let mut blocks = disk
+        .get_blocks(tiers.bucket.clone(), tiers.version.clone(), first, lens)
+        .await;
+    let missing = blocks
+        .iter()
+        .position(Option::is_none)
+        .zip(blocks.iter().rposition(Option::is_none));
+    if let Some((a, b)) = missing {
+        let span = (first + a as u64) * BLOCK..((first + b as u64 + 1) * BLOCK).min(range.end);
+        let got = store.get_range(key, span, etag).await?;
+        disk.put(
+            tiers.bucket.clone(),
+            tiers.version.clone(),
+            first + a as u64,
+            got.clone(),
+        );
+        if a == 0 && b + 1 == blocks.len() {
+            return Ok(got);
+        }
+        for (i, slot) in blocks[a..=b].iter_mut().enumerate() {
+            let s = (i * BLOCK as usize).min(got.len());
+            let e = (s + BLOCK as usize).min(got.len());
+            *slot = Some(got.slice(s..e));
+        }
+    }
+    let blocks: Vec<Bytes> = blocks.into_iter().flatten().collect();
+    if let [one] = blocks.as_slice() {
+        return Ok(one.clone());
+    }
+    let mut out = BytesMut::with_capacity((range.end - range.start) as usize);
+    for b in &blocks {
+        out.extend_from_slice(b);
+    }
+    Ok(out.freeze())
 }
 
 /// Cut `want` out of chunks that cover it; zero-copy when one chunk does.
@@ -392,6 +476,7 @@ mod tests {
         ReadShared {
             cache: Arc::new(BlockCache::new(limit / 2, budget.clone())),
             budget,
+            disk: None,
         }
     }
 
@@ -491,6 +576,83 @@ mod tests {
         }
         // One GET per random read (the one at EOF costs none).
         assert_eq!(store.count("GetObject"), 3);
+    }
+
+    /// With a disk tier, a second reader with a cold memory cache (a remount) reads the
+    /// whole object from disk with no GET; blocks missing from disk are fetched as one
+    /// span; a new ETag is never answered from the old one's blocks.
+    #[tokio::test]
+    async fn the_disk_tier_serves_a_reread_and_never_an_old_etag() {
+        use super::super::disk::{DiskCache, DiskConfig};
+        let t = tempfile::tempdir().unwrap();
+        let disk = DiskCache::open(&DiskConfig {
+            dir: t.path().to_path_buf(),
+            max_size: 1 << 30,
+            min_free: Some(0),
+            queue_bytes: 64 << 20,
+        })
+        .unwrap();
+        let store = Arc::new(MemoryStore::new("b", 1000));
+        let n = 3_000_000usize;
+        let d = data(n);
+        store.insert("k", d.clone());
+        let read_all = |r: Reader| async move {
+            let mut got = Vec::new();
+            loop {
+                let b = r.read(got.len() as u64, 131072).await.unwrap();
+                if b.is_empty() {
+                    return got;
+                }
+                got.extend_from_slice(&b);
+            }
+        };
+        let open = || async {
+            let mut sh = shared(64 << 20);
+            sh.disk = Some(disk.clone());
+            let info = store.head("k").await.unwrap();
+            let cfg = ReadConfig {
+                threads: 4,
+                max_part: 1 << 20,
+            };
+            Reader::new(store.clone(), "k".into(), n as u64, info.etag, cfg, sh)
+        };
+        assert!(read_all(open().await).await == d);
+        disk.flush();
+        let gets = store.count("GetObject");
+        assert!(gets > 0);
+        assert_eq!(disk.blocks(), n.div_ceil(BLOCK as usize));
+        assert!(read_all(open().await).await == d);
+        assert_eq!(store.count("GetObject"), gets, "the re-read came from disk");
+        // Random reads too, with a block gone from disk: one GET for it.
+        let name = |i: u64| {
+            let p = t.path().join(super::super::disk::SUBDIR);
+            let mut found = None;
+            for sub in std::fs::read_dir(&p).unwrap().flatten() {
+                if sub.path().is_dir() {
+                    for f in std::fs::read_dir(sub.path()).unwrap().flatten() {
+                        let bytes = std::fs::read(f.path()).unwrap();
+                        if bytes.len() > 24 && bytes[16..24] == i.to_le_bytes() {
+                            found = Some(f.path());
+                        }
+                    }
+                }
+            }
+            found.unwrap()
+        };
+        std::fs::write(name(5), b"garbage").unwrap();
+        let r = open().await;
+        let off = 4 * BLOCK + 10;
+        let got = r.read(off, 3 * BLOCK as u32).await.unwrap();
+        assert_eq!(
+            &got[..],
+            &d[off as usize..off as usize + 3 * BLOCK as usize]
+        );
+        assert_eq!(store.count("GetObject"), gets + 1);
+        // The object changes: its new bytes, never the old blocks.
+        let d2: Vec<u8> = d.iter().map(|b| b ^ 0xff).collect();
+        store.insert("k", d2.clone());
+        assert!(read_all(open().await).await == d2);
+        assert!(store.count("GetObject") > gets + 1);
     }
 
     #[tokio::test]
