@@ -39,16 +39,6 @@ pub fn run(cfg: MountConfig, ready: Option<Ready>) -> Result<()> {
     };
     daemon::notify(daemon::Notify::Status("connecting to S3"));
     let c = rt.block_on(connect_tree(&cfg, disk.clone()))?;
-    info!(target = %c.target, region = %c.region, credentials = %c.credentials, "connected");
-    info!(
-        memory_limit = %crate::config::show_size(cfg.fs.memory_limit),
-        cache_memory = %crate::config::show_size(cfg.fs.cache_memory),
-        cgroup_memory_limit = %cfg
-            .mount
-            .cgroup_memory_limit
-            .map_or_else(|| "none".to_owned(), crate::config::show_size),
-        "memory budget"
-    );
     let adapter = FuseAdapter::new(c.tree.clone(), rt.handle().clone());
     let mountpoint = &cfg.mount.mountpoint;
     let fuse_fd = crate::config::fuse_fd(mountpoint);
@@ -112,6 +102,18 @@ pub fn run(cfg: MountConfig, ready: Option<Ready>) -> Result<()> {
             .signal(&log_file)
             .with_context(|| format!("opening log file {}", log_file.display()))?;
     }
+    // Logged once the log file is in place (a background mount's earlier lines go to a
+    // terminal that may be gone).
+    info!(target = %c.target, region = %c.region, credentials = %c.credentials, "connected");
+    info!(
+        memory_limit = %crate::config::show_size(cfg.fs.memory_limit),
+        cache_memory = %crate::config::show_size(cfg.fs.cache_memory),
+        cgroup_memory_limit = %cfg
+            .mount
+            .cgroup_memory_limit
+            .map_or_else(|| "none".to_owned(), crate::config::show_size),
+        "memory budget"
+    );
     daemon::notify(daemon::Notify::Ready(&format!(
         "mounted {} at {}",
         c.target,

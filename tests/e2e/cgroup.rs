@@ -73,8 +73,8 @@ impl Drop for Cgroup {
     }
 }
 
-/// Mount `target` with `extra` arguments from inside `cg`; the mount and what it printed
-/// before going to the background.
+/// Mount `target` with `extra` arguments from inside `cg`; the mount and what it logged
+/// (its log file, where the background mount writes the `memory budget` line).
 fn mount_in(cg: &Cgroup, target: &str, extra: &[&str]) -> (Mount, String) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("mnt");
@@ -95,13 +95,11 @@ fn mount_in(cg: &Cgroup, target: &str, extra: &[&str]) -> (Mount, String) {
         String::from_utf8_lossy(&out.stderr),
         std::fs::read_to_string(&log).unwrap_or_default()
     );
-    (
-        Mount::adopt(tmp, dir),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let logged = std::fs::read_to_string(&log).unwrap_or_default();
+    (Mount::adopt(tmp, dir), logged)
 }
 
-/// The `memory budget` line a mount printed (before it went to the background).
+/// The `memory budget` line a mount logged.
 fn budget_line(printed: &str) -> String {
     printed
         .lines()
@@ -176,8 +174,8 @@ fn without_a_flag_the_budget_is_128mib_or_a_quarter_of_the_cgroup_limit() {
     // of its limit when that is lower (at least 32 MiB), and the cache half of the budget.
     let s3 = S3::garage();
     let p = unique("cgroup-none");
-    let m = Mount::garage(&format!("{}/{p}", s3.bucket), &[]);
-    let line = budget_line(&m.stderr);
+    let m = Mount::garage(&format!("{}/{p}", s3.bucket), &["--log-level", "info"]);
+    let line = budget_line(&m.log_text());
     let expected = match field(&line, "cgroup_memory_limit") {
         "none" => 128 << 20,
         c => ((size(c) / 4) & !((1 << 20) - 1)).clamp(32 << 20, 128 << 20),
