@@ -26,6 +26,9 @@ What it does
        mid/100MiB.bin      100 MiB, same generator
        small/f0000..f0999  1,000 x 4 KiB
        many/e00000..e09999 10,000 empty objects in one directory
+       huge/h000000..h099999  100,000 empty objects in one directory (lshead, ls100k)
+       tree/d00..d99/f000..f099  10,000 empty objects in 100 directories (find)
+     Only what the selected workloads need is loaded (mid/ always).
   2. Checks once per tool that the bytes read are right (sha256 of mid/100MiB.bin).
   3. For every read workload, run and tool (tools interleaved inside each run, so that
      outside noise spreads over all tools alike): drop the page cache, mount afresh,
@@ -99,6 +102,9 @@ MID_SIZE = 100 * MiB
 SMALL = [f"small/f{i:04d}" for i in range(1000)]
 SMALL_SIZE = 4 * KiB
 MANY = [f"many/e{i:05d}" for i in range(10000)]
+HUGE = [f"huge/h{i:06d}" for i in range(100000)]
+TREE = [f"tree/d{d:02d}/f{i:03d}" for d in range(100) for i in range(100)]
+HEAD_LINES = 20
 
 ALL_TOOLS = ["raw", "s3mount", "s3fs", "rclone"]
 PEERS = ["s3fs", "rclone"]
@@ -112,9 +118,12 @@ WORKLOADS = {
     "first4k": ("first 4 KiB of the 1 GiB file, open+read (ms)", "ms", False, 60),
     "rand": ("200 random 64 KiB preads, 1 thread (reads/s)", "reads/s", True, 180),
     "ls": ("`ls -l` of 10,000 entries (s)", "s", False, 300),
+    "lshead": ("`ls -f | head` of 100,000 entries (s)", "s", False, 300),
+    "ls100k": ("`ls -l` of 100,000 entries (s)", "s", False, 600),
+    "find": ("`find` over 10,000 files in 100 directories (s)", "s", False, 300),
     "cat": ("`cat` 1,000 x 4 KiB files (files/s)", "files/s", True, 300),
 }
-READ_ORDER = ["seq", "par4", "first4k", "rand", "ls", "cat"]
+READ_ORDER = ["seq", "par4", "first4k", "rand", "ls", "lshead", "ls100k", "find", "cat"]
 RAW_WORKLOADS = ["seq", "par4", "first4k", "w1", "w2", "w3"]  # par4 for raw = 8 ranged GETs, see below
 
 # Write workloads: everything is written under wbench/UNIQUE/ and deleted (raw DELETEs)
@@ -427,23 +436,39 @@ class S3:
             os.unlink(tmp)
 
 
-def ensure_dataset(s3, work):
+def ensure_dataset(s3, work, order=None):
+    """Load what the read workloads in `order` (all when None) need and is not there yet:
+    mid/ always (every tool's bytes are checked on it), big/ for the reads of the 1 GiB
+    file, small/ for cat, many/ for ls, huge/ for lshead and ls100k, tree/ for find."""
     t0 = time.time()
+    order = READ_ORDER if order is None else order
+    want = {MID: MID_SIZE}
+    if any(w in order for w in ("seq", "par4", "first4k", "rand")):
+        want[BIG] = BIG_SIZE
+    if "cat" in order:
+        want.update({k: SMALL_SIZE for k in SMALL})
+    if "ls" in order:
+        want.update({k: 0 for k in MANY})
+    if "lshead" in order or "ls100k" in order:
+        want.update({k: 0 for k in HUGE})
+    if "find" in order:
+        want.update({k: 0 for k in TREE})
+    prefixes = sorted({k.split("/", 1)[0] + "/" for k in want})
     tmp = work / "upload"
     tmp.mkdir(exist_ok=True)
     try:
         have = {}
-        for prefix in ("big/", "mid/", "small/", "many/"):
+        for prefix in prefixes:
             have.update(s3.list(prefix))
         for key, size in ((BIG, BIG_SIZE), (MID, MID_SIZE)):
-            if have.get(key) == size:
+            if key not in want or have.get(key) == size:
                 continue
             log(f"loading {key} ({size // MiB} MiB)")
             path = tmp / Path(key).name
             write_generated(key, size, path)
             s3.put_many([(key, path)], timeout=600, parallel=1)
             path.unlink()
-        small_missing = [k for k in SMALL if have.get(k) != SMALL_SIZE]
+        small_missing = [k for k in SMALL if k in want and have.get(k) != SMALL_SIZE]
         if small_missing:
             log(f"loading {len(small_missing)} small objects")
             d = tmp / "small"
@@ -454,18 +479,17 @@ def ensure_dataset(s3, work):
                 p.write_bytes(gen_small(k))
                 pairs.append((k, p))
             s3.put_many(pairs, timeout=600)
-        many_missing = [k for k in MANY if have.get(k) != 0]
-        if many_missing:
-            log(f"loading {len(many_missing)} empty objects")
+        empty_missing = [k for k, v in want.items() if v == 0 and have.get(k) != 0]
+        if empty_missing:
+            log(f"loading {len(empty_missing)} empty objects")
             empty = tmp / "empty"
             empty.write_bytes(b"")
-            for i in range(0, len(many_missing), 2000):
-                s3.put_many([(k, empty) for k in many_missing[i:i + 2000]], timeout=600, parallel=32)
+            for i in range(0, len(empty_missing), 5000):
+                s3.put_many([(k, empty) for k in empty_missing[i:i + 5000]], timeout=900, parallel=64)
         # confirm
         have = {}
-        for prefix in ("big/", "mid/", "small/", "many/"):
+        for prefix in prefixes:
             have.update(s3.list(prefix))
-        want = {BIG: BIG_SIZE, MID: MID_SIZE, **{k: SMALL_SIZE for k in SMALL}, **{k: 0 for k in MANY}}
         wrong = [k for k, v in want.items() if have.get(k) != v]
         extra = [k for k in have if k not in want]
         if wrong:
@@ -987,6 +1011,36 @@ class Bench:
             n = len(r.stdout.splitlines())
             if n != len(MANY) + 1:
                 raise BenchError(f"ls -l printed {n} lines, expected {len(MANY) + 1}")
+            return dt
+        if wl == "lshead":
+            self.commands.setdefault("lshead", f"ls -f MNT/huge | head -n {HEAD_LINES} > /dev/null   "
+                                     "(until head exits; its line count checked)")
+            script = f"ls -f {shlex.quote(str(mnt / 'huge'))} | head -n {HEAD_LINES}"
+            t0 = time.perf_counter()
+            # No pipefail: ls ends on SIGPIPE once head is done, which is the point.
+            r = run(["bash", "-c", script], timeout, env=dict(os.environ, LC_ALL="C"), what="ls -f | head")
+            dt = time.perf_counter() - t0
+            n = len(r.stdout.splitlines())
+            if n != HEAD_LINES:
+                raise BenchError(f"ls -f | head printed {n} lines, expected {HEAD_LINES}")
+            return dt
+        if wl == "ls100k":
+            self.commands.setdefault("ls100k", "ls -l MNT/huge > /dev/null   (output line count checked)")
+            t0 = time.perf_counter()
+            r = run(["ls", "-l", str(mnt / "huge")], timeout, env=dict(os.environ, LC_ALL="C"), what="ls -l huge")
+            dt = time.perf_counter() - t0
+            n = len(r.stdout.splitlines())
+            if n != len(HUGE) + 1:
+                raise BenchError(f"ls -l printed {n} lines, expected {len(HUGE) + 1}")
+            return dt
+        if wl == "find":
+            self.commands.setdefault("find", "find MNT/tree > /dev/null   (output line count checked)")
+            t0 = time.perf_counter()
+            r = run(["find", str(mnt / "tree")], timeout, env=dict(os.environ, LC_ALL="C"), what="find tree")
+            dt = time.perf_counter() - t0
+            n = len(r.stdout.splitlines())
+            if n != len(TREE) + 100 + 1:
+                raise BenchError(f"find printed {n} lines, expected {len(TREE) + 101}")
             return dt
         if wl == "cat":
             self.commands.setdefault("cat", "cat MNT/small/* | sha256sum   (LC_ALL=C; digest checked)")
@@ -1764,7 +1818,9 @@ class Bench:
         if self.reads:
             md += ["Read data set: big/1GiB.bin (1 GiB) and mid/100MiB.bin (100 MiB) of deterministic "
                    "pseudo-random bytes (1 MiB blocks of `random.Random('s3mount-bench:KEY:N').randbytes`), "
-                   "small/f0000..f0999 (4 KiB each), many/e00000..e09999 (10,000 empty objects). Loaded once "
+                   "small/f0000..f0999 (4 KiB each), many/e00000..e09999 (10,000 empty objects), "
+                   "huge/h000000..h099999 (100,000 empty objects), tree/d00..d99/f000..f099 (10,000 empty "
+                   "objects in 100 directories); each set only when a selected workload uses it. Loaded once "
                    "with curl (parallel PUTs).", ""]
         if self.writes:
             md += [f"Write sources, staged in {STAGE} (tmpfs) at the start and removed at the end: 100 MiB and "
@@ -1909,7 +1965,7 @@ class Bench:
             if t in self.tools:
                 self.snapshot_s3mount(t)
         if self.reads:
-            ensure_dataset(self.s3, self.work)
+            ensure_dataset(self.s3, self.work, self.order)
         try:
             self.run_all()
         finally:

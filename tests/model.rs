@@ -270,14 +270,20 @@ async fn apply(fs: &Fs, m: &mut Model, op: &Op) {
                 return;
             };
             let fh = fs.opendir(dir).unwrap();
-            let got: Vec<String> = fs
-                .readdir(fh, 0)
-                .await
-                .unwrap()
-                .iter()
-                .map(|e| e.name.clone())
-                .collect();
+            let mut got: Vec<String> = Vec::new();
+            loop {
+                let page = fs
+                    .readdir(fh, got.len() as u64, got.is_empty())
+                    .await
+                    .unwrap();
+                if page.is_empty() {
+                    break;
+                }
+                got.extend(page.into_iter().map(|e| e.name));
+            }
             fs.releasedir(fh);
+            // readdir gives no particular order.
+            got.sort();
             assert_eq!(got, m.entries(d), "listing of {:?}", DIRS[d]);
         }
     }

@@ -321,23 +321,24 @@ impl Tree for Buckets {
         }
     }
 
-    async fn readdir(&self, ino: Ino, fh: u64, offset: u64) -> Result<Arc<Vec<Listed>>> {
+    async fn readdir(&self, ino: Ino, fh: u64, pos: u64, rewind: bool) -> Result<Vec<Listed>> {
         match self.route(ino).await? {
-            Route::Bucket { fs, .. } => fs.readdir(decode(fh).1, offset).await,
+            Route::Bucket { fs, .. } => fs.readdir(decode(fh).1, pos, rewind).await,
             Route::Root => {
+                // Few enough to list whole at every call.
                 let list = self.service.list_buckets().await?;
-                Ok(Arc::new(
-                    list.into_iter()
-                        .map(|(name, t)| {
-                            self.slot_of(&name, t);
-                            Listed {
-                                name,
-                                kind: Kind::Dir,
-                                stat: Stat::new(0, t, None),
-                            }
-                        })
-                        .collect(),
-                ))
+                Ok(list
+                    .into_iter()
+                    .map(|(name, t)| {
+                        self.slot_of(&name, t);
+                        Listed {
+                            name,
+                            kind: Kind::Dir,
+                            stat: Stat::new(0, t, None),
+                        }
+                    })
+                    .skip(pos as usize)
+                    .collect())
             }
         }
     }
@@ -654,7 +655,7 @@ mod tests {
         let t = tree(svc.clone());
         let fh = t.opendir(ROOT_INO).await.unwrap();
         let names: Vec<_> = t
-            .readdir(ROOT_INO, fh, 0)
+            .readdir(ROOT_INO, fh, 0, false)
             .await
             .unwrap()
             .iter()

@@ -13,6 +13,7 @@
 
 mod buckets;
 mod config;
+mod dirstream;
 mod error;
 mod guard;
 mod meta;
@@ -149,7 +150,8 @@ struct ReaderOf {
 
 struct DirHandle {
     ino: Ino,
-    entries: tokio::sync::Mutex<Option<Arc<Vec<Listed>>>>,
+    /// The streamed listing; a readdir waits here for the one before it.
+    stream: tokio::sync::Mutex<dirstream::DirStream>,
 }
 
 #[derive(Clone)]

@@ -24,9 +24,25 @@ fn fs_with(keys: &[(&str, &str)]) -> (Arc<MemoryStore>, Fs) {
     (store, fs)
 }
 
+/// Every entry of open directory `fh`, read the way the kernel does: from position 0,
+/// then from after the last entry got, until an empty answer.
+pub(super) async fn read_all(fs: &Fs, fh: u64) -> Vec<Listed> {
+    let mut all: Vec<Listed> = Vec::new();
+    loop {
+        let got = fs
+            .readdir(fh, all.len() as u64, all.is_empty())
+            .await
+            .unwrap();
+        if got.is_empty() {
+            return all;
+        }
+        all.extend(got);
+    }
+}
+
 async fn names(fs: &Fs, ino: Ino) -> Vec<String> {
     let fh = fs.opendir(ino).unwrap();
-    let e = fs.readdir(fh, 0).await.unwrap();
+    let e = read_all(fs, fh).await;
     fs.releasedir(fh);
     e.iter().map(|e| e.name.clone()).collect()
 }
@@ -591,7 +607,7 @@ async fn listing_feeds_the_cache_so_stat_costs_nothing() {
     let fs = fs_ttl(store.clone(), 60_000);
     let d = fs.lookup(ROOT_INO, "d").await.unwrap();
     let fh = fs.opendir(d.ino).unwrap();
-    let entries = fs.readdir(fh, 0).await.unwrap();
+    let entries = read_all(&fs, fh).await;
     for e in entries.iter() {
         fs.entry(d.ino, e, 1);
     }
@@ -833,4 +849,60 @@ async fn a_chmod_between_a_commit_and_more_writes_is_kept_by_the_next_commit() {
     fs.release(fh).await.unwrap();
     assert_eq!(&store.get("p/f").unwrap()[..], b"one two");
     assert_eq!(store.meta("p/f").unwrap()["mode"], (0o100644).to_string());
+}
+
+#[tokio::test]
+async fn a_streamed_listing_read_to_its_end_teaches_the_directory_a_partial_one_does_not() {
+    let store = Arc::new(MemoryStore::new("b", 4));
+    for i in 0..10 {
+        store.insert(&format!("d/f{i}"), "1");
+    }
+    let fs = fs_negative_cache(store.clone(), 60_000);
+    let d = fs.lookup(ROOT_INO, "d").await.unwrap();
+    // Only the first page read: nothing proven about the names beyond it.
+    let fh = fs.opendir(d.ino).unwrap();
+    assert!(!fs.readdir(fh, 0, true).await.unwrap().is_empty());
+    fs.releasedir(fh);
+    let before = lookups_sent(&store);
+    assert_eq!(fs.lookup(d.ino, "f9").await.unwrap().size, 1);
+    assert!(lookups_sent(&store) != before, "f9 was asked for");
+    // Read to the end (three pages): an absent name costs nothing any more.
+    let fh = fs.opendir(d.ino).unwrap();
+    let all = read_all(&fs, fh).await;
+    fs.releasedir(fh);
+    assert_eq!(all.len(), 10);
+    let before = lookups_sent(&store);
+    assert!(matches!(
+        fs.lookup(d.ino, "nope").await,
+        Err(FsError::NotFound)
+    ));
+    assert_eq!(lookups_sent(&store), before);
+}
+
+#[tokio::test]
+async fn a_rewind_lists_again_and_a_handle_keeps_only_a_window() {
+    let store = Arc::new(MemoryStore::new("b", 3));
+    for i in 0..9 {
+        store.insert(&format!("d/f{i}"), "1");
+    }
+    let fs = fs_ttl(store.clone(), 60_000);
+    let d = fs.lookup(ROOT_INO, "d").await.unwrap();
+    let fh = fs.opendir(d.ino).unwrap();
+    assert_eq!(read_all(&fs, fh).await.len(), 9);
+    store.insert("d/late", "1");
+    let lists = store.count("ListObjectsV2");
+    // Position 0 again (rewinddir): a fresh listing, with the new name.
+    let again = read_all(&fs, fh).await;
+    assert_eq!(again.len(), 10);
+    assert!(store.count("ListObjectsV2") > lists);
+    // A seek back a little is served by the handle; the entry there is the same.
+    let lists = store.count("ListObjectsV2");
+    let at8 = fs.readdir(fh, 8, false).await.unwrap();
+    assert_eq!(at8[0].name, again[8].name);
+    assert_eq!(store.count("ListObjectsV2"), lists);
+    // Far back: listed again and skipped forward to the same entry.
+    let at1 = fs.readdir(fh, 1, false).await.unwrap();
+    assert_eq!(at1[0].name, again[1].name);
+    assert!(store.count("ListObjectsV2") > lists);
+    fs.releasedir(fh);
 }

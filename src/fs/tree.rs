@@ -43,8 +43,10 @@ pub trait Tree: Send + Sync + 'static {
     /// Open directory `ino` for listing.
     async fn opendir(&self, ino: Ino) -> Result<u64>;
 
-    /// Entries of open directory `ino` (listed anew when `offset` is 0).
-    async fn readdir(&self, ino: Ino, fh: u64, offset: u64) -> Result<Arc<Vec<Listed>>>;
+    /// Entries of open directory `ino` from position `pos` on (0: its first entry; `.` and
+    /// `..` are the adapter's), as many as are at hand: none means the end. `rewind`: the
+    /// reader went back to the start, which lists the directory again.
+    async fn readdir(&self, ino: Ino, fh: u64, pos: u64, rewind: bool) -> Result<Vec<Listed>>;
 
     /// Register a listed entry of `parent` and count `lookups` kernel references to it.
     fn entry(&self, parent: Ino, e: &Listed, lookups: u64) -> Result<Attr>;

@@ -64,6 +64,13 @@ impl crate::fs::Invalidator for KernelInvalidator {
     }
 }
 
+/// The core's entry position of a FUSE directory offset. Offsets are the cookies we hand
+/// out: `.` is offset 1, `..` offset 2, entry `n` of the listing offset `n + 3`; the
+/// kernel asks for what follows the last cookie it got (0: from the start).
+fn entry_pos(offset: u64) -> u64 {
+    offset.saturating_sub(2)
+}
+
 /// The `fuser::Filesystem` over our core.
 pub struct FuseAdapter {
     fs: Shared,
@@ -604,18 +611,20 @@ impl Filesystem for FuseAdapter {
             "readdir",
             reply,
             |fs| async move {
-                let entries = fs.readdir(ino.0, fh.0, offset).await?;
+                let entries = fs
+                    .readdir(ino.0, fh.0, entry_pos(offset), offset == 0)
+                    .await?;
                 Ok((fs, entries))
             },
             move |mut r, (fs, entries)| {
                 let parent = fs.parent_of(ino.0);
-                let total = entries.len() as u64 + 2;
+                let total = entry_pos(offset) + entries.len() as u64 + 2;
                 for i in offset..total {
                     let full = match i {
                         0 => r.add(ino, 1, FileType::Directory, "."),
                         1 => r.add(INodeNo(parent), 2, FileType::Directory, ".."),
                         _ => {
-                            let e = &entries[(i - 2) as usize];
+                            let e = &entries[(i - 2 - entry_pos(offset)) as usize];
                             let Ok(a) = fs.entry(ino.0, e, 0) else {
                                 continue;
                             };
@@ -644,18 +653,20 @@ impl Filesystem for FuseAdapter {
             "readdirplus",
             reply,
             |fs| async move {
-                let entries = fs.readdir(ino.0, fh.0, offset).await?;
+                let entries = fs
+                    .readdir(ino.0, fh.0, entry_pos(offset), offset == 0)
+                    .await?;
                 Ok((fs, entries))
             },
             move |mut r, (fs, entries)| {
-                let total = entries.len() as u64 + 2;
+                let total = entry_pos(offset) + entries.len() as u64 + 2;
                 for i in offset..total {
                     // The kernel takes no reference for "." and "..": count none.
                     let (attr, name, counted) = match i {
                         0 => (fs.cached_attr(ino.0), ".", false),
                         1 => (fs.cached_attr(fs.parent_of(ino.0)), "..", false),
                         _ => {
-                            let e = &entries[(i - 2) as usize];
+                            let e = &entries[(i - 2 - entry_pos(offset)) as usize];
                             (fs.entry(ino.0, e, 1), e.name.as_str(), true)
                         }
                     };

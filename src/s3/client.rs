@@ -353,6 +353,20 @@ fn to_system_time(t: Option<&aws_smithy_types::DateTime>) -> SystemTime {
         .unwrap_or(SystemTime::UNIX_EPOCH)
 }
 
+/// Page size of listings that ask for the server's default, from the hidden environment
+/// variable `S3MOUNT_TEST_LIST_MAX_KEYS`: the end-to-end tests of listings that span pages
+/// use a few keys per page instead of uploading thousands. Unset (as for users), the server
+/// decides (1,000 keys for S3).
+fn test_page_size() -> Option<i32> {
+    static SIZE: std::sync::OnceLock<Option<i32>> = std::sync::OnceLock::new();
+    *SIZE.get_or_init(|| {
+        std::env::var("S3MOUNT_TEST_LIST_MAX_KEYS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .filter(|n| *n > 0)
+    })
+}
+
 #[async_trait]
 impl ObjectStore for AwsStore {
     fn bucket(&self) -> &str {
@@ -371,7 +385,7 @@ impl ObjectStore for AwsStore {
             .prefix(prefix)
             .set_delimiter(delimited.then(|| "/".to_owned()))
             .set_continuation_token(continuation)
-            .set_max_keys(max_keys)
+            .set_max_keys(max_keys.or_else(test_page_size))
             .send()
             .await
             .map_err(|e| StoreError::from_sdk("ListObjectsV2", prefix, e))?;

@@ -30,6 +30,7 @@ mod policy_escape;
 mod posix_model;
 mod preserve;
 mod read;
+mod readdir;
 mod service;
 mod special;
 mod store;

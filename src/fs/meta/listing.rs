@@ -5,7 +5,7 @@
 //! directory's own `dir/` marker is not an entry; keys that cannot be file names are skipped
 //! with one warning each.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Mutex;
 use std::time::SystemTime;
 
@@ -14,7 +14,7 @@ use tracing::warn;
 
 use super::inode::{Kind, Stat};
 use super::key::{Prefix, validate_name};
-use crate::s3::{ListPage, ObjectStore, StoreError};
+use crate::s3::{ListPage, ObjectInfo, ObjectStore, StoreError};
 
 /// How many distinct bad keys are warned about before going quiet.
 const MAX_WARNINGS: usize = 10_000;
@@ -45,6 +45,9 @@ impl Warnings {
 }
 
 /// List the directory at relative path `dir` completely (all pages), sorted by name.
+///
+/// For the callers that need every name at once (re-learning a directory's contents for
+/// lookups); `readdir` streams instead (see [`Merger`]).
 pub async fn list(
     store: &dyn ObjectStore,
     prefix: &Prefix,
@@ -53,73 +56,266 @@ pub async fn list(
     warnings: &Warnings,
 ) -> Result<Vec<Listed>, StoreError> {
     let list_prefix = prefix.dir_key(dir);
-    let mut entries: BTreeMap<String, Listed> = BTreeMap::new();
+    let mut merger = Merger::new(&list_prefix, dir_mtime);
+    let mut entries = Vec::new();
     let mut pages = store.list_all(&list_prefix, true);
     while let Some(page) = pages.try_next().await? {
-        add_page(&mut entries, &page, &list_prefix, dir_mtime, warnings);
+        merger.push(&page, warnings, &mut entries);
     }
-    Ok(entries.into_values().collect())
+    merger.finish(&mut entries);
+    entries.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+    Ok(entries)
 }
 
-/// Add one listing page's entries. A server (or proxy) may answer with keys that are not
-/// under the prefix asked for: they are skipped with a warning, never sliced blindly.
-fn add_page(
-    entries: &mut BTreeMap<String, Listed>,
-    page: &ListPage,
-    list_prefix: &str,
+/// A held-back file: its entry, and the key of the common prefix that would shadow it.
+struct Held {
+    shadow: String,
+    entry: Listed,
+}
+
+/// Turns listing pages, one after the other, into entries, each name exactly once, holding
+/// only a handful of entries between pages.
+///
+/// Why it needs any state at all: ListObjectsV2 returns objects and common prefixes in one
+/// key order, where a directory `x/` sorts after `x-b` and `x.txt`, so a file `x` and the
+/// directory `x/` that shadows it may be far apart, even pages apart. A file is therefore
+/// held back until the listing has passed the key `x/` (then it is an entry) or shown it
+/// (then the directory is the entry). Only files whose name is a prefix of the last key
+/// seen can be waiting, so what is held stays small whatever the directory's size. Entries
+/// come out in key order but for those held-back files, which is not name order: callers
+/// that want names sorted sort.
+///
+/// Keys at or before the last one seen are ignored, so a server that repeats a common
+/// prefix (or more) at the start of the next page cannot make a name appear twice.
+pub struct Merger {
+    list_prefix: String,
     dir_mtime: SystemTime,
-    warnings: &Warnings,
-) {
-    for cp in &page.prefixes {
-        let Some(rest) = cp.strip_prefix(list_prefix) else {
-            warnings.once(cp, &"listed outside the prefix asked for");
-            continue;
-        };
-        // A key with an empty component (`dir//x`) lists as the common prefix `dir//`,
-        // whose name is empty: refused below.
-        let name = rest.trim_end_matches('/');
-        if let Err(why) = validate_name(name) {
-            warnings.once(cp, &why);
-            continue;
+    /// The greatest key (under the prefix) taken so far.
+    last_key: Option<String>,
+    held: Vec<Held>,
+}
+
+impl Merger {
+    /// A merger for the listing of `list_prefix` (the directory's key, ending in `/`, or
+    /// empty for the bucket's root); directories show `dir_mtime`.
+    pub fn new(list_prefix: &str, dir_mtime: SystemTime) -> Self {
+        Merger {
+            list_prefix: list_prefix.to_owned(),
+            dir_mtime,
+            last_key: None,
+            held: Vec::new(),
         }
-        entries.insert(
-            name.to_owned(),
-            Listed {
+    }
+
+    /// Entries held back, waiting for the listing to pass their shadowing prefix.
+    #[cfg(test)]
+    pub fn held(&self) -> usize {
+        self.held.len()
+    }
+
+    /// Take the next page: append the entries it settles to `out`. Returns whether the page
+    /// had any key beyond those already seen (a page that has none, yet promises more, is
+    /// a server going round in circles). A server (or proxy) may answer with keys that are
+    /// not under the prefix asked for: they are skipped with a warning, never sliced
+    /// blindly.
+    pub fn push(&mut self, page: &ListPage, warnings: &Warnings, out: &mut Vec<Listed>) -> bool {
+        // One key order for objects and prefixes. A page from S3 is sorted already (then
+        // this costs one pass); one that is not must not make the order check drop keys.
+        let mut items: Vec<(&str, Option<&ObjectInfo>)> = page
+            .prefixes
+            .iter()
+            .map(|p| (p.as_str(), None))
+            .chain(page.objects.iter().map(|o| (o.key.as_str(), Some(o))))
+            .filter(|(key, _)| {
+                let inside = key.starts_with(&self.list_prefix);
+                if !inside {
+                    warnings.once(key, &"listed outside the prefix asked for");
+                }
+                inside
+            })
+            .collect();
+        items.sort_by(|a, b| a.0.cmp(b.0));
+        let mut progress = false;
+        for (key, obj) in items {
+            if self.last_key.as_deref().is_some_and(|last| key <= last) {
+                continue;
+            }
+            progress = true;
+            self.release_before(key, out);
+            self.take(key, obj, warnings, out);
+            self.last_key = Some(key.to_owned());
+        }
+        progress
+    }
+
+    /// The listing ended: every file still held is an entry.
+    pub fn finish(&mut self, out: &mut Vec<Listed>) {
+        out.extend(self.held.drain(..).map(|h| h.entry));
+        self.last_key = None;
+    }
+
+    /// Release the held files whose shadowing prefix sorts before `key`: it can no longer
+    /// come.
+    fn release_before(&mut self, key: &str, out: &mut Vec<Listed>) {
+        if self.held.is_empty() {
+            return;
+        }
+        let mut i = 0;
+        while i < self.held.len() {
+            if self.held[i].shadow.as_str() < key {
+                out.push(self.held.remove(i).entry);
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    fn take(
+        &mut self,
+        key: &str,
+        obj: Option<&ObjectInfo>,
+        warnings: &Warnings,
+        out: &mut Vec<Listed>,
+    ) {
+        let rest = &key[self.list_prefix.len()..];
+        let Some(o) = obj else {
+            // A common prefix: the name and one `/`. A key with an empty component
+            // (`dir//x`) lists as the common prefix `dir//`, whose name is empty: refused
+            // below, as is a prefix no S3 server would send (`x//` for a name `x/`).
+            let name = rest.strip_suffix('/').unwrap_or(rest);
+            if let Err(why) = validate_name(name) {
+                warnings.once(key, &why);
+                return;
+            }
+            // It shadows the file of the same name, which sorts before it.
+            self.held.retain(|h| h.shadow != key);
+            out.push(Listed {
                 name: name.to_owned(),
                 kind: Kind::Dir,
-                stat: Stat::new(0, dir_mtime, None),
-            },
-        );
-    }
-    for o in &page.objects {
-        let Some(name) = o.key.strip_prefix(list_prefix) else {
-            warnings.once(&o.key, &"listed outside the prefix asked for");
-            continue;
+                stat: Stat::new(0, self.dir_mtime, None),
+            });
+            return;
         };
-        if name.is_empty() {
+        if rest.is_empty() {
             // The directory's own marker object.
             if o.size > 0 {
-                warnings.once(&o.key, &"directory marker holds data, which is ignored");
+                warnings.once(key, &"directory marker holds data, which is ignored");
             }
-            continue;
+            return;
         }
-        if let Err(why) = validate_name(name) {
-            warnings.once(&o.key, &why);
-            continue;
+        if let Err(why) = validate_name(rest) {
+            warnings.once(key, &why);
+            return;
         }
-        entries.entry(name.to_owned()).or_insert_with(|| Listed {
-            name: name.to_owned(),
-            kind: Kind::File,
-            stat: Stat::new(o.size, o.mtime, o.etag.clone()),
+        self.held.push(Held {
+            shadow: format!("{key}/"),
+            entry: Listed {
+                name: rest.to_owned(),
+                kind: Kind::File,
+                stat: Stat::new(o.size, o.mtime, o.etag.clone()),
+            },
         });
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
-    use crate::s3::ObjectInfo;
     use crate::s3::memory::MemoryStore;
+
+    /// Every entry `pages` give, by name; panics on a name given twice.
+    fn merge(pages: &[ListPage], list_prefix: &str) -> BTreeMap<String, Listed> {
+        let mut m = Merger::new(list_prefix, SystemTime::UNIX_EPOCH);
+        let w = Warnings::default();
+        let mut out = Vec::new();
+        for p in pages {
+            m.push(p, &w, &mut out);
+        }
+        m.finish(&mut out);
+        let mut by_name = BTreeMap::new();
+        for e in out {
+            let name = e.name.clone();
+            assert!(by_name.insert(name.clone(), e).is_none(), "{name:?} twice");
+        }
+        by_name
+    }
+
+    fn obj(key: &str) -> ObjectInfo {
+        ObjectInfo {
+            key: key.into(),
+            size: 1,
+            mtime: SystemTime::UNIX_EPOCH,
+            etag: None,
+            meta: None,
+            headers: None,
+        }
+    }
+
+    fn page(objects: &[&str], prefixes: &[&str], next: bool) -> ListPage {
+        ListPage {
+            objects: objects.iter().map(|k| obj(k)).collect(),
+            prefixes: prefixes.iter().map(|p| p.to_string()).collect(),
+            next: next.then(|| "token".into()),
+        }
+    }
+
+    #[test]
+    fn a_file_and_its_shadowing_directory_pages_apart_give_one_directory() {
+        // `d/x` on page 1, `d/x-b`, `d/x.txt` between, the prefix `d/x/` on page 3.
+        let pages = [
+            page(&["d/", "d/a", "d/x"], &[], true),
+            page(&["d/x-b", "d/x.txt"], &[], true),
+            page(&["d/y"], &["d/x/"], false),
+        ];
+        let got = merge(&pages, "d/");
+        let kinds: Vec<_> = got.values().map(|e| (e.name.as_str(), e.kind)).collect();
+        assert_eq!(
+            kinds,
+            [
+                ("a", Kind::File),
+                ("x", Kind::Dir),
+                ("x-b", Kind::File),
+                ("x.txt", Kind::File),
+                ("y", Kind::File)
+            ]
+        );
+    }
+
+    #[test]
+    fn files_are_held_back_only_while_their_directory_may_follow() {
+        let mut m = Merger::new("", SystemTime::UNIX_EPOCH);
+        let (w, mut out) = (Warnings::default(), Vec::new());
+        m.push(&page(&["a", "b", "x"], &[], true), &w, &mut out);
+        // `a` and `b` are settled by `x` (past `a/` and `b/`); `x` waits for `x/`.
+        let names: Vec<_> = out.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!((names, m.held()), (vec!["a", "b"], 1));
+        // Many names between `x` and `x/` keep only the chain of prefixes held.
+        let between: Vec<String> = (0..1000).map(|i| format!("x-{i:04}")).collect();
+        let refs: Vec<&str> = between.iter().map(String::as_str).collect();
+        m.push(&page(&refs, &[], true), &w, &mut out);
+        assert_eq!(m.held(), 2, "x and x-0999");
+        m.push(&page(&["z"], &[], false), &w, &mut out);
+        m.finish(&mut out);
+        assert_eq!(out.len(), 1004);
+    }
+
+    #[test]
+    fn keys_repeated_by_the_next_page_are_not_entries_again() {
+        let pages = [
+            page(&["a"], &["b/"], true),
+            page(&["a"], &["b/", "c/"], false),
+        ];
+        let mut m = Merger::new("", SystemTime::UNIX_EPOCH);
+        let (w, mut out) = (Warnings::default(), Vec::new());
+        assert!(m.push(&pages[0], &w, &mut out));
+        assert!(m.push(&pages[1], &w, &mut out));
+        assert!(!m.push(&pages[1], &w, &mut out), "no progress");
+        m.finish(&mut out);
+        let names: Vec<_> = out.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(names, ["a", "b", "c"]);
+    }
 
     #[tokio::test]
     async fn lists_dirs_files_and_skips_bad_keys() {
@@ -159,14 +355,6 @@ mod tests {
     #[test]
     fn entries_listed_outside_the_prefix_are_skipped() {
         // What a misbehaving server or proxy might answer to a listing of `p/d/`.
-        let obj = |key: &str| ObjectInfo {
-            key: key.into(),
-            size: 1,
-            mtime: SystemTime::UNIX_EPOCH,
-            etag: None,
-            meta: None,
-            headers: None,
-        };
         let page = ListPage {
             objects: vec![
                 obj("p/d/ok"),
@@ -178,9 +366,7 @@ mod tests {
             prefixes: vec!["p/d/sub/".into(), "elsewhere/".into(), "p/".into()],
             next: None,
         };
-        let mut entries = BTreeMap::new();
-        let w = Warnings::default();
-        add_page(&mut entries, &page, "p/d/", SystemTime::UNIX_EPOCH, &w);
+        let entries = merge(&[page], "p/d/");
         let names: Vec<&String> = entries.keys().collect();
         assert_eq!(names, ["ok", "sub"]);
     }
@@ -232,8 +418,7 @@ mod tests {
                 prefixes: prefixes.clone(),
                 next: None,
             };
-            let mut entries = BTreeMap::new();
-            add_page(&mut entries, &page, &list_prefix, SystemTime::UNIX_EPOCH, &Warnings::default());
+            let entries = merge(&[page], &list_prefix);
             for (name, e) in &entries {
                 proptest::prop_assert!(validate_name(name).is_ok(), "{name:?}");
                 let full = format!("{list_prefix}{name}");

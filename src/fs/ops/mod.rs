@@ -47,8 +47,8 @@ impl Tree for Fs {
         Fs::opendir(self, ino)
     }
 
-    async fn readdir(&self, _ino: Ino, fh: u64, offset: u64) -> Result<Arc<Vec<Listed>>> {
-        Fs::readdir(self, fh, offset).await
+    async fn readdir(&self, _ino: Ino, fh: u64, pos: u64, rewind: bool) -> Result<Vec<Listed>> {
+        Fs::readdir(self, fh, pos, rewind).await
     }
 
     fn entry(&self, parent: Ino, e: &Listed, lookups: u64) -> Result<Attr> {

@@ -7,6 +7,7 @@ use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use tracing::warn;
 
+use crate::fs::dirstream::DirStream;
 use crate::fs::meta::inode::{Node, Stat};
 use crate::fs::meta::posix::{self as meta, Posix};
 use crate::fs::meta::{key, listing as dir};
@@ -24,30 +25,52 @@ type DeleteOutcome = std::result::Result<Vec<StoreError>, StoreError>;
 const RENAME_CONCURRENCY: usize = 32;
 
 impl Fs {
-    /// Open directory `ino` for listing.
+    /// Open directory `ino` for listing. Nothing is listed before the first readdir.
     pub fn opendir(&self, ino: Ino) -> Result<u64> {
-        self.dir_node(ino)?;
+        let dir = self.dir_node(ino)?;
+        let stream = DirStream::new(
+            self.store.clone(),
+            self.prefix.dir_key(&dir.path),
+            self.mount_time,
+        );
         Ok(self.add_handle(Handle::Dir(Arc::new(DirHandle {
             ino,
-            entries: tokio::sync::Mutex::new(None),
+            stream: tokio::sync::Mutex::new(stream),
         }))))
     }
 
-    /// Entries of an open directory; listed from S3 when `offset` is 0 (a rewind) or on
-    /// first use, and kept in the handle for the following calls.
-    pub async fn readdir(&self, fh: u64, offset: u64) -> Result<Arc<Vec<Listed>>> {
+    /// Entries of an open directory from position `pos` on (0: its first entry), as many as
+    /// the handle has at hand (none: the end). The first call lists the first page; later
+    /// ones are served from the handle while the next page is fetched in the background.
+    /// `rewind` (position 0 asked for again), or a position the handle no longer holds,
+    /// lists the directory again from its start, as other clients have left it.
+    pub async fn readdir(&self, fh: u64, pos: u64, rewind: bool) -> Result<Vec<Listed>> {
         let Handle::Dir(dh) = self.handle(fh)? else {
             return Err(FsError::BadHandle);
         };
-        let mut entries = dh.entries.lock().await;
-        if offset == 0 || entries.is_none() {
-            let dir = self.dir_node(dh.ino)?;
-            let (epoch, since) = (self.known.epoch(), Instant::now());
-            let listed = self.list_dir(&dir).await?;
-            self.know_dir(dir.ino, since, epoch, listed.iter().map(|e| e.name.clone()));
-            *entries = Some(Arc::new(listed));
+        let mut stream = dh.stream.lock().await;
+        if stream.needs_restart(pos, rewind) {
+            let writing = self.writing_entries(dh.ino);
+            stream.restart(writing, self.known.epoch());
         }
-        Ok(entries.clone().expect("just listed"))
+        let (entries, complete) = stream.read(pos, &self.warnings).await?;
+        if let Some(c) = complete {
+            self.know_dir(dh.ino, c.since, c.epoch, c.names);
+        }
+        Ok(entries)
+    }
+
+    /// Files being written into directory `dir` (not in S3 yet), as entries.
+    fn writing_entries(&self, dir: Ino) -> Vec<Listed> {
+        let writing = self.inodes.lock().unwrap().writing_children(dir);
+        writing
+            .into_iter()
+            .map(|n| Listed {
+                name: n.name,
+                kind: Kind::File,
+                stat: n.stat,
+            })
+            .collect()
     }
 
     /// Every entry of directory `dir`: its listing, plus new files still being written
