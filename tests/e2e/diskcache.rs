@@ -4,47 +4,12 @@
 //! another client is read with its new bytes, never the cached old ones; and cache files
 //! corrupted between mounts are not served (the content stays right).
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crate::common::metrics::{free_port, s3_ok, scrape, value};
 use crate::common::{Conn, Mount, S3, must_fail_to_mount, pseudo_random, unique};
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn scrape(addr: SocketAddr) -> String {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out.split_once("\r\n\r\n").unwrap().1.to_owned()
-}
-
-fn value(scrape: &str, series: &str) -> f64 {
-    scrape
-        .lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or(0.0)
-}
-
-fn gets(scrape: &str) -> f64 {
-    value(
-        scrape,
-        "s3mount_s3_requests_total{operation=\"GetObject\",outcome=\"ok\"}",
-    )
-}
 
 /// A mount with the read cache in `cache`, exporting metrics. The previous mount of the
 /// same directory may still be finishing its queued writes after its unmount (it holds the
@@ -115,7 +80,7 @@ fn the_disk_cache_serves_remounts_and_never_stale_or_corrupt_blocks() {
     // First mount: from S3, and the blocks land on disk.
     let (m, addr) = mount(&target, cache.path());
     assert!(std::fs::read(m.path("data.bin")).unwrap() == v1);
-    assert!(gets(&scrape(addr)) > 0.0);
+    assert!(s3_ok(&scrape(addr), "GetObject") > 0.0);
     // A second mount of the same cache directory is refused, in one line.
     let other = tempfile::tempdir().unwrap();
     let e = must_fail_to_mount(
@@ -131,7 +96,11 @@ fn the_disk_cache_serves_remounts_and_never_stale_or_corrupt_blocks() {
     let (m, addr) = mount(&target, cache.path());
     assert!(std::fs::read(m.path("data.bin")).unwrap() == v1);
     let s = scrape(addr);
-    assert_eq!(gets(&s), 0.0, "the re-read after a remount sent GETs:\n{s}");
+    assert_eq!(
+        s3_ok(&s, "GetObject"),
+        0.0,
+        "the re-read after a remount sent GETs:\n{s}"
+    );
     assert!(value(&s, "s3mount_disk_cache_hits_total") >= 12.0, "{s}");
     assert!(
         value(&s, "s3mount_disk_cache_bytes") >= (3 << 20) as f64,
@@ -145,7 +114,7 @@ fn the_disk_cache_serves_remounts_and_never_stale_or_corrupt_blocks() {
         std::fs::read(m.path("data.bin")).unwrap() == v2,
         "old blocks served after the object changed"
     );
-    assert!(gets(&scrape(addr)) > 0.0);
+    assert!(s3_ok(&scrape(addr), "GetObject") > 0.0);
     drop(m);
     wait_for_exit(cache.path());
 
@@ -168,7 +137,7 @@ fn the_disk_cache_serves_remounts_and_never_stale_or_corrupt_blocks() {
         "a corrupted cache file was served"
     );
     let s = scrape(addr);
-    assert!(gets(&s) > 0.0, "{s}");
+    assert!(s3_ok(&s, "GetObject") > 0.0, "{s}");
     assert_eq!(value(&s, "s3mount_disk_cache_hits_total"), 0.0, "{s}");
     drop(m);
 }

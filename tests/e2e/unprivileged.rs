@@ -74,6 +74,28 @@ fn text(o: &Output) -> String {
     )
 }
 
+/// What nobody needs, in a tree nobody can traverse: a copy of the binary (the built
+/// binary's directory under the repository's target/ need not be traversable), and a home
+/// and a mount point nobody owns. The temporary directory goes with the first value.
+fn sandbox() -> (tempfile::TempDir, PathBuf, PathBuf, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let bin = tmp.path().join("s3mount");
+    fs::copy(crate::common::mount::bin(), &bin).unwrap();
+    fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).unwrap();
+    let home = nobodys_dir(tmp.path(), "home");
+    let mnt = nobodys_dir(tmp.path(), "mnt");
+    (tmp, bin, home, mnt)
+}
+
+/// A new directory `name` in `parent`, owned by nobody.
+fn nobodys_dir(parent: &Path, name: &str) -> PathBuf {
+    let d = parent.join(name);
+    fs::create_dir(&d).unwrap();
+    chown(&d, Some(NOBODY_UID), Some(NOGROUP_GID)).unwrap();
+    d
+}
+
 /// Unmounts (as root, lazily) whatever is left mounted when the test fails half-way.
 struct Cleanup(PathBuf);
 
@@ -98,19 +120,7 @@ fn nobody_mounts_writes_reads_and_unmounts_through_fusermount3() {
     let s3 = S3::garage();
     let prefix = unique("unprivileged");
 
-    // Everything nobody touches lives in a tree nobody can traverse: the built binary's
-    // directory (under the repository's target/) need not be, so the binary is copied.
-    let tmp = tempfile::tempdir().unwrap();
-    fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755)).unwrap();
-    let bin = tmp.path().join("s3mount");
-    fs::copy(crate::common::mount::bin(), &bin).unwrap();
-    fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).unwrap();
-    let home = tmp.path().join("home");
-    let mnt = tmp.path().join("mnt");
-    for d in [&home, &mnt] {
-        fs::create_dir(d).unwrap();
-        chown(d, Some(NOBODY_UID), Some(NOGROUP_GID)).unwrap();
-    }
+    let (_tmp, bin, home, mnt) = sandbox();
     let _cleanup = Cleanup(mnt.clone());
     let log = home.join("s3mount.log");
     let (mnt_s, log_s, home_s) = (
@@ -213,18 +223,8 @@ fn nobody_without_fusermount3_is_told_to_install_fuse3() {
     dev_fuse_open_to_users();
     let g = garage();
     let s3 = S3::garage();
-    let tmp = tempfile::tempdir().unwrap();
-    fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755)).unwrap();
-    let bin = tmp.path().join("s3mount");
-    fs::copy(crate::common::mount::bin(), &bin).unwrap();
-    fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).unwrap();
-    let mnt = tmp.path().join("mnt");
-    let empty = tmp.path().join("empty-bin");
-    let home = tmp.path().join("home");
-    for d in [&mnt, &empty, &home] {
-        fs::create_dir(d).unwrap();
-        chown(d, Some(NOBODY_UID), Some(NOGROUP_GID)).unwrap();
-    }
+    let (tmp, bin, home, mnt) = sandbox();
+    let empty = nobodys_dir(tmp.path(), "empty-bin");
     let _cleanup = Cleanup(mnt.clone());
     let target = format!("{}/{}", s3.bucket, unique("nofusermount"));
     let out = as_nobody(
@@ -273,17 +273,7 @@ fn nobody_without_fusermount3_is_told_to_install_fuse3() {
 fn nobody_with_a_closed_dev_fuse_is_told_to_open_it() {
     let g = garage();
     let s3 = S3::garage();
-    let tmp = tempfile::tempdir().unwrap();
-    fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755)).unwrap();
-    let bin = tmp.path().join("s3mount");
-    fs::copy(crate::common::mount::bin(), &bin).unwrap();
-    fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).unwrap();
-    let mnt = tmp.path().join("mnt");
-    let home = tmp.path().join("home");
-    for d in [&mnt, &home] {
-        fs::create_dir(d).unwrap();
-        chown(d, Some(NOBODY_UID), Some(NOGROUP_GID)).unwrap();
-    }
+    let (tmp, bin, home, mnt) = sandbox();
     let before = fs::metadata("/dev/fuse").unwrap().mode();
     let node = tmp.path().join("fuse-0600");
     let c = std::ffi::CString::new(node.to_str().unwrap()).unwrap();

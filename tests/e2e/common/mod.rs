@@ -15,6 +15,7 @@
 //! a time ([`moto_lock`]).
 
 pub mod http;
+pub mod metrics;
 pub mod mount;
 pub mod proxy;
 pub mod s3;
