@@ -122,7 +122,9 @@ impl MountConfig {
         let metadata_ttl = parse_duration(&t.metadata_ttl, "--metadata-ttl")?;
         // SAFETY: getuid/getgid cannot fail.
         let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
-        let mut fs = FsConfig {
+        let cache_dir = m.cache_dir.clone().unwrap_or_else(default_cache_dir);
+        let disk_cache = disk_cache(m, &cache_dir, memory_limit)?;
+        let fs = FsConfig {
             uid: m.uid.unwrap_or(uid),
             gid: m.gid.unwrap_or(gid),
             file_mode: parse_mode(&m.file_mode, "--file-mode")?,
@@ -138,12 +140,11 @@ impl MountConfig {
             negative_cache: t.negative_cache,
             no_delete: m.no_delete,
             no_overwrite: m.no_overwrite,
-            cache_dir: m.cache_dir.clone().unwrap_or_else(default_cache_dir),
-            disk_cache: None,
+            cache_dir,
+            disk_cache,
             content_type_default: args.uploads.content_type_default.clone(),
             presign_expiry: parse_duration(&args.uploads.presign_expiry, "--presign-expiry")?,
         };
-        fs.disk_cache = disk_cache(m, &fs.cache_dir, memory_limit)?;
         if fs.presign_expiry.as_secs() > 7 * 86_400 || fs.presign_expiry.is_zero() {
             return err("--presign-expiry must be between 1s and 7 days (SigV4 limit)");
         }
