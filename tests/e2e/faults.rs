@@ -241,23 +241,68 @@ fn a_process_blocked_in_an_outage_stops_at_once_on_sigint() {
 }
 
 /// SIGTERM while the server refuses every connection and two files are still open for
-/// writing: the two commits run side by side and each is tried once, both failures are
+/// writing (within the bound): the two commits run side by side and each is tried once, both failures are
 /// logged, the process says that files were not stored (and exits 1), and it is gone within
 /// its bound (writers' grace + retry deadline + a little).
 #[test]
 fn sigterm_in_an_outage_tries_each_commit_once_and_exits_within_its_bound() {
-    use crate::common::mount::{signal, wait_gone};
+    let (p, log) = sigterm_in_an_outage(&["a", "b"], "fault-sigterm");
     let s3 = S3::garage();
-    let p = unique("fault-sigterm");
+    for name in ["a", "b"] {
+        let key = format!("{p}/{name}");
+        let failures = log
+            .lines()
+            .filter(|l| l.contains("upload failed at unmount") && l.contains(&key))
+            .count();
+        assert_eq!(failures, 1, "commit of {key} tried {failures} times\n{log}");
+        assert!(s3.get(&key).is_none(), "{key} stored in an outage?");
+    }
+    assert!(
+        log.contains("2 files being written could not be stored"),
+        "{log}"
+    );
+}
+
+/// Nine files open in the same outage: committed 4 at a time, each waiting out the 3 s
+/// retry deadline, they need three rounds (9 s) after the 5 s writers' grace — past the
+/// 13 s bound. The drain gives up there: the uploads still under way are aborted, the log
+/// says so, and the daemon is gone instead of retrying on.
+#[test]
+fn sigterm_in_an_outage_past_its_bound_aborts_what_is_left_and_exits() {
+    let names = ["a", "b", "c", "d", "e", "f", "g", "h", "i"];
+    let (p, log) = sigterm_in_an_outage(&names, "fault-sigterm-bound");
+    assert!(
+        log.contains("uploads still pending after 13 s: aborting them"),
+        "{log}"
+    );
+    let s3 = S3::garage();
+    for name in names {
+        assert!(
+            s3.get(&format!("{p}/{name}")).is_none(),
+            "{name} stored in an outage?"
+        );
+    }
+}
+
+/// Mount a fresh prefix through a proxy (`--retry-deadline 3s`), hold `names` open with a
+/// little written to each, make the server refuse every connection, send SIGTERM and wait
+/// for the daemon to go. The prefix and the mount's log.
+fn sigterm_in_an_outage(names: &[&str], tag: &str) -> (String, String) {
+    use crate::common::mount::{signal, wait_gone};
+    let p = unique(tag);
     let proxy = Proxy::for_endpoint(&garage().endpoint, 15);
     let m = mount_through(&proxy, &p, &["--retry-deadline", "3s"]);
     let pid = m.daemon_pid();
-    // Two files written (small: buffered, not yet sent) and held open.
-    let script = "import time\nfs = [open(n, 'wb') for n in ('a', 'b')]\n\
-                  [f.write(b'x' * 100000) or f.flush() for f in fs]\nprint('ready', flush=True)\n\
-                  time.sleep(60)\n";
+    // Small files: buffered, not yet sent, and held open.
+    let list: Vec<String> = names.iter().map(|n| format!("'{n}'")).collect();
+    let script = format!(
+        "import time\nfs = [open(n, 'wb') for n in ({},)]\n\
+         [f.write(b'x' * 100000) or f.flush() for f in fs]\nprint('ready', flush=True)\n\
+         time.sleep(90)\n",
+        list.join(", ")
+    );
     let mut holder = std::process::Command::new("python3")
-        .args(["-c", script])
+        .args(["-c", &script])
         .current_dir(&m.dir)
         .stdout(std::process::Stdio::piped())
         .spawn()
@@ -279,18 +324,6 @@ fn sigterm_in_an_outage_tries_each_commit_once_and_exits_within_its_bound() {
     let _ = holder.wait();
     proxy.heal();
     let log = m.log_text();
-    for name in ["a", "b"] {
-        let key = format!("{p}/{name}");
-        let failures = log
-            .lines()
-            .filter(|l| l.contains("upload failed at unmount") && l.contains(&key))
-            .count();
-        assert_eq!(failures, 1, "commit of {key} tried {failures} times\n{log}");
-        assert!(s3.get(&key).is_none(), "{key} stored in an outage?");
-    }
-    assert!(
-        log.contains("2 files being written could not be stored"),
-        "{log}"
-    );
     assert!(!log.contains("panicked"), "{log}");
+    (p, log)
 }
