@@ -318,3 +318,54 @@ fn nobody_with_a_closed_dev_fuse_is_told_to_open_it() {
         "the machine's /dev/fuse changed: the bind mount leaked out of its namespace"
     );
 }
+
+/// No `/dev/fuse` at all (module not loaded, or a container without the device): the
+/// message says so and what to do. The device is hidden (an empty tmpfs over /dev) only
+/// inside a private mount namespace.
+#[test]
+fn a_missing_dev_fuse_says_to_load_the_module() {
+    let g = garage();
+    let s3 = S3::garage();
+    let dir = crate::common::empty_dir();
+    let mnt = dir.path().join("mnt");
+    fs::create_dir(&mnt).unwrap();
+    let _cleanup = Cleanup(mnt.clone());
+    let target = format!("{}/{}", s3.bucket, unique("nodevfuse"));
+    let script = format!(
+        "mount -t tmpfs none /dev && exec '{}' mount '{target}' '{}' --endpoint-url '{}' \
+         --foreground",
+        crate::common::mount::bin(),
+        mnt.display(),
+        g.endpoint
+    );
+    let out = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .env("AWS_ACCESS_KEY_ID", &g.key_id)
+        .env("AWS_SECRET_ACCESS_KEY", &g.secret)
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("unshare (util-linux)");
+    assert!(!out.status.success(), "mounted: {}", text(&out));
+    assert!(!is_mounted(&mnt), "{mnt:?} is mounted");
+    // In the foreground stderr is also the log, where fuser logs its own line first: the
+    // error is the one `s3mount: error:` line.
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("s3mount: error:"))
+        .collect();
+    assert_eq!(errors.len(), 1, "not one error line: {}", text(&out));
+    let line = errors[0];
+    assert!(
+        line.contains("there is no /dev/fuse") && line.contains("modprobe fuse"),
+        "does not name the missing device: {}",
+        text(&out)
+    );
+    assert!(
+        Path::new("/dev/fuse").exists(),
+        "the machine's /dev/fuse is gone"
+    );
+}
