@@ -54,9 +54,9 @@ pub fn fork_and_wait() -> io::Result<Ready> {
 }
 
 impl Ready {
-    /// Send further output to `log_file` (stdin from /dev/null) and tell the parent the
-    /// mount is live.
-    pub fn signal(self, log_file: &Path) -> io::Result<()> {
+    /// Send further output to `log_file` (stdin from /dev/null), run `then` (what must be in
+    /// the log by the time the parent returns), and tell the parent the mount is live.
+    pub fn signal(self, log_file: &Path, then: impl FnOnce()) -> io::Result<()> {
         if let Some(dir) = log_file.parent() {
             std::fs::create_dir_all(dir)?;
         }
@@ -72,6 +72,7 @@ impl Ready {
             libc::dup2(log.as_raw_fd(), 2);
         }
         DETACHED.store(true, Ordering::Relaxed);
+        then();
         let one = b"1";
         // SAFETY: writing one byte from a valid buffer to our pipe end.
         let n = unsafe { libc::write(self.0.as_raw_fd(), one.as_ptr().cast(), 1) };

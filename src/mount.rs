@@ -97,23 +97,27 @@ pub fn run(cfg: MountConfig, ready: Option<Ready>) -> Result<()> {
             String::new()
         }
     );
-    if let Some(ready) = ready {
-        ready
-            .signal(&log_file)
-            .with_context(|| format!("opening log file {}", log_file.display()))?;
-    }
     // Logged once the log file is in place (a background mount's earlier lines go to a
-    // terminal that may be gone).
-    info!(target = %c.target, region = %c.region, credentials = %c.credentials, "connected");
-    info!(
-        memory_limit = %crate::config::show_size(cfg.fs.memory_limit),
-        cache_memory = %crate::config::show_size(cfg.fs.cache_memory),
-        cgroup_memory_limit = %cfg
-            .mount
-            .cgroup_memory_limit
-            .map_or_else(|| "none".to_owned(), crate::config::show_size),
-        "memory budget"
-    );
+    // terminal that may be gone), and before the parent is told the mount is live (so
+    // whoever waited for it finds them in the log).
+    let log_start = || {
+        info!(target = %c.target, region = %c.region, credentials = %c.credentials, "connected");
+        info!(
+            memory_limit = %crate::config::show_size(cfg.fs.memory_limit),
+            cache_memory = %crate::config::show_size(cfg.fs.cache_memory),
+            cgroup_memory_limit = %cfg
+                .mount
+                .cgroup_memory_limit
+                .map_or_else(|| "none".to_owned(), crate::config::show_size),
+            "memory budget"
+        );
+    };
+    match ready {
+        Some(ready) => ready
+            .signal(&log_file, log_start)
+            .with_context(|| format!("opening log file {}", log_file.display()))?,
+        None => log_start(),
+    }
     daemon::notify(daemon::Notify::Ready(&format!(
         "mounted {} at {}",
         c.target,

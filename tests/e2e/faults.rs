@@ -246,7 +246,7 @@ fn a_process_blocked_in_an_outage_stops_at_once_on_sigint() {
 /// its bound (writers' grace + retry deadline + a little).
 #[test]
 fn sigterm_in_an_outage_tries_each_commit_once_and_exits_within_its_bound() {
-    let (p, log) = sigterm_in_an_outage(&["a", "b"], "fault-sigterm");
+    let (p, log) = sigterm_in_an_outage(&["a", "b"], "fault-sigterm", Mode::Refuse);
     let s3 = S3::garage();
     for name in ["a", "b"] {
         let key = format!("{p}/{name}");
@@ -263,31 +263,28 @@ fn sigterm_in_an_outage_tries_each_commit_once_and_exits_within_its_bound() {
     );
 }
 
-/// Nine files open in the same outage: committed 4 at a time, each waiting out the 3 s
-/// retry deadline, they need three rounds (9 s) after the 5 s writers' grace — past the
-/// 13 s bound. The drain gives up there: the uploads still under way are aborted, the log
+/// Nine files open while the server goes silent (refused connections fail fast, after
+/// the retry attempts; a silent server makes each commit wait out the 3 s retry deadline):
+/// committed 4 at a time, they need three rounds (at least 9 s) after the 5 s writers'
+/// grace — past the 13 s bound. The drain gives up there: the uploads still under way are aborted, the log
 /// says so, and the daemon is gone instead of retrying on.
 #[test]
 fn sigterm_in_an_outage_past_its_bound_aborts_what_is_left_and_exits() {
     let names = ["a", "b", "c", "d", "e", "f", "g", "h", "i"];
-    let (p, log) = sigterm_in_an_outage(&names, "fault-sigterm-bound");
+    let (_, log) = sigterm_in_an_outage(&names, "fault-sigterm-bound", Mode::Silent);
     assert!(
         log.contains("uploads still pending after 13 s: aborting them"),
         "{log}"
     );
-    let s3 = S3::garage();
-    for name in names {
-        assert!(
-            s3.get(&format!("{p}/{name}")).is_none(),
-            "{name} stored in an outage?"
-        );
-    }
+    // Not asserted: that no object exists. A PutObject the silent proxy was holding when
+    // the drain gave up is delivered once it heals, so such a file may be stored after all
+    // (S3 has no way to recall a PUT in flight; multipart uploads are aborted).
 }
 
 /// Mount a fresh prefix through a proxy (`--retry-deadline 3s`), hold `names` open with a
-/// little written to each, make the server refuse every connection, send SIGTERM and wait
+/// little written to each, start the `outage`, send SIGTERM and wait
 /// for the daemon to go. The prefix and the mount's log.
-fn sigterm_in_an_outage(names: &[&str], tag: &str) -> (String, String) {
+fn sigterm_in_an_outage(names: &[&str], tag: &str, outage: Mode) -> (String, String) {
     use crate::common::mount::{signal, wait_gone};
     let p = unique(tag);
     let proxy = Proxy::for_endpoint(&garage().endpoint, 15);
@@ -314,7 +311,7 @@ fn sigterm_in_an_outage(names: &[&str], tag: &str) -> (String, String) {
     )
     .unwrap();
     assert_eq!(ready.trim(), "ready", "{}", log_tail(&m));
-    proxy.schedule(Duration::ZERO, Mode::Refuse, Duration::from_secs(120));
+    proxy.schedule(Duration::ZERO, outage, Duration::from_secs(120));
     std::thread::sleep(Duration::from_millis(200));
     signal(pid, libc::SIGTERM);
     // Bound: 5 s grace + 3 s deadline + 5 s, then at most 10 s of aborting; the margin is
