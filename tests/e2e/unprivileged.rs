@@ -81,7 +81,16 @@ fn sandbox() -> (tempfile::TempDir, PathBuf, PathBuf, PathBuf) {
     let tmp = tempfile::tempdir().unwrap();
     fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755)).unwrap();
     let bin = tmp.path().join("s3mount");
-    fs::copy(crate::common::mount::bin(), &bin).unwrap();
+    // Copied by a `cp` process, not by `fs::copy` here: while this process holds the new
+    // file open for writing, a child that another test thread forks inherits that
+    // descriptor until it execs, and running the copy in that window fails with
+    // "Text file busy" (ETXTBSY), as a CI run showed.
+    let cp = std::process::Command::new("cp")
+        .arg(crate::common::mount::bin())
+        .arg(&bin)
+        .status()
+        .unwrap();
+    assert!(cp.success(), "cp of the binary: {cp}");
     fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).unwrap();
     let home = nobodys_dir(tmp.path(), "home");
     let mnt = nobodys_dir(tmp.path(), "mnt");
