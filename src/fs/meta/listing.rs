@@ -181,8 +181,13 @@ impl Merger {
         let Some(o) = obj else {
             // A common prefix: the name and one `/`. A key with an empty component
             // (`dir//x`) lists as the common prefix `dir//`, whose name is empty: refused
-            // below, as is a prefix no S3 server would send (`x//` for a name `x/`).
-            let name = rest.strip_suffix('/').unwrap_or(rest);
+            // below, as is a prefix no S3 server would send (`x//` for a name `x/`). One
+            // without the delimiter at its end is no common prefix of a `/` listing at
+            // all; taking it would list `x` twice when `x/` follows.
+            let Some(name) = rest.strip_suffix('/') else {
+                warnings.once(key, &"common prefix does not end in /");
+                return;
+            };
             if let Err(why) = validate_name(name) {
                 warnings.once(key, &why);
                 return;
@@ -281,6 +286,15 @@ mod tests {
                 ("y", Kind::File)
             ]
         );
+    }
+
+    #[test]
+    fn a_common_prefix_without_its_slash_is_skipped_not_listed_next_to_the_real_one() {
+        // Found by the property test below: a server listing both `x` and `x/` as common
+        // prefixes gave the directory `x` twice.
+        let got = merge(&[page(&[], &["x", "x/"], false)], "");
+        let kinds: Vec<_> = got.values().map(|e| (e.name.as_str(), e.kind)).collect();
+        assert_eq!(kinds, [("x", Kind::Dir)]);
     }
 
     #[test]
