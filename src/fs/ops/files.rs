@@ -406,7 +406,7 @@ impl Fs {
         };
         let mut opts = up.opts().clone();
         let (base, initial) = match up.take_unsent() {
-            Some(buf) => (None, buf.freeze()),
+            Some(buf) => (None, buf),
             None => {
                 let c = up.finish().await?;
                 opts.create_only = false;

@@ -135,17 +135,6 @@ impl Reservation {
         debug_assert!(Arc::ptr_eq(&self.budget, &other.budget));
         self.bytes += std::mem::take(&mut other.bytes);
     }
-
-    /// Split off `bytes` (at most what is held) into a reservation of their own (a part
-    /// cut from a buffer takes its memory with it).
-    pub fn split(&mut self, bytes: u64) -> Reservation {
-        let bytes = bytes.min(self.bytes);
-        self.bytes -= bytes;
-        Reservation {
-            budget: self.budget.clone(),
-            bytes,
-        }
-    }
 }
 
 impl Drop for Reservation {
@@ -167,16 +156,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn reservations_split_and_absorb_without_changing_the_total() {
+    fn reservations_absorb_without_changing_the_total() {
         let b = Budget::new(100);
         let mut r = b.try_reserve(30).unwrap();
         r.absorb(b.try_reserve(20).unwrap());
         assert_eq!((r.bytes(), b.used()), (50, 50));
-        let part = r.split(40);
-        assert_eq!((part.bytes(), r.bytes(), b.used()), (40, 10, 50));
-        drop(part);
-        assert_eq!(b.used(), 10);
-        assert_eq!(r.split(99).bytes(), 10);
+        drop(r);
         assert_eq!(b.used(), 0);
     }
 

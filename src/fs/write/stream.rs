@@ -10,7 +10,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use tokio::task::JoinHandle;
 use tracing::warn;
 
@@ -61,8 +61,8 @@ pub struct Upload {
     cfg: WriteConfig,
     budget: Arc<Budget>,
     opts: PutOptions,
-    buf: BytesMut,
-    /// The budget's memory for `buf` (at least its length): writers wait for it, so many
+    buf: Vec<u8>,
+    /// The budget's memory for `buf` (at least its capacity): writers wait for it, so many
     /// writers in a small budget queue instead of growing the process.
     buf_memory: Option<Reservation>,
     written: u64,
@@ -79,7 +79,7 @@ impl Upload {
             cfg: up.cfg,
             budget: up.budget.clone(),
             opts,
-            buf: BytesMut::new(),
+            buf: Vec::new(),
             buf_memory: None,
             written: 0,
             multipart: None,
@@ -108,11 +108,11 @@ impl Upload {
     }
 
     /// The bytes written so far, if none has been sent yet (to move them elsewhere).
-    pub fn take_unsent(&mut self) -> Option<BytesMut> {
+    pub fn take_unsent(&mut self) -> Option<Bytes> {
         if self.multipart.is_none() && matches!(self.state, State::Open) {
             self.state = State::Cancelled;
             self.buf_memory = None;
-            Some(std::mem::take(&mut self.buf))
+            Some(Bytes::from(std::mem::take(&mut self.buf)))
         } else {
             None
         }
@@ -136,18 +136,50 @@ impl Upload {
                 got: off,
             });
         }
-        self.hold_memory(self.buf.len() as u64 + data.len() as u64)
-            .await;
-        self.buf.extend_from_slice(data);
-        self.written += data.len() as u64;
-        while self.buf.len() as u64 >= self.cfg.part_size {
-            let part = self.buf.split_to(self.cfg.part_size as usize).freeze();
-            let memory = self.part_memory(part.len() as u64);
-            if let Err(e) = self.send_part(part, memory).await {
-                return Err(self.fail(e).await);
+        let part_size = self.cfg.part_size as usize;
+        let mut rest = data;
+        while !rest.is_empty() {
+            // Up to the part boundary only: a part is cut from a full buffer, never from
+            // the front of a longer one whose tail would keep the part's memory alive.
+            let (now, later) = rest.split_at(rest.len().min(part_size - self.buf.len()));
+            self.make_room(self.buf.len() + now.len()).await;
+            self.buf.extend_from_slice(now);
+            self.written += now.len() as u64;
+            rest = later;
+            if self.buf.len() >= part_size {
+                let part = Bytes::from(std::mem::take(&mut self.buf));
+                let memory = self.take_buf_memory();
+                if let Err(e) = self.send_part(part, memory).await {
+                    return Err(self.fail(e).await);
+                }
             }
         }
         Ok(data.len() as u32)
+    }
+
+    /// Give `buf` room for `len` bytes in all (at most a part), with the budget holding
+    /// its capacity. Capacity is grown here, exactly, rather than by `BytesMut` itself:
+    /// left alone it doubles past the part size (a buffer of 8 MiB and one byte holds
+    /// 16 MiB), and the budget, counting only what was written, would miss half of it.
+    /// Once a file is past its first part it is a large one, and each new buffer is a
+    /// whole part at once.
+    async fn make_room(&mut self, len: usize) {
+        if self.buf.capacity() >= len {
+            return;
+        }
+        let part_size = self.cfg.part_size as usize;
+        let cap = if self.multipart.is_some() {
+            part_size
+        } else {
+            (self.buf.capacity() * 2)
+                .max(BUF_STEP as usize)
+                .clamp(len, part_size.max(len))
+        };
+        self.hold_memory(cap as u64).await;
+        // One realloc (an mremap for large buffers), not a copy. The buffer is a Vec and
+        // not a BytesMut for this: it can grow exactly, and it becomes a part's `Bytes`
+        // without a copy.
+        self.buf.reserve_exact(cap - self.buf.len());
     }
 
     /// Make `buf_memory` cover `len` bytes, waiting (a while) for the budget.
@@ -165,12 +197,11 @@ impl Upload {
         }
     }
 
-    /// The memory of `len` bytes cut from the front of `buf`.
-    fn part_memory(&mut self, len: u64) -> Reservation {
-        match &mut self.buf_memory {
-            Some(m) => m.split(len),
-            None => self.budget.reserve(0),
-        }
+    /// The memory of the whole buffer, for the part cut from it (the buffer is empty now).
+    fn take_buf_memory(&mut self) -> Reservation {
+        self.buf_memory
+            .take()
+            .unwrap_or_else(|| self.budget.reserve(0))
     }
 
     async fn send_part(&mut self, body: Bytes, memory: Reservation) -> Result<()> {
@@ -223,7 +254,7 @@ impl Upload {
                     etag: put.etag,
                 };
                 self.state = State::Committed(c.clone());
-                self.buf = BytesMut::new();
+                self.buf = Vec::new();
                 Ok(c)
             }
             Err(e) => Err(self.fail(e).await),
@@ -232,13 +263,13 @@ impl Upload {
 
     async fn commit(&mut self) -> Result<PutResult> {
         if self.multipart.is_none() {
-            let body = std::mem::take(&mut self.buf).freeze();
+            let body = Bytes::from(std::mem::take(&mut self.buf));
             let _memory = self.buf_memory.take();
             return Ok(self.store.put(&self.key, body, &self.opts).await?);
         }
         if !self.buf.is_empty() {
-            let last = std::mem::take(&mut self.buf).freeze();
-            let memory = self.part_memory(last.len() as u64);
+            let last = Bytes::from(std::mem::take(&mut self.buf));
+            let memory = self.take_buf_memory();
             self.send_part(last, memory).await?;
         }
         self.buf_memory = None;
@@ -255,7 +286,7 @@ impl Upload {
     /// Give up: abort any multipart upload and remember `e` for every later call.
     async fn fail(&mut self, e: FsError) -> FsError {
         self.abort_multipart().await;
-        self.buf = BytesMut::new();
+        self.buf = Vec::new();
         self.buf_memory = None;
         self.state = State::Failed(e.clone());
         e
@@ -265,7 +296,7 @@ impl Upload {
     pub async fn cancel(&mut self) {
         if matches!(self.state, State::Open) {
             self.abort_multipart().await;
-            self.buf = BytesMut::new();
+            self.buf = Vec::new();
             self.buf_memory = None;
             self.state = State::Cancelled;
         }
@@ -377,6 +408,32 @@ mod tests {
         u.finish().await.unwrap();
         assert!(store.get("k").is_none());
         assert_eq!(store.pending_uploads(), 0);
+    }
+
+    /// The budget holds what a write buffer really occupies (its capacity, not only the
+    /// bytes in it), and no buffer grows past a part: with writes that do not divide the
+    /// part size, a `BytesMut` left to grow itself reached twice the part.
+    #[tokio::test]
+    async fn the_budget_covers_each_buffers_capacity_which_never_exceeds_a_part() {
+        const PART: usize = 5 << 20;
+        let store = Arc::new(MemoryStore::new("b", 1000));
+        let mut u = upload(&store);
+        let data: Vec<u8> = (0..3 * PART + 4321).map(|i| (i % 251) as u8).collect();
+        let mut off = 0;
+        for chunk in data.chunks(700 << 10) {
+            u.write(off, chunk).await.unwrap();
+            off += chunk.len() as u64;
+            let held = u.buf_memory.as_ref().map_or(0, Reservation::bytes);
+            assert!(
+                u.buf.capacity() as u64 <= held,
+                "capacity {} with {held} held",
+                u.buf.capacity()
+            );
+            assert!(u.buf.capacity() <= PART, "capacity {}", u.buf.capacity());
+        }
+        u.finish().await.unwrap();
+        assert_eq!(store.get("k").unwrap().to_vec(), data);
+        assert_eq!(store.count("UploadPart"), 4);
     }
 
     /// Two writers sharing a budget of one part: their buffered and in-flight bytes stay
