@@ -63,6 +63,9 @@ pub fn run(cfg: MountConfig, ready: Option<Ready>) -> Result<()> {
             })?
         }
     };
+    if fuse_fd.is_none() {
+        crate::fuse::raise_readahead(mountpoint);
+    }
     c.tree.set_invalidator(Arc::new(
         KernelInvalidator::new(session.notifier()).context("starting the notifier thread")?,
     ));
@@ -79,6 +82,7 @@ pub fn run(cfg: MountConfig, ready: Option<Ready>) -> Result<()> {
         fuse_fd.is_some(),
     ));
     rt.spawn(persist_dir_times(c.tree.clone()));
+    crate::heap::watch(cfg.fs.memory_limit).context("starting the heap watcher thread")?;
 
     let log_file = cfg
         .mount
