@@ -630,13 +630,8 @@ fn is_mounted(path: &Path) -> bool {
     info.lines().any(|l| {
         l.split(' ')
             .nth(4)
-            .is_some_and(|mp| unescape_mountinfo(mp) == want)
+            .is_some_and(|mp| crate::escape::unescape_mountinfo(mp) == want)
     })
-}
-
-/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
-fn unescape_mountinfo(s: &str) -> String {
-    crate::escape::unescape(s, b'\\', 3, 8)
 }
 
 #[cfg(test)]
@@ -838,7 +833,7 @@ mod tests {
 
     #[test]
     fn mountinfo_unescape() {
-        assert_eq!(unescape_mountinfo("/a\\040b"), "/a b");
-        assert_eq!(unescape_mountinfo("/plain"), "/plain");
+        assert_eq!(crate::escape::unescape_mountinfo("/a\\040b"), "/a b");
+        assert_eq!(crate::escape::unescape_mountinfo("/plain"), "/plain");
     }
 }

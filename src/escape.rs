@@ -41,6 +41,11 @@ pub fn percent_decode(s: &str) -> String {
     unescape(s, b'%', 2, 16)
 }
 
+/// A path as /proc/self/mountinfo writes it: space, tab, newline and backslash as `\ooo`.
+pub fn unescape_mountinfo(s: &str) -> String {
+    unescape(s, b'\\', 3, 8)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

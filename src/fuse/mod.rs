@@ -19,6 +19,7 @@ use futures::FutureExt;
 use tokio::runtime::Handle;
 use tracing::{debug, warn};
 
+pub mod readahead;
 mod reply;
 
 use crate::fs::{Caller, FsError, OpenMode, SetAttr, Tree};
@@ -32,6 +33,12 @@ type Shared = Arc<dyn Tree>;
 const MAX_WRITE: u32 = 1 << 20;
 /// Largest readahead the kernel may ask for.
 const MAX_READAHEAD: u32 = 1 << 20;
+
+/// Raise the kernel's readahead for the mount at `mountpoint` to [`MAX_READAHEAD`], where
+/// this process may (see [`readahead`]).
+pub fn raise_readahead(mountpoint: &Path) {
+    readahead::raise(mountpoint, MAX_READAHEAD >> 10);
+}
 
 /// Drops the kernel's cached entries through FUSE notifications, sent from a thread of
 /// its own and never from inside a request handler: the kernel takes the directory's lock

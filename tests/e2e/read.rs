@@ -1,11 +1,13 @@
 //! Reading through the mount, against Garage: whole files and random ranges byte for byte
 //! (with the prefetcher, at and past EOF, small and empty files), concurrent readers, and
-//! changes made by other clients showing up after the attribute TTL.
+//! changes made by other clients showing up after the attribute TTL; the kernel's readahead
+//! raised so that sequential reads arrive as 1 MiB requests.
 
 use std::fs;
 use std::io::Read;
 use std::os::unix::fs::FileExt;
 
+use crate::common::metrics::{free_port, scrape, value};
 use crate::common::{self, Mount, S3, pseudo_random, unique};
 
 #[test]
@@ -58,6 +60,47 @@ fn reads_are_byte_exact() {
     assert_eq!(&buf[..2], b"89");
     assert_eq!(fs::read(m.path("empty")).unwrap(), b"");
 }
+
+/// As root, the mount's backing device gets a readahead of 1 MiB (the kernel creates it
+/// at 128 KiB, and a FUSE mount reads ahead the smaller of that and what the daemon
+/// asked for), so a sequential read reaches the daemon in 1 MiB requests, not 128 KiB ones.
+#[test]
+fn sequential_reads_arrive_as_one_mebibyte_requests() {
+    use std::os::unix::fs::MetadataExt;
+    let s3 = S3::garage();
+    let p = unique("readahead");
+    let data = pseudo_random(16 << 20, 11);
+    s3.put(&format!("{p}/f.bin"), data.clone());
+    let addr = format!("127.0.0.1:{}", free_port());
+    let m = Mount::garage(&format!("{}/{p}", s3.bucket), &["--metrics-addr", &addr]);
+    let dev = fs::metadata(m.path("")).unwrap().dev();
+    let (major, minor) = (libc::major(dev), libc::minor(dev));
+    let ra = fs::read_to_string(format!("/sys/class/bdi/{major}:{minor}/read_ahead_kb")).unwrap();
+    assert_eq!(ra.trim(), "1024", "read_ahead_kb of the mount's device");
+
+    let addr = addr.parse().unwrap();
+    let before = value(&scrape(addr), READS);
+    let mut f = fs::File::open(m.path("f.bin")).unwrap();
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert!(got == data, "16 MiB read differs from the object");
+    let reads = value(&scrape(addr), READS) - before;
+    // 16 requests of 1 MiB, and a few shorter ones where readahead starts; at the kernel's
+    // 128 KiB it is 128.
+    assert!(
+        (16.0..=32.0).contains(&reads),
+        "{reads} FUSE reads for 16 MiB"
+    );
+}
+
+const READS: &str = "s3mount_fuse_requests_total{opcode=\"read\"}";
 
 #[test]
 fn concurrent_readers_get_exact_bytes() {
