@@ -191,9 +191,12 @@ class MemoryRun:
             procs = [subprocess.Popen(["bash", "-o", "pipefail", "-c", c], stdout=subprocess.PIPE,
                                       stderr=subprocess.PIPE, text=True) for c in cmds]
             outs = []
+            # One deadline for all of them: a per-process timeout let a hung tool (rclone,
+            # once) keep the bench waiting 20 x STEP_TIMEOUT.
+            deadline = t0 + STEP_TIMEOUT
             for p in procs:
                 try:
-                    o, e = p.communicate(timeout=STEP_TIMEOUT)
+                    o, e = p.communicate(timeout=max(1.0, deadline - time.time()))
                 except subprocess.TimeoutExpired:
                     p.kill()
                     o, e = p.communicate()
