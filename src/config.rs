@@ -627,11 +627,9 @@ fn is_mounted(path: &Path) -> bool {
         return false;
     };
     let want = path.to_string_lossy();
-    info.lines().any(|l| {
-        l.split(' ')
-            .nth(4)
-            .is_some_and(|mp| crate::escape::unescape_mountinfo(mp) == want)
-    })
+    info.lines()
+        .filter_map(crate::escape::mountinfo_entry)
+        .any(|(_, mp, _)| mp == want)
 }
 
 #[cfg(test)]

@@ -46,6 +46,18 @@ pub fn unescape_mountinfo(s: &str) -> String {
     unescape(s, b'\\', 3, 8)
 }
 
+/// One line of /proc/self/mountinfo (`ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTS [OPTIONAL...]
+/// - FSTYPE SOURCE SUPEROPTS`): its device (`MAJ:MIN`), mount point (unescaped) and file
+/// system type; `None` for a line of another shape.
+pub fn mountinfo_entry(line: &str) -> Option<(&str, String, &str)> {
+    let (left, right) = line.split_once(" - ")?;
+    let mut l = left.split(' ');
+    let device = l.nth(2)?;
+    let mount_point = unescape_mountinfo(l.nth(1)?);
+    let fstype = right.split(' ').next()?;
+    Some((device, mount_point, fstype))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -63,9 +63,6 @@ pub fn run(cfg: MountConfig, ready: Option<Ready>) -> Result<()> {
             })?
         }
     };
-    if fuse_fd.is_none() {
-        crate::fuse::raise_readahead(mountpoint);
-    }
     c.tree.set_invalidator(Arc::new(
         KernelInvalidator::new(session.notifier()).context("starting the notifier thread")?,
     ));
@@ -121,6 +118,11 @@ pub fn run(cfg: MountConfig, ready: Option<Ready>) -> Result<()> {
             .signal(&log_file, log_start)
             .with_context(|| format!("opening log file {}", log_file.display()))?,
         None => log_start(),
+    }
+    // After the switch to the log file: an ordinary user's mount logs that it keeps the
+    // kernel's readahead, which belongs in its log, not on the terminal it started from.
+    if fuse_fd.is_none() {
+        crate::fuse::raise_readahead(mountpoint);
     }
     daemon::notify(daemon::Notify::Ready(&format!(
         "mounted {} at {}",

@@ -17,16 +17,9 @@ pub fn device_of(mountpoint: &Path, mountinfo: &str) -> Option<String> {
     let want = mountpoint.to_string_lossy();
     mountinfo
         .lines()
-        .filter(|l| {
-            let fstype = l.split(" - ").nth(1).and_then(|r| r.split(' ').next());
-            fstype.is_some_and(|t| t == "fuse" || t.starts_with("fuse."))
-        })
-        .filter(|l| {
-            l.split(' ')
-                .nth(4)
-                .is_some_and(|mp| crate::escape::unescape_mountinfo(mp) == want)
-        })
-        .filter_map(|l| l.split(' ').nth(2).map(str::to_owned))
+        .filter_map(crate::escape::mountinfo_entry)
+        .filter(|(_, mp, fstype)| *mp == want && (*fstype == "fuse" || fstype.starts_with("fuse.")))
+        .map(|(device, _, _)| device.to_owned())
         .next_back()
 }
 
