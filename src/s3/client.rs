@@ -373,6 +373,10 @@ impl ObjectStore for AwsStore {
         &self.bucket
     }
 
+    fn get_overhead(&self) -> u64 {
+        super::https::READ_BUFFER
+    }
+
     async fn list(
         &self,
         prefix: &str,

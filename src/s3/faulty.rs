@@ -97,6 +97,10 @@ impl ObjectStore for Faulty {
         self.inner.bucket()
     }
 
+    fn get_overhead(&self) -> u64 {
+        self.inner.get_overhead()
+    }
+
     async fn list(
         &self,
         prefix: &str,

@@ -77,6 +77,8 @@ struct Shared {
     parts_peak: AtomicU64,
     /// An UploadPart of this part number fails (0: none), as a server error would.
     failing_part: std::sync::atomic::AtomicI32,
+    /// What [`ObjectStore::get_overhead`] answers (a connection's buffer, as a real client has).
+    get_overhead: AtomicU64,
 }
 
 impl Shared {
@@ -126,6 +128,11 @@ impl MemoryStore {
     /// Make every UploadPart of part `number` fail with a server error (0: none again).
     pub fn fail_part(&self, number: i32) {
         self.shared.failing_part.store(number, Ordering::Relaxed);
+    }
+
+    /// Answer `bytes` to [`ObjectStore::get_overhead`], as a store with HTTP connections does.
+    pub fn set_get_overhead(&self, bytes: u64) {
+        self.shared.get_overhead.store(bytes, Ordering::Relaxed);
     }
 
     /// The most UploadParts that were ever in progress at once.
@@ -209,6 +216,10 @@ impl MemoryStore {
 impl ObjectStore for MemoryStore {
     fn bucket(&self) -> &str {
         &self.bucket
+    }
+
+    fn get_overhead(&self) -> u64 {
+        self.shared.get_overhead.load(Ordering::Relaxed)
     }
 
     async fn list(

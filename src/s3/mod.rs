@@ -217,6 +217,13 @@ pub trait ObjectStore: Send + Sync + 'static {
     /// The bucket this store talks to (for messages only).
     fn bucket(&self) -> &str;
 
+    /// Memory a GET in flight holds besides the bytes it returns: the read buffer of its
+    /// HTTP connection. Readers count it in the memory budget, so that many small GETs at
+    /// once cannot hold more than the budget says (none for a store without connections).
+    fn get_overhead(&self) -> u64 {
+        0
+    }
+
     /// One page of ListObjectsV2 under `prefix`, with `/` as delimiter when `delimited`
     /// (else every key below the prefix, as objects).
     async fn list(

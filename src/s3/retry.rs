@@ -241,6 +241,10 @@ impl ObjectStore for Retrying {
         self.inner.bucket()
     }
 
+    fn get_overhead(&self) -> u64 {
+        self.inner.get_overhead()
+    }
+
     async fn list(
         &self,
         prefix: &str,

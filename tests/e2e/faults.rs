@@ -2,7 +2,8 @@
 //! reads through connection resets, an outage and silence come back byte-exact; a write
 //! rides out a 20 s outage or 20 s of silence; with a short `--retry-deadline` the same
 //! outage fails the write with EIO and leaves no object and no pending upload; a size S3
-//! cannot hold fails at once with EFBIG.
+//! cannot hold fails at once with EFBIG; after a burst of readers over a slow network the
+//! connection pool keeps at most 16 of its connections.
 
 use std::fs;
 use std::io::Write;
@@ -48,6 +49,44 @@ fn a_read_through_connection_resets_is_exact() {
     proxy.set_resets(0.0);
     assert!(got == data, "bytes differ after {} resets", proxy.resets());
     assert!(proxy.resets() > 0, "the proxy reset no connection");
+}
+
+/// Over a slow network 24 readers at once hold more connections than the pool keeps idle
+/// (16, `s3::https::IDLE_PER_HOST`); once they are done, the connections beyond it are
+/// closed instead of each keeping its read buffer (~400 KiB) for the idle timeout.
+#[test]
+fn after_a_burst_of_readers_at_most_16_connections_stay_open() {
+    let s3 = S3::garage();
+    let p = unique("fault-burst");
+    let files: Vec<Vec<u8>> = (0..24)
+        .map(|i| seeded_object(&s3, &format!("{p}/f{i}"), 2 << 20, 100 + i))
+        .collect();
+    let proxy = Proxy::for_endpoint(&garage().endpoint, 21);
+    let m = mount_through(&proxy, &p, &[]);
+    // 4 MiB/s per connection: each read takes about half a second, so they overlap.
+    proxy.set_trickle(4 << 20);
+    std::thread::scope(|scope| {
+        for (i, want) in files.iter().enumerate() {
+            let m = &m;
+            scope.spawn(move || assert!(read_all(m, &format!("f{i}")) == *want, "f{i} differs"));
+        }
+    });
+    proxy.set_trickle(0);
+    assert!(
+        proxy.peak_connections() > 16,
+        "only {} connections at once: the burst did not exceed the pool",
+        proxy.peak_connections()
+    );
+    let t = Instant::now();
+    while proxy.open_connections() > 16 && t.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        proxy.open_connections() <= 16,
+        "{} connections still open after the burst (peak {})",
+        proxy.open_connections(),
+        proxy.peak_connections()
+    );
 }
 
 /// A 32 MiB read through `mode` lasting `lasting`, starting mid-read, is exact.

@@ -6,15 +6,16 @@
 //! as spawned tasks, a small first one (fast first byte) followed by doubling sizes up to
 //! the part size, at most `download_threads` of them ahead of the reader and only while the
 //! shared memory budget allows (under pressure the window shrinks to what the reader is
-//! waiting for). Reads that land inside the stream's window (the kernel's readahead
-//! reorders a little) are served from it; anything else is a random read, served by one GET
-//! of the blocks it touches, and resets the stream so no bandwidth is spent on data nobody
-//! asked for. Random reads and the first megabyte of a stream go into the shared block
-//! cache. With a disk cache ([`super::disk`]) every fetch — stream chunk or random read —
-//! first takes the blocks it finds on disk and GETs only the span of those it does not,
-//! and the blocks it GETs are queued for the disk. Every GET carries
-//! `If-Match` with the ETag seen at open, so a file replaced mid-read fails with EIO
-//! instead of mixing two versions.
+//! waiting for; each GET's reservation includes its connection's read buffer,
+//! [`ObjectStore::get_overhead`], which outweighs a small chunk). Reads that land inside
+//! the stream's window (the kernel's readahead reorders a little) are served from it;
+//! anything else is a random read, served by one GET of the blocks it touches, and resets
+//! the stream so no bandwidth is spent on data nobody asked for. Random reads and the first
+//! megabyte of a stream go into the shared block cache. With a disk cache ([`super::disk`])
+//! every fetch — stream chunk or random read — first takes the blocks it finds on disk and
+//! GETs only the span of those it does not, and the blocks it GETs are queued for the disk.
+//! Every GET carries `If-Match` with the ETag seen at open, so a file replaced mid-read
+//! fails with EIO instead of mixing two versions.
 
 use std::collections::VecDeque;
 use std::ops::Range;
@@ -174,7 +175,10 @@ impl Reader {
                 // Whole blocks, so the neighbourhood is cached for the next random read.
                 let blocks =
                     off / BLOCK * BLOCK..end.div_ceil(BLOCK).saturating_mul(BLOCK).min(self.size);
-                let _memory = self.shared.budget.reserve(blocks.end - blocks.start);
+                let _memory = self
+                    .shared
+                    .budget
+                    .reserve(blocks.end - blocks.start + self.store.get_overhead());
                 let data = fetch(
                     self.store.as_ref(),
                     &self.key,
@@ -275,7 +279,10 @@ impl Reader {
             }
             let start = st.next_start;
             let mut stop = (start + st.next_len).min(self.size);
-            let memory = match self.reserve_optional(stop - start) {
+            // The GET's connection buffer too: many small chunks at once hold more of it
+            // than of data.
+            let overhead = self.store.get_overhead();
+            let memory = match self.reserve_optional(stop - start + overhead) {
                 Some(r) => r,
                 // Budget spent: what the reader waits for is fetched anyway, but only
                 // that (whole blocks), not the chunk the window would have grown to — many
@@ -283,7 +290,7 @@ impl Reader {
                 None if needed => {
                     stop = stop.min(end.div_ceil(BLOCK).saturating_mul(BLOCK).min(self.size));
                     st.next_len = BLOCK;
-                    self.shared.budget.reserve(stop - start)
+                    self.shared.budget.reserve(stop - start + overhead)
                 }
                 // Budget spent: the window stops growing here.
                 None => break,
@@ -558,6 +565,41 @@ mod tests {
             got.extend_from_slice(&b);
         }
         assert_eq!(got, d);
+    }
+
+    #[tokio::test]
+    async fn each_chunk_holds_its_connection_buffer_in_the_budget_too() {
+        const OVERHEAD: u64 = 1 << 20;
+        let store = Arc::new(MemoryStore::new("b", 1000));
+        store.set_get_overhead(OVERHEAD);
+        let d = data(32 << 20);
+        store.insert("k", d.clone());
+        let etag = store.head("k").await.unwrap().etag;
+        let limit = 8 << 20;
+        let shared = shared(limit);
+        let budget = shared.budget.clone();
+        let cfg = ReadConfig {
+            threads: 8,
+            max_part: 1 << 20,
+        };
+        let r = Reader::new(store, "k".into(), d.len() as u64, etag, cfg, shared);
+        let mut off = 0u64;
+        let mut most = 0;
+        while off < 8 << 20 {
+            let b = r.read(off, 131072).await.unwrap();
+            assert_eq!(&b[..], &d[off as usize..off as usize + b.len()]);
+            off += b.len() as u64;
+            let st = r.stream.lock().unwrap();
+            let data: u64 = st.chunks.iter().map(|c| c.range.end - c.range.start).sum();
+            let n = st.chunks.len() as u64;
+            most = most.max(n);
+            // Cached blocks are the stream's first chunks, shared with it: counted once.
+            assert_eq!(budget.used() - r.shared.cache.bytes(), data + n * OVERHEAD);
+            assert!(budget.used() <= limit, "{} over {limit}", budget.used());
+        }
+        // 8 MiB of budget holds at most 4 chunks of 1 MiB with their 1 MiB buffers, where
+        // it held 8 without them.
+        assert!((2..=4).contains(&most), "{most} chunks at once");
     }
 
     #[tokio::test]

@@ -35,6 +35,9 @@ struct State {
     stop: AtomicBool,
     conns: Mutex<Vec<TcpStream>>,
     resets: AtomicU64,
+    /// Connections the client has open now, and the most it ever had at once.
+    open: AtomicU64,
+    peak: AtomicU64,
 }
 
 impl State {
@@ -108,6 +111,8 @@ impl Proxy {
             stop: AtomicBool::new(false),
             conns: Mutex::new(Vec::new()),
             resets: AtomicU64::new(0),
+            open: AtomicU64::new(0),
+            peak: AtomicU64::new(0),
         });
         let st = state.clone();
         thread::spawn(move || accept_loop(listener, upstream, st));
@@ -138,6 +143,16 @@ impl Proxy {
     /// Back to normal.
     pub fn heal(&self) {
         self.state.set(Mode::Pass);
+    }
+
+    /// Connections the client has open through the proxy now (it has not closed its end).
+    pub fn open_connections(&self) -> u64 {
+        self.state.open.load(Ordering::Relaxed)
+    }
+
+    /// The most connections the client ever had open at once.
+    pub fn peak_connections(&self) -> u64 {
+        self.state.peak.load(Ordering::Relaxed)
     }
 
     /// How many connections were reset by the probability so far.
@@ -187,7 +202,13 @@ fn accept_loop(listener: TcpListener, upstream: SocketAddr, st: Arc<State>) {
                 st.conns.lock().unwrap().push(client.try_clone().unwrap());
                 let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
                 let (a, b) = (st.clone(), st.clone());
-                thread::spawn(move || pump(client, server, a, false));
+                let now = st.open.fetch_add(1, Ordering::Relaxed) + 1;
+                st.peak.fetch_max(now, Ordering::Relaxed);
+                thread::spawn(move || {
+                    // Client → server ends when the client closes (or either side fails).
+                    pump(client, server, a.clone(), false);
+                    a.open.fetch_sub(1, Ordering::Relaxed);
+                });
                 thread::spawn(move || pump(s2, c2, b, true));
             }
             Err(e) if e.kind() == ErrorKind::WouldBlock => {
