@@ -81,20 +81,10 @@ fn hierarchies(cgroups: &str, mountinfo: &str) -> Vec<Hierarchy> {
         }
     }
     let mut out = Vec::new();
-    // "ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTS [OPTIONAL...] - FSTYPE SOURCE SUPEROPTS"
-    for line in mountinfo.lines() {
-        let Some((left, right)) = line.split_once(" - ") else {
-            continue;
-        };
-        let l: Vec<&str> = left.split(' ').collect();
-        let r: Vec<&str> = right.split(' ').collect();
-        if l.len() < 5 || r.len() < 3 {
-            continue;
-        }
-        let (root, mount) = (l[3], l[4]);
-        let (path, file) = match r[0] {
+    for e in mountinfo.lines().filter_map(crate::escape::mountinfo_entry) {
+        let (path, file) = match e.fstype {
             "cgroup2" => (v2_path, "memory.max"),
-            "cgroup" if r[2].split(',').any(|o| o == "memory") => {
+            "cgroup" if e.super_options.split(',').any(|o| o == "memory") => {
                 (v1_path, "memory.limit_in_bytes")
             }
             _ => continue,
@@ -103,10 +93,10 @@ fn hierarchies(cgroups: &str, mountinfo: &str) -> Vec<Hierarchy> {
         // The cgroup's path is relative to the namespace's root; the mount shows `root` of
         // the hierarchy at `mount`. Outside it, only the mount's own root is readable.
         let rel = Path::new(path)
-            .strip_prefix(root)
+            .strip_prefix(&e.root)
             .map(Path::to_path_buf)
             .unwrap_or_default();
-        let mount = PathBuf::from(mount);
+        let mount = PathBuf::from(e.mount_point);
         out.push(Hierarchy {
             dir: mount.join(rel),
             mount,

@@ -629,7 +629,7 @@ fn is_mounted(path: &Path) -> bool {
     let want = path.to_string_lossy();
     info.lines()
         .filter_map(crate::escape::mountinfo_entry)
-        .any(|(_, mp, _)| mp == want)
+        .any(|e| e.mount_point == want)
 }
 
 #[cfg(test)]

@@ -46,16 +46,40 @@ pub fn unescape_mountinfo(s: &str) -> String {
     unescape(s, b'\\', 3, 8)
 }
 
-/// One line of /proc/self/mountinfo (`ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTS [OPTIONAL...]
-/// - FSTYPE SOURCE SUPEROPTS`): its device (`MAJ:MIN`), mount point (unescaped) and file
-/// system type; `None` for a line of another shape.
-pub fn mountinfo_entry(line: &str) -> Option<(&str, String, &str)> {
+/// One line of /proc/self/mountinfo, the fields s3mount reads.
+#[derive(Debug, PartialEq)]
+pub struct MountEntry<'a> {
+    /// `MAJ:MIN` of the mounted file system.
+    pub device: &'a str,
+    /// The directory of the file system shown at the mount point (unescaped).
+    pub root: String,
+    /// Where it is mounted (unescaped).
+    pub mount_point: String,
+    /// File system type (`fuse.s3mount`, `cgroup2`, ...).
+    pub fstype: &'a str,
+    /// The file system's own options (for cgroup v1, its controllers).
+    pub super_options: &'a str,
+}
+
+/// Parse one line of /proc/self/mountinfo (`ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTS
+/// [OPTIONAL...] - FSTYPE SOURCE SUPEROPTS`); `None` for a line of another shape. The one
+/// parser of that file: the mount check, the readahead's device and the cgroup lookup.
+pub fn mountinfo_entry(line: &str) -> Option<MountEntry<'_>> {
     let (left, right) = line.split_once(" - ")?;
     let mut l = left.split(' ');
     let device = l.nth(2)?;
-    let mount_point = unescape_mountinfo(l.nth(1)?);
-    let fstype = right.split(' ').next()?;
-    Some((device, mount_point, fstype))
+    let root = unescape_mountinfo(l.next()?);
+    let mount_point = unescape_mountinfo(l.next()?);
+    let mut r = right.split(' ');
+    let fstype = r.next()?;
+    let super_options = r.nth(1)?;
+    Some(MountEntry {
+        device,
+        root,
+        mount_point,
+        fstype,
+        super_options,
+    })
 }
 
 #[cfg(test)]
@@ -71,5 +95,22 @@ mod tests {
         assert_eq!(percent_decode("100%"), "100%");
         assert_eq!(percent_decode("%zz"), "%zz");
         assert_eq!(unescape("/a\\040b", b'\\', 3, 8), "/a b");
+    }
+
+    #[test]
+    fn a_mountinfo_line_gives_its_fields_unescaped() {
+        let line = "36 35 0:31 /sub\\040dir /mnt/my\\040bucket rw,nosuid shared:1 - fuse.s3mount s3mount rw,user_id=0";
+        assert_eq!(
+            mountinfo_entry(line),
+            Some(MountEntry {
+                device: "0:31",
+                root: "/sub dir".into(),
+                mount_point: "/mnt/my bucket".into(),
+                fstype: "fuse.s3mount",
+                super_options: "rw,user_id=0",
+            })
+        );
+        assert_eq!(mountinfo_entry("36 35 0:31 / /mnt rw - fuse"), None);
+        assert_eq!(mountinfo_entry("no separator here"), None);
     }
 }

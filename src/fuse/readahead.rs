@@ -18,8 +18,8 @@ pub fn device_of(mountpoint: &Path, mountinfo: &str) -> Option<String> {
     mountinfo
         .lines()
         .filter_map(crate::escape::mountinfo_entry)
-        .filter(|(_, mp, fstype)| *mp == want && (*fstype == "fuse" || fstype.starts_with("fuse.")))
-        .map(|(device, _, _)| device.to_owned())
+        .filter(|e| e.mount_point == want && (e.fstype == "fuse" || e.fstype.starts_with("fuse.")))
+        .map(|e| e.device.to_owned())
         .next_back()
 }
 
