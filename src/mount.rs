@@ -337,7 +337,8 @@ impl Drain {
                     Err(_) => {}
                 }
                 warn!(
-                    "uploads still pending after {} s: aborting them; what they held is not stored",
+                    "uploads still pending after {} s: aborting them; what they held is not stored \
+                     (a PutObject whose body was already sent may still complete on the server)",
                     self.bound.as_secs()
                 );
                 let _ = tokio::time::timeout(Duration::from_secs(10), self.tree.abort()).await;
