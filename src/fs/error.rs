@@ -67,6 +67,11 @@ pub enum FsError {
     /// No such extended attribute.
     #[error("no such extended attribute")]
     NoAttr,
+    /// An extended attribute namespace that is never kept (`security.*`, `system.*`: SELinux
+    /// labels, POSIX ACLs). EOPNOTSUPP rather than ENODATA, as a file system without them
+    /// answers: `ls -l` then stops probing every entry of the mount for them.
+    #[error("security.* and system.* extended attributes are not kept")]
+    AttrNamespaceUnsupported,
     /// The extended attribute value is too large to store.
     #[error("extended attribute too large for object metadata")]
     NoSpaceForAttr,

@@ -620,11 +620,11 @@ async fn listing_feeds_the_cache_so_stat_costs_nothing() {
         fs.listxattr(a.ino).await.unwrap();
         assert!(matches!(
             fs.getxattr(a.ino, "system.posix_acl_access").await,
-            Err(FsError::NoAttr)
+            Err(FsError::AttrNamespaceUnsupported)
         ));
         assert!(matches!(
             fs.getxattr(a.ino, "security.selinux").await,
-            Err(FsError::NoAttr)
+            Err(FsError::AttrNamespaceUnsupported)
         ));
     }
     assert_eq!(store.count("HeadObject"), heads);

@@ -32,6 +32,7 @@ pub fn errno(e: &FsError) -> Errno {
         FsError::Guarded(_) => Errno::EPERM,
         FsError::PartialRename(_) => Errno::EIO,
         FsError::NoAttr => Errno::from_i32(libc::ENODATA),
+        FsError::AttrNamespaceUnsupported => Errno::from_i32(libc::EOPNOTSUPP),
         FsError::NoSpaceForAttr => Errno::ENOSPC,
         FsError::ReadOnlyAttr => Errno::EPERM,
         FsError::CrossDevice => Errno::EXDEV,
@@ -53,7 +54,8 @@ pub(super) fn log_failure(op: &'static str, e: &FsError) {
         | FsError::Exists
         | FsError::NotEmpty
         | FsError::NameTooLong
-        | FsError::NoAttr => {
+        | FsError::NoAttr
+        | FsError::AttrNamespaceUnsupported => {
             debug!(op, error = %e, "request failed")
         }
         FsError::Store(s) => error!(

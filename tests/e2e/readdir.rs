@@ -2,7 +2,8 @@
 //! page (the hidden `S3MOUNT_TEST_LIST_MAX_KEYS`) so that a small directory spans many
 //! pages: every name exactly once (also a file `x` and a directory `x/` pages apart, and
 //! while names are added mid-listing), `telldir`/`seekdir` back a little and far, and
-//! `rewinddir` listing again.
+//! `rewinddir` listing again; `ls -l` of a directory probing its SELinux and ACL
+//! attributes once for the mount, not once per entry.
 
 use std::collections::BTreeSet;
 use std::ffi::{CStr, CString};
@@ -170,4 +171,58 @@ fn a_directory_of_many_list_pages_is_streamed_with_every_name_once() {
         "2",
         "the directory wins"
     );
+}
+
+/// `ls -l` asks for `security.selinux` and `system.posix_acl_access` of every entry until
+/// one answer says the device has none (EOPNOTSUPP; coreutils then remembers the device).
+/// Answered ENODATA, 300 entries cost 600 FUSE round trips; now a handful, while `user.*`
+/// attributes still work.
+#[test]
+fn ls_l_probes_acl_and_selinux_attributes_once_not_per_entry() {
+    use crate::common::metrics::{free_port, scrape, value};
+    const GETXATTR: &str = "s3mount_fuse_requests_total{opcode=\"getxattr\"}";
+    let s3 = S3::garage();
+    let p = unique("ls-probe");
+    s3.put_many(
+        (0..300)
+            .map(|i| (format!("{p}/d/e{i:03}"), Vec::new()))
+            .collect(),
+    );
+    let addr = format!("127.0.0.1:{}", free_port());
+    let m = Mount::garage(&format!("{}/{p}", s3.bucket), &["--metrics-addr", &addr]);
+    let addr = addr.parse().unwrap();
+    let before = value(&scrape(addr), GETXATTR);
+    let out = sh(&m.path(""), "LC_ALL=C ls -l d");
+    assert_eq!(
+        out.lines().filter(|l| l.contains(" e")).count(),
+        300,
+        "{out}"
+    );
+    assert!(
+        out.lines().skip(1).all(|l| l.starts_with("-rw")),
+        "an entry shown with an ACL or a label (mode column): {out}"
+    );
+    let probes = value(&scrape(addr), GETXATTR) - before;
+    assert!(
+        probes <= 10.0,
+        "{probes} getxattr requests for ls -l of 300 entries"
+    );
+
+    // user.* attributes are unaffected.
+    let f = m.path("d/e000");
+    let name = CString::new("user.k").unwrap();
+    let path = CString::new(f.as_os_str().as_bytes()).unwrap();
+    // SAFETY: valid C strings and a value buffer of the given length.
+    let rc = unsafe { libc::setxattr(path.as_ptr(), name.as_ptr(), b"v".as_ptr().cast(), 1, 0) };
+    assert_eq!(
+        rc,
+        0,
+        "setxattr user.k: {}",
+        std::io::Error::last_os_error()
+    );
+    let mut buf = [0u8; 8];
+    // SAFETY: as above.
+    let n = unsafe { libc::getxattr(path.as_ptr(), name.as_ptr(), buf.as_mut_ptr().cast(), 8) };
+    assert_eq!(n, 1, "getxattr user.k: {}", std::io::Error::last_os_error());
+    assert_eq!(buf[0], b'v');
 }
