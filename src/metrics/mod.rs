@@ -291,6 +291,11 @@ pub fn disk_cache_lookup(hit: bool) {
     counter!(if hit { DISK_HITS } else { DISK_MISSES }).increment(1);
 }
 
+/// `n` blocks were read from the disk cache.
+pub fn disk_cache_hits(n: u64) {
+    counter!(DISK_HITS).increment(n);
+}
+
 /// `n` disk-cache lookups found nothing (answered from the index, without I/O).
 pub fn disk_cache_misses(n: u64) {
     counter!(DISK_MISSES).increment(n);

@@ -27,7 +27,7 @@
 //!   refreshes a file's mtime), so the cache and its LRU order survive remounts.
 //!
 //! Everything here is blocking file I/O: callers on the async runtime go through
-//! `spawn_blocking` ([`DiskCache::get_blocks`]); [`DiskCache::put`] only queues.
+//! `spawn_blocking` ([`DiskCache::append_run`]); [`DiskCache::put`] only queues.
 
 use std::fs::{self, File};
 use std::io::{ErrorKind, Read, Write};
@@ -38,7 +38,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use lru::LruCache;
 use sha2::{Digest, Sha256};
 use tracing::{debug, info, warn};
@@ -132,8 +132,10 @@ fn unhex(s: &str) -> Option<Name> {
     Some(out)
 }
 
-/// The header and the checksum over everything after the checksum field.
-fn encode_header(id: &BlockId, data: &[u8]) -> Vec<u8> {
+/// The header a block file of `id` with `len` data bytes starts with, its checksum field
+/// (bytes 12..16) zeroed: what a reader compares a file's header with, and what a writer
+/// completes with the checksum.
+fn header_for(id: &BlockId, len: usize) -> Vec<u8> {
     let names = [
         id.bucket.as_bytes(),
         id.version.key.as_bytes(),
@@ -142,46 +144,56 @@ fn encode_header(id: &BlockId, data: &[u8]) -> Vec<u8> {
     let mut h = Vec::with_capacity(FIXED + names.iter().map(|n| n.len()).sum::<usize>());
     h.extend_from_slice(MAGIC);
     h.extend_from_slice(&VERSION.to_le_bytes());
-    h.extend_from_slice(&[0; 4]); // crc, below
+    h.extend_from_slice(&[0; 4]); // crc
     h.extend_from_slice(&id.index.to_le_bytes());
-    h.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    h.extend_from_slice(&(len as u32).to_le_bytes());
     for n in names {
         h.extend_from_slice(&(n.len() as u16).to_le_bytes());
     }
     for n in names {
         h.extend_from_slice(n);
     }
-    let mut crc = crc32fast::Hasher::new();
-    crc.update(&h[16..]);
-    crc.update(data);
-    let sum = crc.finalize();
-    h[12..16].copy_from_slice(&sum.to_le_bytes());
     h
 }
 
-/// Where the data of `id` starts in `file`, if `file` is exactly a block file of `id` with
-/// `len` bytes of intact data.
-fn check(file: &[u8], id: &BlockId, len: usize) -> Option<usize> {
-    let u16_at = |at: usize| u16::from_le_bytes([file[at], file[at + 1]]) as usize;
-    let u32_at = |at: usize| u32::from_le_bytes(file[at..at + 4].try_into().unwrap());
-    if file.len() < FIXED || &file[..8] != MAGIC || u32_at(8) != VERSION {
-        return None;
+/// The CRC-32 a block file carries: over its header after the checksum field, then its data.
+fn checksum(header: &[u8], data: &[u8]) -> [u8; 4] {
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&header[16..]);
+    crc.update(data);
+    crc.finalize().to_le_bytes()
+}
+
+/// The header, with its checksum, of the block file of `id` holding `data`.
+fn encode_header(id: &BlockId, data: &[u8]) -> Vec<u8> {
+    let mut h = header_for(id, data.len());
+    let sum = checksum(&h, data);
+    h[12..16].copy_from_slice(&sum);
+    h
+}
+
+/// Fill `buf` from `f`; `Ok(false)` when the file ends first.
+fn fill(f: &mut File, buf: &mut [u8]) -> std::io::Result<bool> {
+    match f.read_exact(buf) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == ErrorKind::UnexpectedEof => Ok(false),
+        Err(e) => Err(e),
     }
-    let index = u64::from_le_bytes(file[16..24].try_into().unwrap());
-    let data_len = u32_at(24) as usize;
-    let (bl, kl, el) = (u16_at(28), u16_at(30), u16_at(32));
-    let start = FIXED + bl + kl + el;
-    if index != id.index || data_len != len || file.len() != start + data_len {
-        return None;
+}
+
+/// Read the data of `id`'s block file `f` into `dest` (exactly its length): `Ok(false)`
+/// when the file is not exactly that block intact (another block's or a foreign header,
+/// other length, truncated, longer, failing the checksum).
+fn read_checked(f: &mut File, id: &BlockId, dest: &mut [u8]) -> std::io::Result<bool> {
+    let want = header_for(id, dest.len());
+    let mut head = vec![0u8; want.len()];
+    if !fill(f, &mut head)? || head[..12] != want[..12] || head[16..] != want[16..] {
+        return Ok(false);
     }
-    let names = &file[FIXED..start];
-    if &names[..bl] != id.bucket.as_bytes()
-        || &names[bl..bl + kl] != id.version.key.as_bytes()
-        || &names[bl + kl..] != id.version.etag.as_bytes()
-    {
-        return None;
+    if !fill(f, dest)? || f.read(&mut [0u8; 1])? != 0 {
+        return Ok(false);
     }
-    (crc32fast::hash(&file[16..]) == u32_at(12)).then_some(start)
+    Ok(checksum(&head, dest) == head[12..16])
 }
 
 struct Index {
@@ -319,41 +331,62 @@ impl DiskCache {
     /// Block `id`, which must hold exactly `len` bytes, if a valid file has it. Blocking.
     /// A file that fails the check is removed.
     pub fn get(&self, id: &BlockId, len: usize) -> Option<Bytes> {
-        let found = self.inner.read(id, len);
-        metrics::disk_cache_lookup(found.is_some());
-        found
+        let mut buf = vec![0; len];
+        let found = self.inner.read_into(id, &mut buf);
+        metrics::disk_cache_lookup(found);
+        found.then(|| Bytes::from(buf))
     }
 
-    /// Blocks `first..` of `version` in `bucket`, with lengths `lens`, read on a blocking
-    /// thread; `None` for each one not on disk. Blocks not in the index cost no I/O.
-    pub async fn get_blocks(
+    /// Whether any of blocks `first..first + n` of `version` in `bucket` is indexed (no I/O).
+    pub fn any_indexed(
+        &self,
+        bucket: &Arc<str>,
+        version: &ObjectVersion,
+        first: u64,
+        n: u64,
+    ) -> bool {
+        (first..first + n).any(|index| {
+            self.contains(&BlockId {
+                bucket: bucket.clone(),
+                version: version.clone(),
+                index,
+            })
+        })
+    }
+
+    /// Append to `out`, on a blocking thread, blocks `first..` of `version` in `bucket`
+    /// with lengths `lens`, in order, for as long as the disk has them; gives `out` back
+    /// with how many blocks it appended. Each block is read straight into `out`, the
+    /// buffer the chunk is served from: no buffer per block and no second copy.
+    pub async fn append_run(
         self: &Arc<Self>,
         bucket: Arc<str>,
         version: ObjectVersion,
         first: u64,
         lens: Vec<usize>,
-    ) -> Vec<Option<Bytes>> {
-        let ids: Vec<BlockId> = (0..lens.len() as u64)
-            .map(|i| BlockId {
-                bucket: bucket.clone(),
-                version: version.clone(),
-                index: first + i,
-            })
-            .collect();
-        if !ids.iter().any(|id| self.contains(id)) {
-            metrics::disk_cache_misses(ids.len() as u64);
-            return vec![None; ids.len()];
-        }
+        mut out: BytesMut,
+    ) -> Result<(BytesMut, usize), tokio::task::JoinError> {
         let me = self.clone();
-        let n = ids.len();
         tokio::task::spawn_blocking(move || {
-            ids.iter()
-                .zip(lens)
-                .map(|(id, len)| me.get(id, len))
-                .collect()
+            let mut appended = 0;
+            for (index, len) in (first..).zip(lens) {
+                let id = BlockId {
+                    bucket: bucket.clone(),
+                    version: version.clone(),
+                    index,
+                };
+                let at = out.len();
+                out.resize(at + len, 0);
+                if !me.inner.read_into(&id, &mut out[at..]) {
+                    out.truncate(at);
+                    break;
+                }
+                appended += 1;
+            }
+            metrics::disk_cache_hits(appended as u64);
+            (out, appended)
         })
         .await
-        .unwrap_or_else(|_| vec![None; n])
     }
 
     /// Store the blocks of `data`, which starts at block `first` of `version` (whole
@@ -409,33 +442,24 @@ impl Inner {
         self.root.join(&h[..2]).join(h)
     }
 
-    fn read(&self, id: &BlockId, len: usize) -> Option<Bytes> {
+    /// Block `id` into `dest` (exactly its length) if it is indexed and its file holds
+    /// exactly that block, intact; a file failing the check is removed, an unreadable one
+    /// forgotten.
+    fn read_into(&self, id: &BlockId, dest: &mut [u8]) -> bool {
         let name = id.name();
         // Promotes it in the LRU order; nothing to read when it is not indexed.
-        self.index.lock().unwrap().lru.get(&name)?;
+        if self.index.lock().unwrap().lru.get(&name).is_none() {
+            return false;
+        }
         let path = self.path(&name);
-        let mut buf = Vec::with_capacity(FIXED + 256 + len);
-        let opened = File::open(&path).and_then(|mut f| {
-            f.read_to_end(&mut buf)?;
-            Ok(f)
-        });
-        let file = match opened {
-            Ok(f) => f,
-            Err(e) => {
-                if e.kind() != ErrorKind::NotFound {
-                    self.warn_once(&self.read_warned, "reading", &path, &e);
-                }
-                self.forget(&name);
-                return None;
-            }
-        };
-        match check(&buf, id, len) {
-            Some(start) => {
+        let checked = File::open(&path).and_then(|mut f| Ok((read_checked(&mut f, id, dest)?, f)));
+        match checked {
+            Ok((true, file)) => {
                 // The LRU order survives a remount through the mtime.
                 let _ = file.set_modified(SystemTime::now());
-                Some(Bytes::from(buf).slice(start..))
+                true
             }
-            None => {
+            Ok((false, _)) => {
                 if !self.check_warned.swap(true, Ordering::AcqRel) {
                     warn!(
                         path = %path.display(),
@@ -447,7 +471,14 @@ impl Inner {
                 }
                 let _ = fs::remove_file(&path);
                 self.forget(&name);
-                None
+                false
+            }
+            Err(e) => {
+                if e.kind() != ErrorKind::NotFound {
+                    self.warn_once(&self.read_warned, "reading", &path, &e);
+                }
+                self.forget(&name);
+                false
             }
         }
     }
@@ -743,7 +774,7 @@ mod tests {
     fn corrupted_or_foreign_files_are_not_served_and_are_removed() {
         let t = tempfile::tempdir().unwrap();
         let b = BLOCK as usize;
-        let d = data(4 * b, 7);
+        let d = data(6 * b, 7);
         {
             let c = DiskCache::open(&cfg(t.path(), 1 << 30)).unwrap();
             put(&c, "e", 0, &d);
@@ -751,7 +782,8 @@ mod tests {
         let c = DiskCache::open(&cfg(t.path(), 1 << 30)).unwrap();
         let path = |i| c.inner.path(&id("e", i).name());
         // 0: a flipped data byte; 1: truncated; 2: a foreign file; 3: another block's file
-        // (the header names index 0 of another key).
+        // (the header names index 0 of another key); 4: bytes appended after the data;
+        // 5: a flipped byte in the key inside the header.
         let mut f0 = fs::read(path(0)).unwrap();
         let last = f0.len() - 1;
         f0[last] ^= 0x40;
@@ -770,7 +802,13 @@ mod tests {
         let mut forged = encode_header(&other, &d[3 * b..]);
         forged.extend_from_slice(&d[3 * b..]);
         fs::write(path(3), forged).unwrap();
-        for i in 0..4 {
+        let mut f4 = fs::read(path(4)).unwrap();
+        f4.extend_from_slice(b"more");
+        fs::write(path(4), f4).unwrap();
+        let mut f5 = fs::read(path(5)).unwrap();
+        f5[FIXED + 1] ^= 0x01; // in the bucket name, "b"'s length is 1: the key's first byte
+        fs::write(path(5), f5).unwrap();
+        for i in 0..6 {
             assert!(c.get(&id("e", i), b).is_none(), "block {i} not served");
             assert!(!path(i).exists(), "block {i}'s bad file removed");
         }

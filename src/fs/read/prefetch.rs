@@ -405,8 +405,10 @@ async fn fetch(
     Ok(data)
 }
 
-/// [`fetch`] with a disk tier: the blocks found on disk, one GET of the span from the first
-/// block missing to the last (queued for the disk afterwards).
+/// [`fetch`] with a disk tier, into one buffer of the range's size: runs of blocks found on
+/// disk are read straight into it, and each stretch from a block the disk lacks to the last
+/// block it lacks is one GET appended to it (and queued for the disk afterwards). Blocks in
+/// the index cost a file read; blocks not in it, none.
 async fn fetch_via_disk(
     store: &dyn ObjectStore,
     key: &str,
@@ -420,40 +422,65 @@ async fn fetch_via_disk(
         .step_by(BLOCK as usize)
         .map(|at| (range.end - at).min(BLOCK) as usize)
         .collect();
-    let mut blocks = disk
-        .get_blocks(tiers.bucket.clone(), tiers.version.clone(), first, lens)
-        .await;
-    let missing = blocks
-        .iter()
-        .position(Option::is_none)
-        .zip(blocks.iter().rposition(Option::is_none));
-    if let Some((a, b)) = missing {
-        let span = (first + a as u64) * BLOCK..((first + b as u64 + 1) * BLOCK).min(range.end);
-        let got = store.get_range(key, span, etag).await?;
+    let n = lens.len();
+    let indexed = |i: usize| disk.any_indexed(&tiers.bucket, &tiers.version, first + i as u64, 1);
+    let mut out = BytesMut::with_capacity((range.end - range.start) as usize);
+    // Where in `out` the GETs put what they fetched: queued for the disk at the end.
+    let mut fetched: Vec<Range<usize>> = Vec::new();
+    let mut i = 0;
+    while i < n {
+        if disk.any_indexed(
+            &tiers.bucket,
+            &tiers.version,
+            first + i as u64,
+            (n - i) as u64,
+        ) {
+            let lens = lens[i..].to_vec();
+            let (back, read) = disk
+                .append_run(
+                    tiers.bucket.clone(),
+                    tiers.version.clone(),
+                    first + i as u64,
+                    lens,
+                    out,
+                )
+                .await
+                .map_err(|e| {
+                    StoreError::with_message(
+                        "GetObject",
+                        key.to_owned(),
+                        ErrorKind::Other,
+                        format!("reading the disk cache failed: {e}"),
+                    )
+                })?;
+            out = back;
+            i += read;
+            if i == n {
+                break;
+            }
+        }
+        // Block i is not on disk: one GET from it to the last block of the range that
+        // is not indexed either.
+        let last = (i..n).rev().find(|&j| !indexed(j)).unwrap_or(i);
+        let span = range.start + i as u64 * BLOCK
+            ..(range.start + (last as u64 + 1) * BLOCK).min(range.end);
+        let at = out.len();
+        store.get_range_into(key, span, etag, &mut out).await?;
+        crate::metrics::disk_cache_misses((last + 1 - i) as u64);
+        fetched.push(at..out.len());
+        i = last + 1;
+    }
+    let data = out.freeze();
+    for span in fetched {
+        let block = first + (span.start as u64) / BLOCK;
         disk.put(
             tiers.bucket.clone(),
             tiers.version.clone(),
-            first + a as u64,
-            got.clone(),
+            block,
+            data.slice(span),
         );
-        if a == 0 && b + 1 == blocks.len() {
-            return Ok(got);
-        }
-        for (i, slot) in blocks[a..=b].iter_mut().enumerate() {
-            let s = (i * BLOCK as usize).min(got.len());
-            let e = (s + BLOCK as usize).min(got.len());
-            *slot = Some(got.slice(s..e));
-        }
     }
-    let blocks: Vec<Bytes> = blocks.into_iter().flatten().collect();
-    if let [one] = blocks.as_slice() {
-        return Ok(one.clone());
-    }
-    let mut out = BytesMut::with_capacity((range.end - range.start) as usize);
-    for b in &blocks {
-        out.extend_from_slice(b);
-    }
-    Ok(out.freeze())
+    Ok(data)
 }
 
 /// Cut `want` out of chunks that cover it; zero-copy when one chunk does.
