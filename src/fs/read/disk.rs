@@ -43,6 +43,7 @@ use lru::LruCache;
 use sha2::{Digest, Sha256};
 use tracing::{debug, info, warn};
 
+use super::budget::Reservation;
 use super::cache::{BLOCK, ObjectVersion};
 use crate::metrics;
 
@@ -222,6 +223,8 @@ struct Job {
     /// Block index of `data`'s first byte.
     first: u64,
     data: Bytes,
+    /// The memory budget `data` holds until it is written.
+    _memory: Reservation,
 }
 
 /// The disk tier; one per mount, shared by all handles and buckets.
@@ -390,13 +393,25 @@ impl DiskCache {
     }
 
     /// Store the blocks of `data`, which starts at block `first` of `version` (whole
-    /// blocks; the last may be short at the end of the object), in the background. Dropped
-    /// when the write queue is full.
-    pub fn put(&self, bucket: Arc<str>, version: ObjectVersion, first: u64, data: Bytes) {
+    /// blocks; the last may be short at the end of the object), in the background, holding
+    /// `memory` (budget for `data`) until written. Dropped when there is no such budget or
+    /// the write queue is full.
+    pub fn put(
+        &self,
+        bucket: Arc<str>,
+        version: ObjectVersion,
+        first: u64,
+        data: Bytes,
+        memory: Option<Reservation>,
+    ) {
         let len = data.len() as u64;
         if len == 0 {
             return;
         }
+        let Some(memory) = memory else {
+            metrics::disk_cache_dropped_write();
+            return;
+        };
         let queued = self.inner.queued.fetch_add(len, Ordering::AcqRel);
         if queued + len > self.inner.queue_bytes {
             self.inner.queued.fetch_sub(len, Ordering::AcqRel);
@@ -408,6 +423,7 @@ impl DiskCache {
             version,
             first,
             data,
+            _memory: memory,
         };
         let sent = match self.queue.lock().unwrap().as_ref() {
             Some(q) => q.send(job).is_ok(),
@@ -679,6 +695,8 @@ fn scan(root: &Path) -> (LruCache<Name, u64>, u64) {
 mod tests {
     use super::*;
 
+    use super::super::budget::Budget;
+
     fn cfg(dir: &Path, max: u64) -> DiskConfig {
         DiskConfig {
             dir: dir.to_path_buf(),
@@ -710,7 +728,8 @@ mod tests {
     }
 
     fn put(c: &DiskCache, etag: &str, first: u64, d: &Bytes) {
-        c.put("b".into(), version(etag), first, d.clone());
+        let memory = Budget::new(1 << 40).try_reserve(d.len() as u64);
+        c.put("b".into(), version(etag), first, d.clone(), memory);
         c.flush();
     }
 
@@ -913,5 +932,29 @@ mod tests {
         assert_eq!(c.blocks(), 0);
         put(&c, "e", 0, &data(BLOCK as usize, 0));
         assert_eq!(c.blocks(), 1);
+    }
+
+    #[test]
+    fn queued_blocks_hold_their_budget_until_written_and_none_drops_them() {
+        let t = tempfile::tempdir().unwrap();
+        let c = DiskCache::open(&cfg(t.path(), 1 << 30)).unwrap();
+        let budget = Budget::new(4 * BLOCK);
+        let d = data(2 * BLOCK as usize, 3);
+        c.put(
+            "b".into(),
+            version("e"),
+            0,
+            d.clone(),
+            budget.try_reserve(d.len() as u64),
+        );
+        // Until the writer is done the budget holds the queued bytes (nothing else does).
+        assert!(budget.used() == 2 * BLOCK || c.blocks() == 2);
+        c.flush();
+        assert_eq!(c.blocks(), 2);
+        assert_eq!(budget.used(), 0, "written blocks give their budget back");
+        // No budget for them: not queued, not cached.
+        c.put("b".into(), version("e"), 4, d.clone(), None);
+        c.flush();
+        assert_eq!(c.blocks(), 2);
     }
 }

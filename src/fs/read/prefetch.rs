@@ -58,6 +58,18 @@ pub struct ReadShared {
     pub disk: Option<Arc<DiskCache>>,
 }
 
+impl ReadShared {
+    /// Memory for what may also go without (prefetching ahead, the disk's write queue):
+    /// from the budget, after asking the cache to give some back if needed; `None` when
+    /// even that is not enough.
+    fn reserve_optional(&self, bytes: u64) -> Option<Reservation> {
+        self.budget.try_reserve(bytes).or_else(|| {
+            self.cache.make_room(bytes);
+            self.budget.try_reserve(bytes)
+        })
+    }
+}
+
 /// Where one fetch looks for blocks before the network, and leaves what it got.
 #[derive(Clone)]
 struct Tiers {
@@ -65,6 +77,8 @@ struct Tiers {
     version: ObjectVersion,
     memory: Option<Arc<BlockCache>>,
     disk: Option<Arc<DiskCache>>,
+    /// The budget the disk's write queue holds what it waits to write in.
+    shared: ReadShared,
 }
 
 type ChunkFuture = Shared<BoxFuture<'static, Result<Bytes, StoreError>>>;
@@ -282,7 +296,7 @@ impl Reader {
             // The GET's connection buffer too: many small chunks at once hold more of it
             // than of data.
             let overhead = self.store.get_overhead();
-            let memory = match self.reserve_optional(stop - start + overhead) {
+            let memory = match self.shared.reserve_optional(stop - start + overhead) {
                 Some(r) => r,
                 // Budget spent: what the reader waits for is fetched anyway, but only
                 // that (whole blocks), not the chunk the window would have grown to — many
@@ -313,15 +327,6 @@ impl Reader {
         Plan::Chunks(parts)
     }
 
-    /// Memory for prefetching ahead: from the budget, after asking the cache to give some
-    /// back if needed; `None` when even that is not enough.
-    fn reserve_optional(&self, bytes: u64) -> Option<Reservation> {
-        self.shared.budget.try_reserve(bytes).or_else(|| {
-            self.shared.cache.make_room(bytes);
-            self.shared.budget.try_reserve(bytes)
-        })
-    }
-
     /// The caches a fetch uses: the memory one only when `memory`; none without an ETag.
     fn tiers(&self, memory: bool) -> Option<Tiers> {
         let version = self.version.clone()?;
@@ -332,6 +337,7 @@ impl Reader {
             version,
             memory,
             disk,
+            shared: self.shared.clone(),
         })
     }
 
@@ -473,11 +479,15 @@ async fn fetch_via_disk(
     let data = out.freeze();
     for span in fetched {
         let block = first + (span.start as u64) / BLOCK;
+        // Queued blocks stay in memory until written: they hold budget meanwhile, or are
+        // not cached when there is none.
+        let memory = tiers.shared.reserve_optional(span.len() as u64);
         disk.put(
             tiers.bucket.clone(),
             tiers.version.clone(),
             block,
             data.slice(span),
+            memory,
         );
     }
     Ok(data)
