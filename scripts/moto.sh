@@ -37,18 +37,23 @@ ENDPOINT="http://127.0.0.1:$PORT"
 log() { printf 'moto.sh: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
+# The moto release the tests are written against. Pinned: 5.2.6 (newest on 2026-12-04)
+# refuses an assumed role's ListObjectsV2 that its role policy allows (AccessDenied).
+MOTO_VERSION=5.2.1
+
 ensure_venv() {
-    if [[ -x "$VENV/bin/moto_server" && -x "$VENV/bin/python" ]] \
-        && "$VENV/bin/python" -c 'import boto3, moto' 2>/dev/null; then
+    if [[ -x "$VENV/bin/python" ]] \
+        && "$VENV/bin/python" -c "import boto3, moto, sys; sys.exit(moto.__version__ != '$MOTO_VERSION')" 2>/dev/null; then
         return
     fi
-    log "creating python venv in $VENV (pip install moto[server] boto3)"
+    log "creating python venv in $VENV (pip install moto[server]==$MOTO_VERSION boto3)"
     mkdir -p "$(dirname "$VENV")"
     if [[ ! -x "$VENV/bin/python" ]]; then
         python3 -m venv "$VENV" >&2 || die "python3 -m venv failed (install python3-venv?)"
     fi
     "$VENV/bin/python" -m pip install --quiet --upgrade pip >&2 || log "warning: pip upgrade failed"
-    "$VENV/bin/python" -m pip install --quiet "moto[server]" boto3 >&2 || die "pip install moto[server] boto3 failed"
+    "$VENV/bin/python" -m pip install --quiet "moto[server]==$MOTO_VERSION" boto3 >&2 \
+        || die "pip install moto[server]==$MOTO_VERSION boto3 failed"
 }
 
 # True if the moto server answers on our port.
@@ -96,7 +101,8 @@ cmd_start() {
     fi
     log "starting moto_server on $ENDPOINT (log: $LOGFILE)"
     # setsid: own session so that the server survives the calling shell/CI step.
-    setsid "$VENV/bin/moto_server" -H 127.0.0.1 -p "$PORT" >>"$LOGFILE" 2>&1 </dev/null &
+    # scripts/moto_server.py: moto_server with AWS's canonical query string (see there).
+    setsid "$VENV/bin/python" "$REPO/scripts/moto_server.py" -H 127.0.0.1 -p "$PORT" >>"$LOGFILE" 2>&1 </dev/null &
     echo $! >"$PIDFILE"
     local i
     for ((i = 0; i < 150; i++)); do
