@@ -47,9 +47,10 @@ pub const CACHE_HITS: &str = "s3mount_block_cache_hits_total";
 pub const CACHE_MISSES: &str = "s3mount_block_cache_misses_total";
 /// Bytes held by the block cache.
 pub const CACHE_BYTES: &str = "s3mount_block_cache_bytes";
-/// Disk-cache lookups that found a valid block file.
+/// Blocks read from the disk cache (valid block files).
 pub const DISK_HITS: &str = "s3mount_disk_cache_hits_total";
-/// Disk-cache lookups that did not (absent, or a file that failed its check).
+/// Blocks fetched from S3 by reads that use the disk cache (absent, failing their check, or
+/// inside the span of one GET between two such).
 pub const DISK_MISSES: &str = "s3mount_disk_cache_misses_total";
 /// Bytes of block files the disk cache holds.
 pub const DISK_BYTES: &str = "s3mount_disk_cache_bytes";
@@ -286,17 +287,13 @@ pub fn cache_bytes(delta: i64) {
     gauge_add(CACHE_BYTES, delta);
 }
 
-/// A disk-cache lookup found a valid block file (`hit`) or not.
-pub fn disk_cache_lookup(hit: bool) {
-    counter!(if hit { DISK_HITS } else { DISK_MISSES }).increment(1);
-}
-
 /// `n` blocks were read from the disk cache.
 pub fn disk_cache_hits(n: u64) {
     counter!(DISK_HITS).increment(n);
 }
 
-/// `n` disk-cache lookups found nothing (answered from the index, without I/O).
+/// `n` blocks a fetch took from S3 instead of the disk cache: not on disk, failing their
+/// check, or lying between two such blocks in one GET.
 pub fn disk_cache_misses(n: u64) {
     counter!(DISK_MISSES).increment(n);
 }

@@ -331,13 +331,13 @@ impl DiskCache {
         self.inner.index.lock().unwrap().lru.contains(&id.name())
     }
 
-    /// Block `id`, which must hold exactly `len` bytes, if a valid file has it. Blocking.
-    /// A file that fails the check is removed.
-    pub fn get(&self, id: &BlockId, len: usize) -> Option<Bytes> {
+    /// Block `id`, which must hold exactly `len` bytes, if a valid file has it (the tests'
+    /// view of one block; reads go through [`DiskCache::append_run`]). A file that fails the
+    /// check is removed.
+    #[cfg(test)]
+    fn get(&self, id: &BlockId, len: usize) -> Option<Bytes> {
         let mut buf = vec![0; len];
-        let found = self.inner.read_into(id, &mut buf);
-        metrics::disk_cache_lookup(found);
-        found.then(|| Bytes::from(buf))
+        self.inner.read_into(id, &mut buf).then(|| Bytes::from(buf))
     }
 
     /// Whether any of blocks `first..first + n` of `version` in `bucket` is indexed (no I/O).
@@ -394,30 +394,32 @@ impl DiskCache {
 
     /// Store the blocks of `data`, which starts at block `first` of `version` (whole
     /// blocks; the last may be short at the end of the object), in the background, holding
-    /// `memory` (budget for `data`) until written. Dropped when there is no such budget or
-    /// the write queue is full.
+    /// the budget `reserve` gives for its length until written. Dropped when the write queue
+    /// is full (then `reserve` is not asked, so nothing is evicted for it) or `reserve`
+    /// gives nothing.
     pub fn put(
         &self,
         bucket: Arc<str>,
         version: ObjectVersion,
         first: u64,
         data: Bytes,
-        memory: Option<Reservation>,
+        reserve: impl FnOnce(u64) -> Option<Reservation>,
     ) {
         let len = data.len() as u64;
         if len == 0 {
             return;
         }
-        let Some(memory) = memory else {
-            metrics::disk_cache_dropped_write();
-            return;
-        };
         let queued = self.inner.queued.fetch_add(len, Ordering::AcqRel);
-        if queued + len > self.inner.queue_bytes {
+        let memory = if queued + len > self.inner.queue_bytes {
+            None
+        } else {
+            reserve(len)
+        };
+        let Some(memory) = memory else {
             self.inner.queued.fetch_sub(len, Ordering::AcqRel);
             metrics::disk_cache_dropped_write();
             return;
-        }
+        };
         let job = Job {
             bucket,
             version,
@@ -728,8 +730,10 @@ mod tests {
     }
 
     fn put(c: &DiskCache, etag: &str, first: u64, d: &Bytes) {
-        let memory = Budget::new(1 << 40).try_reserve(d.len() as u64);
-        c.put("b".into(), version(etag), first, d.clone(), memory);
+        let budget = Budget::new(1 << 40);
+        c.put("b".into(), version(etag), first, d.clone(), |n| {
+            budget.try_reserve(n)
+        });
         c.flush();
     }
 
@@ -940,21 +944,42 @@ mod tests {
         let c = DiskCache::open(&cfg(t.path(), 1 << 30)).unwrap();
         let budget = Budget::new(4 * BLOCK);
         let d = data(2 * BLOCK as usize, 3);
-        c.put(
-            "b".into(),
-            version("e"),
-            0,
-            d.clone(),
-            budget.try_reserve(d.len() as u64),
-        );
+        c.put("b".into(), version("e"), 0, d.clone(), |n| {
+            budget.try_reserve(n)
+        });
         // Until the writer is done the budget holds the queued bytes (nothing else does).
         assert!(budget.used() == 2 * BLOCK || c.blocks() == 2);
         c.flush();
         assert_eq!(c.blocks(), 2);
         assert_eq!(budget.used(), 0, "written blocks give their budget back");
         // No budget for them: not queued, not cached.
-        c.put("b".into(), version("e"), 4, d.clone(), None);
+        c.put("b".into(), version("e"), 4, d.clone(), |_| None);
         c.flush();
         assert_eq!(c.blocks(), 2);
+    }
+
+    #[test]
+    fn a_full_queue_asks_no_budget() {
+        let t = tempfile::tempdir().unwrap();
+        let mut cf = cfg(t.path(), 1 << 30);
+        cf.queue_bytes = BLOCK;
+        let c = DiskCache::open(&cf).unwrap();
+        let mut asked = false;
+        c.put(
+            "b".into(),
+            version("e"),
+            0,
+            data(2 * BLOCK as usize, 0),
+            |_| {
+                asked = true;
+                None
+            },
+        );
+        assert!(
+            !asked,
+            "a block the queue cannot take costs no reservation (or eviction)"
+        );
+        c.flush();
+        assert_eq!(c.blocks(), 0);
     }
 }

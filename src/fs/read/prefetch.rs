@@ -75,9 +75,9 @@ impl ReadShared {
 struct Tiers {
     bucket: Arc<str>,
     version: ObjectVersion,
-    memory: Option<Arc<BlockCache>>,
-    disk: Option<Arc<DiskCache>>,
-    /// The budget the disk's write queue holds what it waits to write in.
+    /// Whether the fetched blocks go into the memory cache (`shared.cache`) too.
+    in_memory: bool,
+    /// The caches, the disk tier, and the budget its write queue holds blocks in.
     shared: ReadShared,
 }
 
@@ -330,13 +330,10 @@ impl Reader {
     /// The caches a fetch uses: the memory one only when `memory`; none without an ETag.
     fn tiers(&self, memory: bool) -> Option<Tiers> {
         let version = self.version.clone()?;
-        let memory = memory.then(|| self.shared.cache.clone());
-        let disk = self.shared.disk.clone();
-        (memory.is_some() || disk.is_some()).then(|| Tiers {
+        (memory || self.shared.disk.is_some()).then(|| Tiers {
             bucket: self.bucket.clone(),
             version,
-            memory,
-            disk,
+            in_memory: memory,
             shared: self.shared.clone(),
         })
     }
@@ -392,15 +389,15 @@ async fn fetch(
     let Some(tiers) = tiers else {
         return store.get_range(key, range, etag).await;
     };
-    let data = match &tiers.disk {
+    let data = match &tiers.shared.disk {
         Some(disk) => fetch_via_disk(store, key, range, etag, tiers, disk).await?,
         None => store.get_range(key, range, etag).await?,
     };
-    if let Some(cache) = &tiers.memory {
+    if tiers.in_memory {
         let mut at = 0u64;
         while at < data.len() as u64 {
             let stop = (at + BLOCK).min(data.len() as u64);
-            cache.insert(
+            tiers.shared.cache.insert(
                 &tiers.version,
                 (start + at) / BLOCK,
                 data.slice(at as usize..stop as usize),
@@ -481,13 +478,12 @@ async fn fetch_via_disk(
         let block = first + (span.start as u64) / BLOCK;
         // Queued blocks stay in memory until written: they hold budget meanwhile, or are
         // not cached when there is none.
-        let memory = tiers.shared.reserve_optional(span.len() as u64);
         disk.put(
             tiers.bucket.clone(),
             tiers.version.clone(),
             block,
             data.slice(span),
-            memory,
+            |bytes| tiers.shared.reserve_optional(bytes),
         );
     }
     Ok(data)
